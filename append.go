@@ -1,0 +1,165 @@
+package mire
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+)
+
+// ExpectedVersion is what an Append expects of its stream: Any, NoStream,
+// StreamExists, or an exact version (Exactly).
+type ExpectedVersion int64
+
+const (
+	// Any appends whatever the stream's state, creating it if needed.
+	Any ExpectedVersion = -1
+	// StreamExists appends only to a stream that has at least one event.
+	StreamExists ExpectedVersion = -2
+	// NoStream appends only if the stream does not exist yet. It is
+	// Exactly(0).
+	NoStream ExpectedVersion = 0
+)
+
+// Exactly expects the stream to be at version v (0 meaning no stream).
+func Exactly(v int64) ExpectedVersion { return ExpectedVersion(v) }
+
+func (e ExpectedVersion) String() string {
+	switch {
+	case e == Any:
+		return "any"
+	case e == StreamExists:
+		return "stream exists"
+	case e == NoStream:
+		return "no stream"
+	case e < 0:
+		return "invalid(" + strconv.FormatInt(int64(e), 10) + ")"
+	}
+	return strconv.FormatInt(int64(e), 10)
+}
+
+// streamWrite is one stream's share of a write.
+type streamWrite struct {
+	streamID string
+	category string
+	expected ExpectedVersion
+	events   []pendingEvent
+}
+
+// Append writes events to the stream streamID ("category-id") if the stream
+// meets the expectation, and returns the stream's new version. Every event
+// must belong to the stream's category. Like Save, it is one statement; a
+// refused expectation is a *ConcurrencyError and writes nothing.
+func (s *Store) Append(ctx context.Context, streamID string, expected ExpectedVersion, events ...any) (int64, error) {
+	return s.appendEvents(ctx, s.pool, streamID, expected, events)
+}
+
+// AppendTx is Append inside the caller's transaction.
+func (s *Store) AppendTx(ctx context.Context, tx pgx.Tx, streamID string, expected ExpectedVersion, events ...any) (int64, error) {
+	if tx == nil {
+		return 0, fmt.Errorf("mire: append to stream %q: tx is nil", streamID)
+	}
+	return s.appendEvents(ctx, tx, streamID, expected, events)
+}
+
+func (s *Store) appendEvents(ctx context.Context, db dbtx, streamID string, expected ExpectedVersion, events []any) (int64, error) {
+	if err := s.check(ctx, "append"); err != nil {
+		return 0, err
+	}
+	if err := validateID("stream id", streamID); err != nil {
+		return 0, fmt.Errorf("mire: append: %w", err)
+	}
+	category := categoryOf(streamID)
+	if err := validateCategory(category); err != nil {
+		return 0, fmt.Errorf("mire: append to stream %q: %w", streamID, err)
+	}
+	if expected < StreamExists {
+		return 0, fmt.Errorf("mire: append to stream %q: invalid expected version %d", streamID, int64(expected))
+	}
+	if len(events) == 0 {
+		return 0, fmt.Errorf("%w: append to stream %q: no events", ErrInvalidEvent, streamID)
+	}
+	w := streamWrite{streamID: streamID, category: category, expected: expected, events: make([]pendingEvent, len(events))}
+	for i, event := range events {
+		p, err := s.registry.prepare(category, event)
+		if err != nil {
+			return 0, fmt.Errorf("mire: append to stream %q: event %d: %w", streamID, i, err)
+		}
+		w.events[i] = p
+	}
+	meta, err := metadataJSON(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return s.append(ctx, db, w, meta)
+}
+
+// append writes one stream's events in one statement and returns the
+// stream's new version. When the statement writes nothing (the expectation
+// failed) or hits a taken event id, it checks whether these very events are
+// already stored, which is what a retry after a lost acknowledgement sees,
+// and reports success if so; otherwise a *ConcurrencyError.
+func (s *Store) append(ctx context.Context, db dbtx, w streamWrite, meta []byte) (int64, error) {
+	n := len(w.events)
+	ids := make([]uuid.UUID, n)
+	types := make([]string, n)
+	schemas := make([]int32, n)
+	data := make([][]byte, n)
+	for i, e := range w.events {
+		ids[i], types[i], schemas[i], data[i] = e.id, e.typ, e.schema, e.data
+	}
+	args := []any{ids, types, schemas, data, meta, w.streamID, w.category, int64(n)}
+	var sql string
+	switch {
+	case w.expected == Any:
+		sql = s.sql.appendAny
+	case w.expected == StreamExists:
+		sql = s.sql.appendStreamExists
+	case w.expected == NoStream:
+		sql = s.sql.appendNoStream
+	default:
+		sql = s.sql.appendExact
+		args = append(args, int64(w.expected))
+	}
+	var written, version int64
+	err := db.QueryRow(ctx, sql, args...).Scan(&written, &version)
+	if err == nil && written == int64(n) {
+		return version, nil
+	}
+	if err != nil && !isUniqueViolation(err, "event_id") {
+		return 0, fmt.Errorf("mire: append to stream %q: %w", w.streamID, translate(err))
+	}
+	version, resolveErr := s.resolveRefused(ctx, db, w)
+	if resolveErr != nil && err != nil {
+		// Inside a transaction the failed statement aborted it, so the
+		// lookup cannot run; report the statement's own error.
+		return 0, fmt.Errorf("mire: append to stream %q: %w", w.streamID, translate(err))
+	}
+	return version, resolveErr
+}
+
+// resolveRefused decides what a refused append means: the same events
+// stored already (success, returning the version they reached), or a
+// conflict with the stream's actual version.
+func (s *Store) resolveRefused(ctx context.Context, db dbtx, w streamWrite) (int64, error) {
+	var storedStream string
+	var storedVersion int64
+	err := db.QueryRow(ctx, s.sql.selectEventByID, w.events[0].id).Scan(&storedStream, &storedVersion)
+	switch {
+	case err == nil && storedStream == w.streamID:
+		return storedVersion + int64(len(w.events)) - 1, nil
+	case err == nil:
+		return 0, fmt.Errorf("%w: append to stream %q: event id %s is already stored in stream %q", ErrInvalidEvent, w.streamID, w.events[0].id, storedStream)
+	case !errors.Is(err, pgx.ErrNoRows):
+		return 0, fmt.Errorf("mire: append to stream %q: %w", w.streamID, translate(err))
+	}
+	var actual int64
+	err = db.QueryRow(ctx, s.sql.selectStreamVersion, w.streamID).Scan(&actual)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return 0, fmt.Errorf("mire: append to stream %q: %w", w.streamID, translate(err))
+	}
+	return 0, &ConcurrencyError{StreamID: w.streamID, Expected: int64(w.expected), Actual: actual}
+}

@@ -1,0 +1,90 @@
+// Package mtest wires pgtest into Ginkgo suites: one throwaway server per
+// suite run, one database per parallel process, and fresh databases for
+// specs that need an empty log.
+package mtest
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"strings"
+
+	. "github.com/onsi/ginkgo/v2" //nolint:staticcheck // Ginkgo's DSL reads best dot-imported.
+	. "github.com/onsi/gomega"    //nolint:staticcheck
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/mire-go/mire/pgtest"
+)
+
+// DB is the database of one test process, ready after the suite's setup.
+type DB struct {
+	ServerURL string        // the server's maintenance database
+	URL       string        // this process's database, with mire's schema
+	Pool      *pgxpool.Pool // a pool on URL
+}
+
+// Suite registers the suite-level setup: process 1 starts (or finds, with
+// TEST_DATABASE_URL) the server; every process gets its own migrated
+// database. Call it once per package, at package level:
+//
+//	var db = mtest.Suite()
+func Suite() *DB {
+	db := &DB{}
+	SynchronizedBeforeSuite(func(ctx SpecContext) []byte {
+		srv, err := pgtest.Start(ctx, pgtest.EnvTestDatabase)
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(srv.Stop)
+		return []byte(srv.URL())
+	}, func(ctx SpecContext, serverURL []byte) {
+		db.ServerURL = string(serverURL)
+		db.URL, db.Pool = db.Fresh(ctx)
+	})
+	return db
+}
+
+// Fresh returns a new migrated database and a pool on it, both dropped
+// when the current node ends.
+func (db *DB) Fresh(ctx context.Context) (string, *pgxpool.Pool) {
+	url, drop, err := pgtest.NewDatabase(ctx, db.ServerURL)
+	Expect(err).NotTo(HaveOccurred())
+	DeferCleanup(func(ctx SpecContext) { Expect(drop(ctx)).To(Succeed()) })
+	return url, db.Connect(ctx, url)
+}
+
+// Empty returns a new database without mire's schema and a pool on it.
+func (db *DB) Empty(ctx context.Context) (string, *pgxpool.Pool) {
+	url, drop, err := pgtest.NewEmptyDatabase(ctx, db.ServerURL)
+	Expect(err).NotTo(HaveOccurred())
+	DeferCleanup(func(ctx SpecContext) { Expect(drop(ctx)).To(Succeed()) })
+	return url, db.Connect(ctx, url)
+}
+
+// Connect opens a pool on url, closed when the current node ends.
+func (db *DB) Connect(ctx context.Context, url string) *pgxpool.Pool {
+	cfg, err := pgxpool.ParseConfig(url)
+	Expect(err).NotTo(HaveOccurred())
+	cfg.MaxConns = 40
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	Expect(err).NotTo(HaveOccurred())
+	DeferCleanup(pool.Close)
+	return pool
+}
+
+// Count returns the number of rows of a mire table (in schema "mire")
+// matching where (SQL, may be empty) with args.
+func Count(ctx context.Context, pool *pgxpool.Pool, table, where string, args ...any) int {
+	sql := fmt.Sprintf("SELECT count(*) FROM mire.%s", table)
+	if strings.TrimSpace(where) != "" {
+		sql += " WHERE " + where
+	}
+	var n int
+	Expect(pool.QueryRow(ctx, sql, args...).Scan(&n)).To(Succeed())
+	return n
+}
+
+// Unique returns a name unique to this spec run, for stream ids.
+func Unique(prefix string) string {
+	return fmt.Sprintf("%s%d%s", prefix, GinkgoParallelProcess(), randomID())
+}
+
+func randomID() string { return rand.Text()[:12] }

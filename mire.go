@@ -1,0 +1,144 @@
+package mire
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync/atomic"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/mire-go/mire/pgschema"
+)
+
+// SchemaDefault is the Postgres schema mire uses unless Config.Schema names
+// another.
+const SchemaDefault = pgschema.SchemaDefault
+
+// MaxIDLength is the longest aggregate id or stream id accepted, in bytes.
+const MaxIDLength = 256
+
+// Config configures a Store. A nil *Config means all defaults.
+type Config struct {
+	// Schema is the Postgres schema holding mire's tables. Defaults to
+	// SchemaDefault ("mire").
+	Schema string
+	// Registry maps event types to their stored names. Defaults to
+	// DefaultRegistry().
+	Registry *Registry
+	// Logger receives warnings the store handles itself (a snapshot that
+	// could not be encoded, say). Defaults to slog.Default().
+	Logger *slog.Logger
+}
+
+// Store is an event store on one PostgreSQL database. It is safe for
+// concurrent use; create one per database and share it.
+type Store struct {
+	pool     *pgxpool.Pool
+	schema   string
+	registry *Registry
+	logger   *slog.Logger
+	sql      queries
+	closed   atomic.Bool
+}
+
+// New returns a Store using pool. The pool stays the caller's: Close does
+// not close it. New does not touch the database; call Migrate once at boot.
+func New(pool *pgxpool.Pool, cfg *Config) (*Store, error) {
+	if pool == nil {
+		return nil, fmt.Errorf("mire: New: pool is nil")
+	}
+	if cfg == nil {
+		cfg = &Config{}
+	}
+	s := &Store{
+		pool:     pool,
+		schema:   cmp.Or(cfg.Schema, SchemaDefault),
+		registry: cmp.Or(cfg.Registry, defaultRegistry),
+		logger:   cmp.Or(cfg.Logger, slog.Default()),
+	}
+	if err := pgschema.ValidateSchema(s.schema); err != nil {
+		return nil, fmt.Errorf("mire: New: %w", err)
+	}
+	s.sql = newQueries(s.schema)
+	return s, nil
+}
+
+// Migrate brings the store's schema up to date. It is safe to call from
+// many processes at once, and cheap (one query) when nothing is to be done.
+func (s *Store) Migrate(ctx context.Context) error {
+	if err := s.check(ctx, "migrate"); err != nil {
+		return err
+	}
+	return pgschema.Migrate(ctx, s.pool, s.schema)
+}
+
+// Close marks the store closed: later calls return ErrClosed. It does not
+// close the pool. Calling it again is a no-op.
+func (s *Store) Close() { s.closed.Store(true) }
+
+// Pool returns the pool the store was created with.
+func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+
+// Schema returns the Postgres schema holding the store's tables.
+func (s *Store) Schema() string { return s.schema }
+
+// Registry returns the store's event registry.
+func (s *Store) Registry() *Registry { return s.registry }
+
+// check rejects calls on a closed store or with a finished context.
+func (s *Store) check(ctx context.Context, op string) error {
+	if s.closed.Load() {
+		return fmt.Errorf("mire: %s: %w", op, ErrClosed)
+	}
+	return checkContext(ctx, op)
+}
+
+// dbtx is what mire needs from a pool, a connection or a transaction.
+type dbtx interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// validateID checks an aggregate id or a stream id: not empty, at most
+// MaxIDLength bytes, valid UTF-8 without control characters.
+func validateID(kind, id string) error {
+	switch {
+	case id == "":
+		return fmt.Errorf("%w: %s is empty", ErrInvalidID, kind)
+	case len(id) > MaxIDLength:
+		return fmt.Errorf("%w: %s %.40q... is %d bytes, longer than %d", ErrInvalidID, kind, id, len(id), MaxIDLength)
+	case !utf8.ValidString(id):
+		return fmt.Errorf("%w: %s %q is not valid UTF-8", ErrInvalidID, kind, id)
+	}
+	if i := strings.IndexFunc(id, unicode.IsControl); i >= 0 {
+		return fmt.Errorf("%w: %s %q contains control character %U at byte %d", ErrInvalidID, kind, id, []rune(id[i:])[0], i)
+	}
+	return nil
+}
+
+// validateCategory checks a category (an aggregate's, or a stream id's
+// prefix) against the entity-name grammar of the tags.
+func validateCategory(category string) error {
+	if !entityName.MatchString(category) {
+		return fmt.Errorf("%w: category %q must match %s", ErrInvalidID, category, entityName)
+	}
+	return nil
+}
+
+// StreamID returns the id of the stream of aggregate id in category:
+// "category-id".
+func StreamID(category, id string) string { return category + "-" + id }
+
+// categoryOf returns the category of a stream id: the part before the first
+// '-'. A stream id without one is its own category.
+func categoryOf(streamID string) string {
+	category, _, _ := strings.Cut(streamID, "-")
+	return category
+}

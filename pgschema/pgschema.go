@@ -1,0 +1,165 @@
+package pgschema
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// SchemaDefault is the Postgres schema mire's objects live in unless another
+// is given.
+const SchemaDefault = "mire"
+
+//go:embed migrations/*.sql
+var migrationFiles embed.FS
+
+// Migration is one numbered, embedded SQL file.
+type Migration struct {
+	Version int    // from the file name's numeric prefix, starting at 1
+	Name    string // the file name without prefix and extension
+	SQL     string // the statements, with {{schema}} still in place
+}
+
+var migrations = mustLoad()
+
+func mustLoad() []Migration {
+	entries, err := fs.ReadDir(migrationFiles, "migrations")
+	if err != nil {
+		panic(err)
+	}
+	var out []Migration
+	for i, e := range entries {
+		prefix, name, ok := strings.Cut(strings.TrimSuffix(e.Name(), ".sql"), "_")
+		version, err := strconv.Atoi(prefix)
+		if !ok || err != nil || version != i+1 {
+			panic(fmt.Sprintf("pgschema: migration %s: want the name NNNN_name.sql numbered from 1 without a gap", e.Name()))
+		}
+		sql, err := migrationFiles.ReadFile(path.Join("migrations", e.Name()))
+		if err != nil {
+			panic(err)
+		}
+		out = append(out, Migration{Version: version, Name: name, SQL: string(sql)})
+	}
+	return out
+}
+
+// Migrations returns every embedded migration in order.
+func Migrations() []Migration { return append([]Migration(nil), migrations...) }
+
+// Latest returns the version of the newest embedded migration.
+func Latest() int { return migrations[len(migrations)-1].Version }
+
+// Render returns the migration's SQL for the given schema, quoted.
+func (m Migration) Render(schema string) string {
+	return strings.ReplaceAll(m.SQL, "{{schema}}", pgx.Identifier{schema}.Sanitize())
+}
+
+// ValidateSchema reports whether name can be used as mire's schema name.
+func ValidateSchema(name string) error {
+	if name == "" || len(name) > 63 {
+		return fmt.Errorf("pgschema: schema name %q must be 1 to 63 bytes", name)
+	}
+	for _, r := range name {
+		if r < 0x20 || r == 0x7f || r == '"' {
+			return fmt.Errorf("pgschema: schema name %q contains %q", name, r)
+		}
+	}
+	return nil
+}
+
+// Current returns the newest migration version applied in schema, or 0 if
+// mire has never been migrated there.
+func Current(ctx context.Context, pool *pgxpool.Pool, schema string) (int, error) {
+	var version int
+	err := pool.QueryRow(ctx, fmt.Sprintf(selectCurrent, pgx.Identifier{schema}.Sanitize())).Scan(&version)
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && (pgErr.Code == "42P01" || pgErr.Code == "3F000") {
+		return 0, nil // undefined table or schema: never migrated
+	}
+	if err != nil {
+		return 0, fmt.Errorf("pgschema: read applied version in schema %q: %w", schema, err)
+	}
+	return version, nil
+}
+
+const (
+	selectCurrent      = `SELECT coalesce(max(version), 0) FROM %s.schema_migrations`
+	lockMigrations     = `SELECT pg_advisory_lock(hashtextextended('mire.migrate:' || $1, 0))`
+	unlockMigrations   = `SELECT pg_advisory_unlock(hashtextextended('mire.migrate:' || $1, 0))`
+	createSchema       = `CREATE SCHEMA IF NOT EXISTS %s`
+	createVersionTable = `CREATE TABLE IF NOT EXISTS %s.schema_migrations (
+		version    integer     PRIMARY KEY,
+		name       text        NOT NULL,
+		applied_at timestamptz NOT NULL DEFAULT now())`
+	insertVersion = `INSERT INTO %s.schema_migrations (version, name) VALUES ($1, $2)`
+)
+
+// Migrate brings schema up to the latest embedded migration. Many processes
+// may call it at once: they queue on a Postgres advisory lock and each
+// migration is applied once, in its own transaction with its version row. A
+// schema that is already current takes a fast path of one query, with no
+// advisory or DDL lock.
+func Migrate(ctx context.Context, pool *pgxpool.Pool, schema string) error {
+	if err := ValidateSchema(schema); err != nil {
+		return err
+	}
+	current, err := Current(ctx, pool, schema)
+	if err != nil {
+		return err
+	}
+	if current >= Latest() {
+		return nil
+	}
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("pgschema: migrate schema %q: %w", schema, err)
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, lockMigrations, schema); err != nil {
+		return fmt.Errorf("pgschema: migrate schema %q: take advisory lock: %w", schema, err)
+	}
+	defer func() {
+		// Unlock even when ctx is cancelled; if that fails, drop the connection
+		// so the session-level lock goes with it.
+		if _, err := conn.Exec(context.WithoutCancel(ctx), unlockMigrations, schema); err != nil {
+			_ = conn.Conn().Close(context.WithoutCancel(ctx))
+		}
+	}()
+	return apply(ctx, conn.Conn(), schema)
+}
+
+// apply runs the missing migrations; the caller holds the advisory lock.
+func apply(ctx context.Context, conn *pgx.Conn, schema string) error {
+	quoted := pgx.Identifier{schema}.Sanitize()
+	for _, stmt := range []string{createSchema, createVersionTable} {
+		if _, err := conn.Exec(ctx, fmt.Sprintf(stmt, quoted)); err != nil {
+			return fmt.Errorf("pgschema: migrate schema %q: %w", schema, err)
+		}
+	}
+	var current int
+	if err := conn.QueryRow(ctx, fmt.Sprintf(selectCurrent, quoted)).Scan(&current); err != nil {
+		return fmt.Errorf("pgschema: migrate schema %q: %w", schema, err)
+	}
+	for _, m := range migrations[current:] {
+		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, m.Render(schema)); err != nil {
+				return err
+			}
+			_, err := tx.Exec(ctx, fmt.Sprintf(insertVersion, quoted), m.Version, m.Name)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("pgschema: migrate schema %q: apply %04d_%s: %w", schema, m.Version, m.Name, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,137 @@
+package pgtest
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"net/url"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/mire-go/mire/pgschema"
+)
+
+// NewDatabase creates a fresh database on the server at serverURL, cloned
+// from a template that already holds mire's schema (migrated into
+// pgschema.SchemaDefault), and returns its connection string and a function
+// that drops it. The template is built once per server and migration set,
+// under an advisory lock, so parallel test processes can all call this;
+// after that a new database costs milliseconds.
+func NewDatabase(ctx context.Context, serverURL string) (dbURL string, drop func(context.Context) error, err error) {
+	template, err := ensureTemplate(ctx, serverURL)
+	if err != nil {
+		return "", nil, err
+	}
+	name := "mire_test_" + randomSuffix()
+	if err := execMaintenance(ctx, serverURL, fmt.Sprintf(`CREATE DATABASE %s TEMPLATE %s`,
+		pgx.Identifier{name}.Sanitize(), pgx.Identifier{template}.Sanitize())); err != nil {
+		return "", nil, fmt.Errorf("pgtest: create database %s: %w", name, err)
+	}
+	dbURL, err = withDatabase(serverURL, name)
+	if err != nil {
+		return "", nil, err
+	}
+	drop = func(ctx context.Context) error {
+		return execMaintenance(ctx, serverURL, fmt.Sprintf(`DROP DATABASE IF EXISTS %s WITH (FORCE)`, pgx.Identifier{name}.Sanitize()))
+	}
+	return dbURL, drop, nil
+}
+
+// NewEmptyDatabase creates a fresh database with no mire schema in it, for
+// tests of the migrator itself.
+func NewEmptyDatabase(ctx context.Context, serverURL string) (dbURL string, drop func(context.Context) error, err error) {
+	name := "mire_empty_" + randomSuffix()
+	if err := execMaintenance(ctx, serverURL, fmt.Sprintf(`CREATE DATABASE %s`, pgx.Identifier{name}.Sanitize())); err != nil {
+		return "", nil, fmt.Errorf("pgtest: create database %s: %w", name, err)
+	}
+	dbURL, err = withDatabase(serverURL, name)
+	drop = func(ctx context.Context) error {
+		return execMaintenance(ctx, serverURL, fmt.Sprintf(`DROP DATABASE IF EXISTS %s WITH (FORCE)`, pgx.Identifier{name}.Sanitize()))
+	}
+	return dbURL, drop, err
+}
+
+// ensureTemplate builds the migrated template database if this server does
+// not have it yet. Its name carries a hash of the migrations, so a changed
+// schema never reuses a stale template.
+func ensureTemplate(ctx context.Context, serverURL string) (string, error) {
+	sum := sha256.New()
+	for _, m := range pgschema.Migrations() {
+		sum.Write([]byte(m.SQL))
+	}
+	name := "mire_template_" + hex.EncodeToString(sum.Sum(nil))[:12]
+
+	conn, err := pgx.Connect(ctx, serverURL)
+	if err != nil {
+		return "", fmt.Errorf("pgtest: connect: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock(hashtextextended('mire.pgtest.template', 0))`); err != nil {
+		return "", fmt.Errorf("pgtest: lock template: %w", err)
+	}
+	// Closing the connection releases the lock.
+	var exists bool
+	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1 AND datistemplate)`, name).Scan(&exists); err != nil {
+		return "", fmt.Errorf("pgtest: look for template: %w", err)
+	}
+	if exists {
+		return name, nil
+	}
+	quoted := pgx.Identifier{name}.Sanitize()
+	if _, err := conn.Exec(ctx, `DROP DATABASE IF EXISTS `+quoted+` WITH (FORCE)`); err != nil {
+		return "", fmt.Errorf("pgtest: drop half-built template: %w", err)
+	}
+	if _, err := conn.Exec(ctx, `CREATE DATABASE `+quoted); err != nil {
+		return "", fmt.Errorf("pgtest: create template: %w", err)
+	}
+	tmplURL, err := withDatabase(serverURL, name)
+	if err != nil {
+		return "", err
+	}
+	pool, err := pgxpool.New(ctx, tmplURL)
+	if err != nil {
+		return "", fmt.Errorf("pgtest: connect to template: %w", err)
+	}
+	err = pgschema.Migrate(ctx, pool, pgschema.SchemaDefault)
+	pool.Close()
+	if err != nil {
+		return "", fmt.Errorf("pgtest: migrate template: %w", err)
+	}
+	if _, err := conn.Exec(ctx, `ALTER DATABASE `+quoted+` WITH is_template = true`); err != nil {
+		return "", fmt.Errorf("pgtest: mark template: %w", err)
+	}
+	return name, nil
+}
+
+func execMaintenance(ctx context.Context, serverURL, sql string) error {
+	conn, err := pgx.Connect(ctx, serverURL)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	_, err = conn.Exec(ctx, sql)
+	return err
+}
+
+// withDatabase returns serverURL pointed at database name. It accepts URLs
+// and key=value connection strings.
+func withDatabase(serverURL, name string) (string, error) {
+	cfg, err := pgx.ParseConfig(serverURL)
+	if err != nil {
+		return "", fmt.Errorf("pgtest: parse %q: %w", serverURL, err)
+	}
+	if u, err := url.Parse(serverURL); err == nil && (u.Scheme == "postgres" || u.Scheme == "postgresql") {
+		u.Path = "/" + name
+		return u.String(), nil
+	}
+	_ = cfg
+	return serverURL + " dbname=" + name, nil
+}
+
+func randomSuffix() string {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}

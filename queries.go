@@ -1,0 +1,92 @@
+package mire
+
+import (
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// The runtime SQL, with {{schema}} standing for the quoted schema name. New
+// fills the schema in once per Store.
+//
+// An append is one statement: a CTE moves the stream row (the optimistic
+// check: it returns no row when the expectation fails) and the INSERT takes
+// the events' versions from it, so zero events are written on a conflict.
+// The statement returns how many events it wrote and the stream's new
+// version. Parameters: $1 event ids, $2 types, $3 schema versions, $4 data,
+// $5 metadata, $6 stream id, $7 category, $8 event count, $9 expected version.
+const (
+	appendTail = `
+INSERT INTO {{schema}}.events (stream_id, version, category, event_id, type, schema_version, data, metadata, prev_xid)
+SELECT $6, s.before + e.ord, $7, e.id, e.type, e.sv, e.data, $5::jsonb, s.prev_xid
+FROM s, unnest($1::uuid[], $2::text[], $3::int[], $4::jsonb[]) WITH ORDINALITY AS e(id, type, sv, data, ord)
+RETURNING version)
+SELECT count(*), coalesce(max(version), 0) FROM ins`
+
+	// appendExact: the stream must be at version $9 (>= 1).
+	appendExact = `WITH s AS (
+UPDATE {{schema}}.streams SET version = version + $8::bigint, prev_xid = last_xid, last_xid = pg_current_xact_id()
+WHERE stream_id = $6 AND version = $9::bigint
+RETURNING version - $8::bigint AS before, prev_xid), ins AS (` + appendTail
+
+	// appendNoStream: the stream must not exist.
+	appendNoStream = `WITH s AS (
+INSERT INTO {{schema}}.streams (stream_id, category, version) VALUES ($6, $7, $8::bigint)
+ON CONFLICT (stream_id) DO NOTHING
+RETURNING 0::bigint AS before, prev_xid), ins AS (` + appendTail
+
+	// appendStreamExists: the stream must exist, at any version.
+	appendStreamExists = `WITH s AS (
+UPDATE {{schema}}.streams SET version = version + $8::bigint, prev_xid = last_xid, last_xid = pg_current_xact_id()
+WHERE stream_id = $6
+RETURNING version - $8::bigint AS before, prev_xid), ins AS (` + appendTail
+
+	// appendAny: no expectation; creates the stream if needed.
+	appendAny = `WITH s AS (
+INSERT INTO {{schema}}.streams (stream_id, category, version) VALUES ($6, $7, $8::bigint)
+ON CONFLICT (stream_id) DO UPDATE
+SET version = streams.version + EXCLUDED.version, prev_xid = streams.last_xid, last_xid = pg_current_xact_id()
+RETURNING version - $8::bigint AS before, prev_xid), ins AS (` + appendTail
+
+	selectStreamVersion = `SELECT version FROM {{schema}}.streams WHERE stream_id = $1`
+	lockStream          = `SELECT version FROM {{schema}}.streams WHERE stream_id = $1 FOR UPDATE`
+	lockStreams         = `SELECT stream_id FROM {{schema}}.streams WHERE stream_id = ANY($1::text[]) ORDER BY stream_id FOR UPDATE`
+	selectEventByID     = `SELECT stream_id, version FROM {{schema}}.events WHERE event_id = $1`
+
+	selectStreamEvents = `SELECT version, position, type, schema_version, data FROM {{schema}}.events
+WHERE stream_id = $1 AND version > $2 ORDER BY version`
+
+	envelopeColumns = `event_id, stream_id, category, version, position, type, schema_version, data, metadata, recorded_at`
+	readStream      = `SELECT ` + envelopeColumns + ` FROM {{schema}}.events
+WHERE stream_id = $1 AND version > $2 ORDER BY version LIMIT $3`
+	readCategory = `SELECT ` + envelopeColumns + ` FROM {{schema}}.events
+WHERE category = $1 AND position > $2 ORDER BY position LIMIT $3`
+	readAll = `SELECT ` + envelopeColumns + ` FROM {{schema}}.events
+WHERE position > $1 ORDER BY position LIMIT $2`
+)
+
+// queries is the runtime SQL of one Store, with its schema filled in.
+type queries struct {
+	appendExact, appendNoStream, appendStreamExists, appendAny string
+
+	selectStreamVersion, lockStream, lockStreams, selectEventByID string
+	selectStreamEvents, readStream, readCategory, readAll         string
+}
+
+func newQueries(schema string) queries {
+	fill := strings.NewReplacer("{{schema}}", pgx.Identifier{schema}.Sanitize()).Replace
+	return queries{
+		appendExact:         fill(appendExact),
+		appendNoStream:      fill(appendNoStream),
+		appendStreamExists:  fill(appendStreamExists),
+		appendAny:           fill(appendAny),
+		selectStreamVersion: fill(selectStreamVersion),
+		lockStream:          fill(lockStream),
+		lockStreams:         fill(lockStreams),
+		selectEventByID:     fill(selectEventByID),
+		selectStreamEvents:  fill(selectStreamEvents),
+		readStream:          fill(readStream),
+		readCategory:        fill(readCategory),
+		readAll:             fill(readAll),
+	}
+}

@@ -1,0 +1,164 @@
+package mire
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"iter"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+)
+
+// Envelope is a stored event with everything known about it.
+type Envelope struct {
+	ID            uuid.UUID       // the event's id, given when it was recorded
+	StreamID      string          // "category-id"
+	Category      string          // the stream's category, the event's entity
+	Version       int64           // the event's version in its stream, from 1
+	Position      int64           // the event's global position in the log
+	Type          string          // the stored type discriminator
+	SchemaVersion int             // the payload's schema version as stored
+	Data          any             // the decoded event value, at its current version
+	Raw           json.RawMessage // the payload as stored
+	Metadata      Metadata        // what WithMetadata set when it was written
+	RecordedAt    time.Time       // the writing transaction's start time
+}
+
+// ReadOpts bounds a read. A nil *ReadOpts reads everything.
+type ReadOpts struct {
+	// After skips events up to and including this version (ReadStream) or
+	// global position (ReadCategory, ReadAll). Defaults to 0: from the start.
+	After int64
+	// Limit stops after this many events. Defaults to 0: no limit.
+	Limit int
+	// BatchSize is how many rows each query fetches. Defaults to
+	// ReadBatchSizeDefault.
+	BatchSize int
+}
+
+// ReadBatchSizeDefault is the number of rows a read fetches per query.
+const ReadBatchSizeDefault = 1000
+
+// ReadStream yields the events of one stream in version order. It fetches
+// them in batches, so a long stream is never held in memory at once. A
+// failure is yielded once as the error, and ends the sequence.
+//
+//	for env, err := range store.ReadStream(ctx, "account-alice", nil) { ... }
+func (s *Store) ReadStream(ctx context.Context, streamID string, opts *ReadOpts) iter.Seq2[Envelope, error] {
+	if err := validateID("stream id", streamID); err != nil {
+		return failed(fmt.Errorf("mire: read stream: %w", err))
+	}
+	return s.read(ctx, "read stream "+streamID, opts, func(after int64, limit int) (pgx.Rows, error) {
+		return s.pool.Query(ctx, s.sql.readStream, streamID, after, limit)
+	}, func(e *Envelope) int64 { return e.Version })
+}
+
+// ReadCategory yields the events of every stream in category, in global
+// position order, in batches.
+//
+// Positions are taken from a sequence when a transaction inserts, so a
+// transaction still open may later commit an event below a position already
+// read. To follow the log without missing such events, use a projection.
+func (s *Store) ReadCategory(ctx context.Context, category string, opts *ReadOpts) iter.Seq2[Envelope, error] {
+	if err := validateCategory(category); err != nil {
+		return failed(fmt.Errorf("mire: read category: %w", err))
+	}
+	return s.read(ctx, "read category "+category, opts, func(after int64, limit int) (pgx.Rows, error) {
+		return s.pool.Query(ctx, s.sql.readCategory, category, after, limit)
+	}, func(e *Envelope) int64 { return e.Position })
+}
+
+// ReadAll yields every event in the log in global position order, in
+// batches; the same caution as ReadCategory applies to events still being
+// committed.
+func (s *Store) ReadAll(ctx context.Context, opts *ReadOpts) iter.Seq2[Envelope, error] {
+	return s.read(ctx, "read all", opts, func(after int64, limit int) (pgx.Rows, error) {
+		return s.pool.Query(ctx, s.sql.readAll, after, limit)
+	}, func(e *Envelope) int64 { return e.Position })
+}
+
+func failed(err error) iter.Seq2[Envelope, error] {
+	return func(yield func(Envelope, error) bool) { yield(Envelope{}, err) }
+}
+
+// read pages through a keyset query: each batch starts after the cursor
+// (version or position) of the last envelope of the batch before.
+func (s *Store) read(ctx context.Context, op string, opts *ReadOpts, query func(after int64, limit int) (pgx.Rows, error), cursor func(*Envelope) int64) iter.Seq2[Envelope, error] {
+	if opts == nil {
+		opts = &ReadOpts{}
+	}
+	batch := opts.BatchSize
+	if batch <= 0 {
+		batch = ReadBatchSizeDefault
+	}
+	return func(yield func(Envelope, error) bool) {
+		if err := s.check(ctx, op); err != nil {
+			yield(Envelope{}, err)
+			return
+		}
+		after, left := opts.After, opts.Limit
+		for {
+			size := batch
+			if opts.Limit > 0 {
+				size = min(size, left)
+			}
+			if size <= 0 {
+				return
+			}
+			rows, err := query(after, size)
+			if err != nil {
+				yield(Envelope{}, fmt.Errorf("mire: %s: %w", op, translate(err)))
+				return
+			}
+			var env Envelope
+			n := 0
+			for rows.Next() {
+				if err := s.scanEnvelope(rows, &env); err != nil {
+					rows.Close()
+					yield(Envelope{}, err)
+					return
+				}
+				n++
+				if !yield(env, nil) {
+					rows.Close()
+					return
+				}
+				after = cursor(&env)
+			}
+			rows.Close()
+			if err := rows.Err(); err != nil {
+				yield(Envelope{}, fmt.Errorf("mire: %s: %w", op, translate(err)))
+				return
+			}
+			left -= n
+			if n < size {
+				return
+			}
+		}
+	}
+}
+
+// scanEnvelope reads one row of envelopeColumns and decodes its payload.
+func (s *Store) scanEnvelope(rows pgx.Rows, env *Envelope) error {
+	var schema int32
+	var meta []byte
+	*env = Envelope{}
+	if err := rows.Scan(&env.ID, &env.StreamID, &env.Category, &env.Version, &env.Position,
+		&env.Type, &schema, &env.Raw, &meta, &env.RecordedAt); err != nil {
+		return fmt.Errorf("mire: read: %w", translate(err))
+	}
+	env.SchemaVersion = int(schema)
+	data, err := s.registry.decode(env.Category, env.Type, env.SchemaVersion, env.Raw)
+	if err != nil {
+		return &DecodeError{StreamID: env.StreamID, Position: env.Position, Version: env.Version, Type: env.Type, SchemaVersion: env.SchemaVersion, Err: err}
+	}
+	env.Data = data
+	if len(meta) > 0 {
+		if err := json.Unmarshal(meta, &env.Metadata); err != nil {
+			return &DecodeError{StreamID: env.StreamID, Position: env.Position, Version: env.Version, Type: env.Type, SchemaVersion: env.SchemaVersion, Err: fmt.Errorf("metadata: %w", err)}
+		}
+	}
+	return nil
+}
