@@ -267,6 +267,7 @@ func (s *Store) Save(ctx context.Context, roots ...Saveable) error {
 			return err
 		}
 		writes[0].root.saved(version)
+		s.notifyCommitted()
 		return nil
 	}
 	versions := make([]int64, len(writes))
@@ -284,6 +285,7 @@ func (s *Store) Save(ctx context.Context, roots ...Saveable) error {
 	for i, w := range writes {
 		w.root.saved(versions[i])
 	}
+	s.notifyCommitted()
 	return nil
 }
 

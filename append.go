@@ -54,7 +54,11 @@ type streamWrite struct {
 // must belong to the stream's category. Like Save, it is one statement; a
 // refused expectation is a *ConcurrencyError and writes nothing.
 func (s *Store) Append(ctx context.Context, streamID string, expected ExpectedVersion, events ...any) (int64, error) {
-	return s.appendEvents(ctx, s.pool, streamID, expected, events)
+	version, err := s.appendEvents(ctx, s.pool, streamID, expected, events)
+	if err == nil {
+		s.notifyCommitted()
+	}
+	return version, err
 }
 
 // AppendTx is Append inside the caller's transaction.

@@ -45,6 +45,7 @@ type Store struct {
 	logger   *slog.Logger
 	sql      queries
 	closed   atomic.Bool
+	notify   notifier // wakes projection runners after commits (notify.go)
 }
 
 // New returns a Store using pool. The pool stays the caller's: Close does

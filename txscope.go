@@ -216,6 +216,7 @@ func (t *TxScope) Commit(ctx context.Context) error {
 		t.restore()
 		return fmt.Errorf("mire: commit: %w", translate(err))
 	}
+	t.store.notifyCommitted()
 	t.saved = nil
 	return nil
 }
