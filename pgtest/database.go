@@ -118,15 +118,13 @@ func execMaintenance(ctx context.Context, serverURL, sql string) error {
 // withDatabase returns serverURL pointed at database name. It accepts URLs
 // and key=value connection strings.
 func withDatabase(serverURL, name string) (string, error) {
-	cfg, err := pgx.ParseConfig(serverURL)
-	if err != nil {
+	if _, err := pgx.ParseConfig(serverURL); err != nil {
 		return "", fmt.Errorf("pgtest: parse %q: %w", serverURL, err)
 	}
 	if u, err := url.Parse(serverURL); err == nil && (u.Scheme == "postgres" || u.Scheme == "postgresql") {
 		u.Path = "/" + name
 		return u.String(), nil
 	}
-	_ = cfg
 	return serverURL + " dbname=" + name, nil
 }
 

@@ -1,0 +1,136 @@
+package mire_test
+
+import (
+	"errors"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+
+	"github.com/mire-go/mire"
+	"github.com/mire-go/mire/internal/mtest"
+)
+
+var _ = Describe("Append", func() {
+	var (
+		store  *mire.Store
+		stream string // a stream at version 2
+		fresh  string // a stream that does not exist
+	)
+	BeforeEach(func(ctx SpecContext) {
+		store = newStore(db.Pool)
+		stream = "account-" + mtest.Unique("app")
+		fresh = "account-" + mtest.Unique("new")
+		version, err := store.Append(ctx, stream, mire.NoStream, Opened{Owner: "o"}, Deposited{Amount: 1})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(version).To(BeEquivalentTo(2))
+	})
+
+	DescribeTable("checks the expectation on the stream",
+		func(ctx SpecContext, onExisting bool, expected mire.ExpectedVersion, wantVersion int64, wantActual int64) {
+			target := fresh
+			if onExisting {
+				target = stream
+			}
+			before := mtest.Count(ctx, db.Pool, "events", "stream_id = $1", target)
+			version, err := store.Append(ctx, target, expected, Deposited{Amount: 5})
+			if wantVersion > 0 {
+				Expect(err).NotTo(HaveOccurred())
+				Expect(version).To(Equal(wantVersion))
+				Expect(mtest.Count(ctx, db.Pool, "events", "stream_id = $1", target)).To(Equal(before + 1))
+				return
+			}
+			var conflict *mire.ConcurrencyError
+			Expect(errors.As(err, &conflict)).To(BeTrue(), "%v", err)
+			Expect(*conflict).To(Equal(mire.ConcurrencyError{StreamID: target, Expected: int64(expected), Actual: wantActual}))
+			Expect(mtest.Count(ctx, db.Pool, "events", "stream_id = $1", target)).To(Equal(before))
+		},
+		Entry("Any on an existing stream", true, mire.Any, int64(3), int64(0)),
+		Entry("Any on a new stream", false, mire.Any, int64(1), int64(0)),
+		Entry("NoStream on a new stream", false, mire.NoStream, int64(1), int64(0)),
+		Entry("NoStream on an existing stream", true, mire.NoStream, int64(0), int64(2)),
+		Entry("StreamExists on an existing stream", true, mire.StreamExists, int64(3), int64(0)),
+		Entry("StreamExists on a new stream", false, mire.StreamExists, int64(0), int64(0)),
+		Entry("the exact version", true, mire.Exactly(2), int64(3), int64(0)),
+		Entry("a stale version", true, mire.Exactly(1), int64(0), int64(2)),
+		Entry("a version ahead", true, mire.Exactly(5), int64(0), int64(2)),
+		Entry("an exact version on a new stream", false, mire.Exactly(1), int64(0), int64(0)),
+	)
+
+	DescribeTable("refuses bad input and writes nothing",
+		func(ctx SpecContext, streamID string, expected mire.ExpectedVersion, events []any, message string) {
+			before := rowCounts(ctx, db.Pool)
+			_, err := store.Append(ctx, streamID, expected, events...)
+			Expect(err).To(MatchError(ContainSubstring(message)))
+			Expect(rowCounts(ctx, db.Pool)).To(Equal(before))
+		},
+		Entry("no events", "account-x", mire.Any, nil, `no events`),
+		Entry("an empty stream id", "", mire.Any, []any{Deposited{Amount: 1}}, "stream id is empty"),
+		Entry("a stream id with a bad category", "Account-x", mire.Any, []any{Deposited{Amount: 1}}, `category "Account" must match`),
+		Entry("an event of another entity", "customer-x", mire.Any, []any{Deposited{Amount: 1}}, `belongs to entity "account", not "customer"`),
+		Entry("one invalid event among valid ones", "account-x", mire.Any, []any{Deposited{Amount: 1}, Deposited{Amount: 0}}, `event 1: invalid mire_test.Deposited event`),
+		Entry("an unknown expectation", "account-x", mire.ExpectedVersion(-7), []any{Deposited{Amount: 1}}, "invalid expected version -7"),
+	)
+
+	It("writes inside the caller's transaction: events commit and roll back with the caller's rows", func(ctx SpecContext) {
+		_, err := db.Pool.Exec(ctx, `CREATE TABLE IF NOT EXISTS public.audit (note text)`)
+		Expect(err).NotTo(HaveOccurred())
+		note := mtest.Unique("note")
+
+		tx, err := db.Pool.Begin(ctx)
+		Expect(err).NotTo(HaveOccurred())
+		_, err = tx.Exec(ctx, `INSERT INTO public.audit VALUES ($1)`, note)
+		Expect(err).NotTo(HaveOccurred())
+		_, err = store.AppendTx(ctx, tx, fresh, mire.NoStream, Opened{Owner: "tx"})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(tx.Rollback(ctx)).To(Succeed())
+		Expect(mtest.Count(ctx, db.Pool, "events", "stream_id = $1", fresh)).To(BeZero())
+		Expect(mtest.Count(ctx, db.Pool, "streams", "stream_id = $1", fresh)).To(BeZero())
+
+		tx, err = db.Pool.Begin(ctx)
+		Expect(err).NotTo(HaveOccurred())
+		_, err = tx.Exec(ctx, `INSERT INTO public.audit VALUES ($1)`, note)
+		Expect(err).NotTo(HaveOccurred())
+		acc, err := mire.LoadOrNew[Account](ctx, store, fresh[len("account-"):])
+		Expect(err).NotTo(HaveOccurred())
+		Expect(acc.Record(Opened{Owner: "tx"})).To(Succeed())
+		Expect(store.SaveTx(ctx, tx, acc)).To(Succeed())
+		Expect(tx.Commit(ctx)).To(Succeed())
+		Expect(mtest.Count(ctx, db.Pool, "events", "stream_id = $1", fresh)).To(Equal(1))
+		var notes int
+		Expect(db.Pool.QueryRow(ctx, `SELECT count(*) FROM public.audit WHERE note = $1`, note).Scan(&notes)).To(Succeed())
+		Expect(notes).To(Equal(1))
+	})
+
+	It("saves several roots in one transaction: all or none", func(ctx SpecContext) {
+		a := openAccount(ctx, store, 10)
+		b := openAccount(ctx, store, 10)
+		rootA, err := mire.Load[Account](ctx, store, a)
+		Expect(err).NotTo(HaveOccurred())
+		rootB, err := mire.Load[Account](ctx, store, b)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(rootA.Record(Withdrawn{Amount: 3})).To(Succeed())
+		Expect(rootB.Record(Deposited{Amount: 3})).To(Succeed())
+		_, err = store.Append(ctx, "account-"+b, mire.Any, Deposited{Amount: 1}) // b moves on
+		Expect(err).NotTo(HaveOccurred())
+
+		Expect(store.Save(ctx, rootA, rootB)).To(MatchError(mire.ErrConcurrency))
+		Expect(mtest.Count(ctx, db.Pool, "events", "stream_id = $1", "account-"+a)).To(Equal(1), "a's event rolled back")
+		Expect(rootA.Version).To(BeEquivalentTo(1))
+		Expect(rootA.Pending()).To(HaveLen(1))
+
+		rootB, err = mire.Load[Account](ctx, store, b)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(rootB.Record(Deposited{Amount: 3})).To(Succeed())
+		Expect(store.Save(ctx, rootA, rootB)).To(Succeed())
+		Expect([]int64{rootA.Version, rootB.Version}).To(Equal([]int64{2, 3}))
+	})
+
+	It("refuses a stream given twice in one save", func(ctx SpecContext) {
+		id := openAccount(ctx, store, 0)
+		acc, err := mire.Load[Account](ctx, store, id)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(acc.Record(Deposited{Amount: 1})).To(Succeed())
+		Expect(store.Save(ctx, acc, acc)).To(MatchError(ContainSubstring("given twice")))
+		Expect(store.Save(ctx, nil)).To(MatchError(ContainSubstring("root 0 is nil")))
+	})
+})
