@@ -150,15 +150,5 @@ func (s *Store) scanEnvelope(rows pgx.Rows, env *Envelope) error {
 		return fmt.Errorf("mire: read: %w", translate(err))
 	}
 	env.SchemaVersion = int(schema)
-	data, err := s.registry.decode(env.Category, env.Type, env.SchemaVersion, env.Raw)
-	if err != nil {
-		return &DecodeError{StreamID: env.StreamID, Position: env.Position, Version: env.Version, Type: env.Type, SchemaVersion: env.SchemaVersion, Err: err}
-	}
-	env.Data = data
-	if len(meta) > 0 {
-		if err := json.Unmarshal(meta, &env.Metadata); err != nil {
-			return &DecodeError{StreamID: env.StreamID, Position: env.Position, Version: env.Version, Type: env.Type, SchemaVersion: env.SchemaVersion, Err: fmt.Errorf("metadata: %w", err)}
-		}
-	}
-	return nil
+	return s.DecodeEnvelope(env, meta)
 }
