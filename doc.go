@@ -1,0 +1,57 @@
+// Package mire is a small, generic PostgreSQL event store: events are plain
+// Go structs, aggregates are rebuilt from their streams, saves use
+// optimistic concurrency, and Postgres is the only server it needs.
+//
+// # Events
+//
+// An event is a struct embedding [Event], whose `mire` tag gives its stored
+// name. The type discriminator comes only from the tag, so renaming the Go
+// type never orphans history. Register event types once, at init:
+//
+//	type Opened struct {
+//	    mire.Event `mire:"entity=account,type=Opened"`
+//	    Initial    int64 `json:"initial" validate:"gte=0"`
+//	}
+//
+//	func init() { mire.MustRegister(Opened{}, Debited{}, Credited{}) }
+//
+// Payloads are stored as JSONB and validated with their `validate` tags
+// (go-playground/validator) before anything is written. Older payload
+// versions are upcast with [Registry.RegisterUpcaster].
+//
+// # Aggregates
+//
+// An aggregate's pointer type implements [Aggregate]. [Load] and [LoadOrNew]
+// rebuild it into a [Root]; [Root.Record] validates and applies new events;
+// [Store.Save] writes them in one statement, refusing with a
+// [*ConcurrencyError] if another writer got there first:
+//
+//	acc, err := mire.LoadOrNew[Account](ctx, store, "alice")
+//	err = acc.Record(Debited{Amount: 30})
+//	err = store.Save(ctx, acc)
+//	if errors.Is(err, mire.ErrConcurrency) { /* reload and decide again */ }
+//
+// # Lower-level writes and reads
+//
+// [Store.Append] writes events to a stream with an [ExpectedVersion] (Any,
+// NoStream, StreamExists, [Exactly]). Every write has a twin that runs in
+// the caller's pgx.Tx ([Store.SaveTx], [Store.AppendTx]), so events commit
+// with the caller's own rows. [Store.ReadStream], [Store.ReadCategory] and
+// [Store.ReadAll] are range-over-func iterators of [Envelope] that fetch in
+// batches. [WithMetadata] attaches correlation, causation, actor and
+// key/values to every event saved with a context.
+//
+// # Decisions that span aggregates
+//
+// [Store.Begin] opens a [TxScope]: [LoadForUpdate] and [LoadManyForUpdate]
+// row-lock streams (in a stable order, so opposite transfers cannot
+// deadlock) and [TxScope.Save] saves several roots atomically.
+// [Store.InTx] commits on nil and rolls back on error or panic. See
+// examples/bank.
+//
+// # Schema
+//
+// [Store.Migrate] applies the embedded migrations of package pgschema; it is
+// safe to call from every replica at boot. Package pgtest starts a throwaway
+// PostgreSQL for tests and examples.
+package mire
