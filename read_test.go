@@ -147,4 +147,3 @@ func streams(envs []mire.Envelope) []string {
 	}
 	return out
 }
-
