@@ -13,6 +13,8 @@ CREATE TABLE {{schema}}.subscriptions (
     -- events (written by a transaction that sorts later) are delivered.
     held            bigint[]    NOT NULL DEFAULT '{}',
     delivered       bigint      NOT NULL DEFAULT 0,
+    -- The categories the projection reads (NULL: all), for its status.
+    categories      text[],
     owner           text,
     lease_until     timestamptz,
     fence           bigint      NOT NULL DEFAULT 0,

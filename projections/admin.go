@@ -1,0 +1,198 @@
+package projections
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/mire-go/mire"
+)
+
+// State is whether a projection runs or has halted on a failing event.
+type State string
+
+// The states of a projection.
+const (
+	Running State = "running"
+	Halted  State = "halted"
+)
+
+// Status is a projection's checkpoint, lease and health, as stored.
+type Status struct {
+	Name string
+	// Position is the global position of the last event read; with CursorXID
+	// (its transaction) it is the reader's cursor in (transaction, position)
+	// order.
+	Position  int64
+	CursorXID uint64
+	// Floor is the position at or below which nothing is read (see
+	// MoveToWatermark); 0 normally.
+	Floor int64
+	// Held is how many events were read but are held back until an earlier
+	// event of their stream, from a later-sorting transaction, is delivered.
+	Held int
+	// Delivered counts the events handled since the last reset.
+	Delivered int64
+	// Lag is how many committed events the projection has still to deliver.
+	Lag int64
+	// Owner is the runner holding the lease ("" when free) until LeaseUntil.
+	Owner      string
+	LeaseUntil time.Time
+	// Fence is the current fence token; it grows with every takeover.
+	Fence int64
+	State State
+	// LastError and FailedEvent say why a halted projection stopped.
+	LastError   string
+	FailedEvent *EventRef
+	UpdatedAt   time.Time
+}
+
+// EventRef names one stored event.
+type EventRef struct {
+	StreamID string
+	Version  int64
+	Position int64
+	Type     string
+}
+
+// StatusOf returns the status of the projection name. A projection that
+// has never run has no status: the error wraps mire.ErrNotFound.
+func StatusOf(ctx context.Context, store *mire.Store, name string) (Status, error) {
+	return statusOf(ctx, store, newQueries(store.Schema()), name)
+}
+
+func statusOf(ctx context.Context, store *mire.Store, sql queries, name string) (Status, error) {
+	var st Status
+	var state string
+	var leaseUntil *time.Time
+	var errPos *int64
+	var ref EventRef
+	err := store.Pool().QueryRow(ctx, sql.status, name).Scan(&st.Name, &st.CursorXID, &st.Position, &st.Floor,
+		&st.Held, &st.Delivered, &st.Owner, &leaseUntil, &st.Fence, &state, &st.LastError,
+		&errPos, &ref.StreamID, &ref.Version, &ref.Type, &st.UpdatedAt, &st.Lag)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Status{}, fmt.Errorf("mire: projection %q: status: %w", name, mire.ErrNotFound)
+	}
+	if err != nil {
+		return Status{}, fmt.Errorf("mire: projection %q: status: %w", name, err)
+	}
+	st.State = State(state)
+	if leaseUntil != nil {
+		st.LeaseUntil = *leaseUntil
+	}
+	if errPos != nil {
+		ref.Position = *errPos
+		st.FailedEvent = &ref
+	}
+	return st, nil
+}
+
+// Resume lets a halted projection run again, from the event it halted on
+// (after a fix of the handler, or of the data). The fence is raised and
+// the lease freed, so the projection is taken over afresh within the
+// runners' RecheckInterval. Resuming a running projection only does that.
+func Resume(ctx context.Context, store *mire.Store, name string) error {
+	return admin(ctx, store, name, "resume", newQueries(store.Schema()).resume, nil)
+}
+
+// Reset moves the projection back to the beginning of the log and clears
+// its error, without touching its read model; use Runner.Rebuild (or clear
+// the read model yourself) to replay into an empty one. The lease is freed
+// and the fence raised: a worker in the middle of a batch cannot write its
+// checkpoint over the reset.
+func Reset(ctx context.Context, store *mire.Store, name string) error {
+	return admin(ctx, store, name, "reset", newQueries(store.Schema()).reset, nil)
+}
+
+// MoveToWatermark moves the projection's checkpoint past every event
+// stored now, without delivering them. It is the admin operation after a
+// logical dump and restore into another cluster: transaction ids restart
+// there, so the (transaction, position) order of old and new events no
+// longer holds, and a restored projection would wait or skip. Run it for
+// each projection after the restore, before writers start again (events of
+// transactions in flight at that moment may be skipped). The read models
+// restored with the dump stay as they are.
+func MoveToWatermark(ctx context.Context, store *mire.Store, name string) error {
+	return admin(ctx, store, name, "move to watermark", newQueries(store.Schema()).toWatermark, nil)
+}
+
+// admin runs one admin statement on the subscription row, in a transaction
+// that first locks the row and runs before (if set) with it.
+func admin(ctx context.Context, store *mire.Store, name, op, sql string, before func(context.Context, pgx.Tx) error) error {
+	q := newQueries(store.Schema())
+	err := pgx.BeginFunc(ctx, store.Pool(), func(tx pgx.Tx) error {
+		var found string
+		err := tx.QueryRow(ctx, q.lockSubscription, name).Scan(&found)
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return err
+		}
+		if before != nil {
+			if err := before(ctx, tx); err != nil {
+				return err
+			}
+		}
+		if found == "" {
+			return nil // never ran: nothing to move
+		}
+		_, err = tx.Exec(ctx, sql, name)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("mire: projection %q: %s: %w", name, op, err)
+	}
+	return nil
+}
+
+// Status returns the status of one of the runner's projections.
+func (r *Runner) Status(ctx context.Context, name string) (Status, error) {
+	return statusOf(ctx, r.store, r.sql, name)
+}
+
+// Reset resets one of the runner's projections to the beginning of the
+// log and, in the same transaction, clears its read model with the
+// projection's Truncate (if set).
+func (r *Runner) Reset(ctx context.Context, name string) error {
+	w := r.byName[name]
+	if w == nil {
+		return fmt.Errorf("mire: projection %q: reset: not in this runner: %w", name, mire.ErrNotFound)
+	}
+	return admin(ctx, r.store, name, "reset", r.sql.reset, w.p.Truncate)
+}
+
+// Rebuild resets the projection (clearing its read model with Truncate)
+// and waits until it has caught up with the log again, calling progress
+// (if not nil) with its status about every PollInterval. The replay itself
+// is done by whichever replica's Run holds the projection, so some runner
+// must be running it (this one or another). A projection that halts during
+// the rebuild makes Rebuild return an error wrapping ErrHalted.
+func (r *Runner) Rebuild(ctx context.Context, name string, progress func(Status)) error {
+	if err := r.Reset(ctx, name); err != nil {
+		return err
+	}
+	for {
+		st, err := r.Status(ctx, name)
+		if err != nil && !errors.Is(err, mire.ErrNotFound) {
+			return err
+		}
+		if err == nil {
+			if progress != nil {
+				progress(st)
+			}
+			if st.State == Halted {
+				return fmt.Errorf("mire: projection %q: rebuild: %w: %s", name, ErrHalted, st.LastError)
+			}
+			if st.Lag == 0 && st.Owner != "" {
+				return nil
+			}
+		}
+		t := time.NewTimer(min(r.cfg.PollInterval, 100*time.Millisecond))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("mire: projection %q: rebuild: %w", name, ctx.Err())
+		case <-t.C:
+		}
+	}
+}

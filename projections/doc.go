@@ -1,0 +1,100 @@
+// Package projections turns mire's event log into read models and side
+// effects, safely, while several replicas of an application run at once.
+//
+// # Projections and handlers
+//
+// A [Projection] has a name (its checkpoint and lease), optional
+// categories, a batch size and a [Handler]. Handlers receive each event's
+// [mire.Envelope] and the pgx.Tx in which the projection's checkpoint is
+// written after the batch. [On] routes by Go type:
+//
+//	balances := projections.Projection{
+//		Name:       "balances",
+//		Categories: []string{"account"},
+//		Handler: projections.Routes(
+//			projections.On(func(ctx context.Context, tx pgx.Tx, e Opened, env mire.Envelope) error {
+//				_, err := tx.Exec(ctx, `INSERT INTO balances (id, balance) VALUES ($1, 0)`, env.StreamID)
+//				return err
+//			}),
+//			projections.On(func(ctx context.Context, tx pgx.Tx, e Deposited, env mire.Envelope) error {
+//				_, err := tx.Exec(ctx, `UPDATE balances SET balance = balance + $2 WHERE id = $1`, env.StreamID, e.Amount)
+//				return err
+//			}),
+//		),
+//	}
+//	runner, err := projections.NewRunner(store, nil, balances)
+//	go runner.Run(ctx) // in every replica; blocks until ctx ends
+//
+// # Guarantees
+//
+//   - No event is skipped. Positions come from a sequence, so they commit
+//     out of order; the reader pages by (writing transaction's xid8,
+//     position) and reads only rows of transactions older than the oldest
+//     one still running (pg_snapshot_xmin), so no later commit can land
+//     behind its cursor.
+//   - Each stream's events reach the handler in version order, also when a
+//     transaction that got its id early appends to a stream after a later
+//     transaction committed to it. Every event row records the transaction
+//     of its stream's previous append; an event whose predecessor's
+//     transaction sorts after it is held back until that predecessor is
+//     delivered. The held-back set is stored with the checkpoint, so the
+//     order holds across batches (of any size, 1 included), restarts and
+//     takeovers. Writers take no extra lock for it. Events of different
+//     streams are delivered in (transaction, position) order, which is not
+//     the global position order.
+//   - One active worker per projection across all replicas: a lease (owner,
+//     expiry on the database's clock) and a fence token that grows with
+//     every takeover. The checkpoint is written only WHERE fence = the
+//     worker's token, in the handler's transaction: a worker that lost its
+//     lease (paused past LeaseTTL, partitioned) cannot advance the
+//     checkpoint, and its transactional writes roll back. A replica that
+//     dies is replaced within LeaseTTL + RecheckInterval; one that stops
+//     cleanly releases its leases at once.
+//   - Exactly once, for what a handler writes through tx: read-model rows
+//     and the checkpoint commit together, or neither does. Anything else a
+//     handler does (messages, HTTP calls, writes through another
+//     connection) is at least once: after a crash between the handler and
+//     the checkpoint, a failed batch, or a takeover, the events of the
+//     batch are delivered again. [Plain] handlers say so in their type.
+//   - A failing handler is retried with jittered, doubling backoff (one
+//     event per batch while it fails); after Config.MaxAttempts the
+//     projection halts, with the error and the event in its [Status],
+//     while the runner's other projections go on. [Resume] restarts it
+//     from that event after a fix. A payload that cannot be decoded is a
+//     failing event too: nothing is ever skipped silently.
+//
+// # Wake-ups
+//
+// After each commit of Store.Save, Store.Append or TxScope.Commit the store
+// sends a NOTIFY, coalesced to at most one per [mire.NotifyWindow] per
+// Store and sent from a background goroutine after the commit, never inside
+// the writing transaction (a NOTIFY there serialises every committing
+// writer). Runners LISTEN and wake at once, and poll every
+// Config.PollInterval as a backstop (for events written with SaveTx and
+// AppendTx, which cannot know when their transaction commits, unless the
+// caller calls Store.Notify after committing).
+//
+// # Operations
+//
+// [StatusOf] (and [Runner.Status]) report position, lag in events, held
+// events, owner, fence, state and the last error with its event. [Reset]
+// starts a projection over; [Runner.Rebuild] resets it and clears its read
+// model (Projection.Truncate) in one transaction, then reports progress
+// until it has caught up. [Runner.CatchUp] drives a runner's projections to
+// the end of the log in the calling goroutine and returns, for tools, tests
+// and benchmarks.
+//
+// # Limits
+//
+//   - A long-running write transaction delays every projection: nothing
+//     written by a transaction that started after it is read until it ends
+//     (read-only transactions do not count; they take no transaction id).
+//   - A logical dump and restore into another cluster restarts transaction
+//     ids, so restored events no longer sort before new ones. After a
+//     restore, call [MoveToWatermark] for each projection before writers
+//     start: it moves the checkpoint past everything stored, keeping the
+//     restored read models. A physical replica or a pg_upgrade keeps xids
+//     and needs nothing.
+//   - A batch must finish within LeaseTTL: its checkpoint renews the lease.
+//   - Exactly once does not extend beyond the database of the checkpoint.
+package projections

@@ -1,0 +1,132 @@
+package projections
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+	"regexp"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/mire-go/mire"
+)
+
+// BatchSizeDefault is how many events a projection reads per batch (and per
+// checkpoint) unless Projection.BatchSize says otherwise.
+const BatchSizeDefault = 500
+
+// Projection is a named subscription to the log: its handler sees every
+// event of its categories once per checkpoint, in an order that keeps each
+// stream's versions in sequence.
+type Projection struct {
+	// Name identifies the projection's checkpoint and lease; every replica
+	// hosting the same projection must use the same name. Required.
+	Name string
+	// Categories limits the projection to the streams of these categories.
+	// Defaults to none: every event of the log.
+	Categories []string
+	// BatchSize is how many events are read, handled and checkpointed in one
+	// transaction. Defaults to BatchSizeDefault.
+	BatchSize int
+	// Handler handles each event. Required.
+	Handler Handler
+	// Truncate, if set, clears the projection's read model. Rebuild and
+	// Runner.Reset call it in the transaction that resets the checkpoint,
+	// so the read model and the checkpoint start over together. Defaults
+	// to nil: nothing is cleared.
+	Truncate func(ctx context.Context, tx pgx.Tx) error
+}
+
+var projectionName = regexp.MustCompile(`^[A-Za-z0-9_.:\-]{1,128}$`)
+
+func (p *Projection) validate() error {
+	if !projectionName.MatchString(p.Name) {
+		return fmt.Errorf("mire: projection name %q must be 1 to 128 letters, digits or _.:-", p.Name)
+	}
+	if p.Handler == nil {
+		return fmt.Errorf("mire: projection %q: handler is nil", p.Name)
+	}
+	if p.BatchSize < 0 {
+		return fmt.Errorf("mire: projection %q: negative batch size %d", p.Name, p.BatchSize)
+	}
+	for _, c := range p.Categories {
+		if c == "" {
+			return fmt.Errorf("mire: projection %q: empty category", p.Name)
+		}
+	}
+	return nil
+}
+
+// Handler handles one event. tx is the transaction in which the
+// projection's checkpoint is written after the batch: rows written through
+// tx commit together with the checkpoint (exactly once), and roll back with
+// it when the batch fails or the worker has lost its lease. Anything done
+// outside tx (a message sent, an HTTP call) happens at least once: it may
+// be repeated after a crash, a retry or a takeover, so it must be
+// idempotent. A returned error rolls back the whole batch and is retried
+// with backoff; see Config.MaxAttempts.
+type Handler interface {
+	Handle(ctx context.Context, tx pgx.Tx, env mire.Envelope) error
+}
+
+// HandlerFunc adapts a function to a Handler.
+type HandlerFunc func(ctx context.Context, tx pgx.Tx, env mire.Envelope) error
+
+// Handle calls f.
+func (f HandlerFunc) Handle(ctx context.Context, tx pgx.Tx, env mire.Envelope) error {
+	return f(ctx, tx, env)
+}
+
+// Plain adapts a function that does not write through the checkpoint's
+// transaction: an at-least-once handler, which must be idempotent.
+func Plain(fn func(ctx context.Context, env mire.Envelope) error) Handler {
+	return HandlerFunc(func(ctx context.Context, _ pgx.Tx, env mire.Envelope) error { return fn(ctx, env) })
+}
+
+// Route sends the events of one Go type to a typed function; see On.
+type Route struct {
+	typ reflect.Type
+	fn  func(ctx context.Context, tx pgx.Tx, env mire.Envelope) error
+}
+
+// On routes events whose decoded Data is an E (a registered event struct,
+// as a value) to fn:
+//
+//	projections.Routes(
+//		projections.On(func(ctx context.Context, tx pgx.Tx, e Opened, env mire.Envelope) error { ... }),
+//		projections.On(func(ctx context.Context, tx pgx.Tx, e Deposited, env mire.Envelope) error { ... }),
+//	)
+func On[E any](fn func(ctx context.Context, tx pgx.Tx, e E, env mire.Envelope) error) Route {
+	return Route{
+		typ: reflect.TypeFor[E](),
+		fn: func(ctx context.Context, tx pgx.Tx, env mire.Envelope) error {
+			return fn(ctx, tx, env.Data.(E), env)
+		},
+	}
+}
+
+// Routes returns a Handler that dispatches each event to the route for its
+// Go type. Events of types without a route are skipped (and checkpointed).
+// It panics if two routes name the same type, or a route was not made by On.
+func Routes(routes ...Route) Handler {
+	m := make(map[reflect.Type]func(context.Context, pgx.Tx, mire.Envelope) error, len(routes))
+	for _, r := range routes {
+		if r.fn == nil {
+			panic("projections: Routes: a Route not made by On")
+		}
+		if _, dup := m[r.typ]; dup {
+			panic(fmt.Sprintf("projections: Routes: two routes for %v", r.typ))
+		}
+		m[r.typ] = r.fn
+	}
+	return router(m)
+}
+
+// router maps an event's Go type to its route.
+type router map[reflect.Type]func(context.Context, pgx.Tx, mire.Envelope) error
+
+func (r router) Handle(ctx context.Context, tx pgx.Tx, env mire.Envelope) error {
+	if fn := r[reflect.TypeOf(env.Data)]; fn != nil {
+		return fn(ctx, tx, env)
+	}
+	return nil
+}

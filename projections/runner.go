@@ -1,0 +1,241 @@
+package projections
+
+import (
+	"cmp"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/mire-go/mire"
+)
+
+// Defaults of Config.
+const (
+	LeaseTTLDefault        = 10 * time.Second
+	RecheckIntervalDefault = time.Second
+	PollIntervalDefault    = time.Second
+	RetryBackoffDefault    = 100 * time.Millisecond
+	MaxAttemptsDefault     = 5
+)
+
+// ErrHalted is returned (wrapped, with the error and event) by CatchUp and
+// Rebuild when a projection halted on an event its handler keeps failing.
+var ErrHalted = errors.New("mire: projection halted")
+
+// Config tunes a Runner. A nil *Config means all defaults.
+type Config struct {
+	// LeaseTTL is how long a worker's lease on a projection lasts without
+	// renewal. A worker renews it with every checkpoint and while idle, so a
+	// batch must finish within it; a replica that dies is replaced within
+	// LeaseTTL + RecheckInterval. Defaults to LeaseTTLDefault.
+	LeaseTTL time.Duration
+	// RecheckInterval is how often a standby replica tries to take over a
+	// projection, and a halted one looks for a Resume. Defaults to
+	// RecheckIntervalDefault.
+	RecheckInterval time.Duration
+	// PollInterval is the backstop: an idle worker reads again after it even
+	// if no notification arrived. Defaults to PollIntervalDefault.
+	PollInterval time.Duration
+	// RetryBackoff is the first wait before a failed batch is retried; it
+	// doubles with each attempt (with jitter). Defaults to
+	// RetryBackoffDefault.
+	RetryBackoff time.Duration
+	// MaxAttempts is how many times an event is tried before its projection
+	// halts. Defaults to MaxAttemptsDefault.
+	MaxAttempts int
+	// Owner names this runner in the leases it holds. Defaults to
+	// "host:pid:random".
+	Owner string
+	// Logger receives handler failures, takeovers and lost leases. Defaults
+	// to the store's logger's default, slog.Default().
+	Logger *slog.Logger
+}
+
+// Runner hosts projections: in every replica of an application, one Runner
+// (or more) runs the same projections, and each projection is active in
+// exactly one of them at a time.
+type Runner struct {
+	store   *mire.Store
+	cfg     Config
+	sql     queries
+	workers []*worker
+	byName  map[string]*worker
+
+	mu      sync.Mutex
+	running bool
+
+	noRelease bool // tests: stop without releasing leases, as a crash would
+}
+
+// NewRunner returns a Runner for the projections on store. It does not
+// touch the database; call Run.
+func NewRunner(store *mire.Store, cfg *Config, projections ...Projection) (*Runner, error) {
+	if store == nil {
+		return nil, fmt.Errorf("mire: new runner: store is nil")
+	}
+	if cfg == nil {
+		cfg = &Config{}
+	}
+	r := &Runner{store: store, cfg: *cfg, sql: newQueries(store.Schema()), byName: make(map[string]*worker)}
+	r.cfg.LeaseTTL = cmp.Or(cfg.LeaseTTL, LeaseTTLDefault)
+	r.cfg.RecheckInterval = cmp.Or(cfg.RecheckInterval, RecheckIntervalDefault)
+	r.cfg.PollInterval = cmp.Or(cfg.PollInterval, PollIntervalDefault)
+	r.cfg.RetryBackoff = cmp.Or(cfg.RetryBackoff, RetryBackoffDefault)
+	r.cfg.MaxAttempts = cmp.Or(cfg.MaxAttempts, MaxAttemptsDefault)
+	r.cfg.Logger = cmp.Or(cfg.Logger, slog.Default())
+	if r.cfg.Owner == "" {
+		host, _ := os.Hostname()
+		r.cfg.Owner = fmt.Sprintf("%s:%d:%s", host, os.Getpid(), rand.Text()[:8])
+	}
+	if err := r.cfg.validate(); err != nil {
+		return nil, err
+	}
+	if len(projections) == 0 {
+		return nil, fmt.Errorf("mire: new runner: no projections")
+	}
+	for _, p := range projections {
+		if err := p.validate(); err != nil {
+			return nil, fmt.Errorf("mire: new runner: %w", err)
+		}
+		if _, dup := r.byName[p.Name]; dup {
+			return nil, fmt.Errorf("mire: new runner: projection %q given twice", p.Name)
+		}
+		p.BatchSize = cmp.Or(p.BatchSize, BatchSizeDefault)
+		w := &worker{r: r, p: p, wake: make(chan struct{}, 1)}
+		r.workers = append(r.workers, w)
+		r.byName[p.Name] = w
+	}
+	return r, nil
+}
+
+func (c *Config) validate() error {
+	switch {
+	case c.LeaseTTL < 0, c.RecheckInterval < 0, c.PollInterval < 0, c.RetryBackoff < 0:
+		return fmt.Errorf("mire: new runner: negative duration in config")
+	case c.MaxAttempts < 0:
+		return fmt.Errorf("mire: new runner: negative MaxAttempts %d", c.MaxAttempts)
+	case c.RecheckInterval >= c.LeaseTTL:
+		return fmt.Errorf("mire: new runner: RecheckInterval %v must be shorter than LeaseTTL %v", c.RecheckInterval, c.LeaseTTL)
+	}
+	return nil
+}
+
+// Owner returns the name this runner holds leases under.
+func (r *Runner) Owner() string { return r.cfg.Owner }
+
+// Run hosts the runner's projections until ctx ends, then releases the
+// leases it holds (so another replica takes over at once) and returns nil.
+// Each projection competes for its lease; the one that wins reads in
+// batches, hands events to the handler and checkpoints, woken by the
+// store's notifications or, failing those, every PollInterval. Run returns
+// an error only if it is already running.
+func (r *Runner) Run(ctx context.Context) error {
+	r.mu.Lock()
+	if r.running {
+		r.mu.Unlock()
+		return fmt.Errorf("mire: runner %s: already running", r.cfg.Owner)
+	}
+	r.running = true
+	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		r.running = false
+		r.mu.Unlock()
+	}()
+
+	var wg sync.WaitGroup
+	wg.Go(func() { r.listen(ctx) })
+	for _, w := range r.workers {
+		wg.Go(func() { w.run(ctx) })
+	}
+	wg.Wait()
+	return nil
+}
+
+// listen wakes the workers on every notification of the store's channel.
+// Notifications are only a shortcut: if listening fails, the workers still
+// poll, and listen tries again after PollInterval.
+func (r *Runner) listen(ctx context.Context) {
+	channel := pgx.Identifier{mire.NotifyChannel(r.store.Schema())}.Sanitize()
+	for ctx.Err() == nil {
+		err := r.listenOnce(ctx, channel)
+		if ctx.Err() != nil {
+			return
+		}
+		r.cfg.Logger.Warn("mire: projections: listen for notifications", "err", err)
+		sleep(ctx, r.cfg.PollInterval)
+	}
+}
+
+func (r *Runner) listenOnce(ctx context.Context, channel string) error {
+	conn, err := r.store.Pool().Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	// The connection carries LISTEN state: never give it back to the pool.
+	c := conn.Hijack()
+	defer c.Close(context.WithoutCancel(ctx))
+	if _, err := c.Exec(ctx, "LISTEN "+channel); err != nil {
+		return err
+	}
+	r.wakeAll() // events may have arrived while nobody listened
+	for {
+		if _, err := c.WaitForNotification(ctx); err != nil {
+			return err
+		}
+		r.wakeAll()
+	}
+}
+
+func (r *Runner) wakeAll() {
+	for _, w := range r.workers {
+		select {
+		case w.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// CatchUp runs each of the runner's projections in the calling goroutine
+// until it has handled every event committed before the call, then
+// releases its lease. It waits for a lease another replica holds (until
+// ctx ends). It is meant for tools, tests and benchmarks that want to
+// drive projections to the end of the log and stop: a long-running
+// application uses Run. A projection that halts makes CatchUp return an
+// error wrapping ErrHalted.
+func (r *Runner) CatchUp(ctx context.Context) error {
+	r.mu.Lock()
+	if r.running {
+		r.mu.Unlock()
+		return fmt.Errorf("mire: runner %s: catch up: already running", r.cfg.Owner)
+	}
+	r.running = true
+	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		r.running = false
+		r.mu.Unlock()
+	}()
+	for _, w := range r.workers {
+		if err := w.catchUp(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// sleep waits for d or the end of ctx.
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}

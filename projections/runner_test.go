@@ -1,0 +1,146 @@
+package projections_test
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/mire-go/mire"
+	"github.com/mire-go/mire/projections"
+)
+
+var _ = Describe("Runner", func() {
+	var e env
+	BeforeEach(func(ctx SpecContext) { e = freshEnv(ctx) })
+
+	It("keeps a transactional read model equal to the fold of the log", func(ctx SpecContext) {
+		a, b := open(ctx, e.store, 10), open(ctx, e.store, 0)
+		deposit(ctx, e.store, a, 5)
+		deposit(ctx, e.store, b, 7)
+		r := newRunner(e.store, "", projections.Projection{Name: "balances", Handler: balanceHandler(), BatchSize: 2})
+		Expect(r.CatchUp(ctx)).To(Succeed())
+		Expect(balances(ctx, e.pool)).To(Equal(map[string]int64{a: 15, b: 7}))
+
+		deposit(ctx, e.store, a, 1)
+		Expect(r.CatchUp(ctx)).To(Succeed())
+		Expect(balances(ctx, e.pool)).To(Equal(foldedBalances(ctx, e.pool)))
+		st := status(ctx, e.store, "balances")
+		Expect(st.Delivered).To(BeEquivalentTo(5))
+		Expect(st.Lag).To(BeZero())
+		Expect(st.State).To(Equal(projections.Running))
+		Expect(st.Owner).To(BeEmpty(), "CatchUp releases the lease")
+	})
+
+	It("routes by Go type and skips types without a route", func(ctx SpecContext) {
+		a := open(ctx, e.store, 3)
+		deposit(ctx, e.store, a, 4)
+		var opened []Opened
+		var deposits []int64
+		r := newRunner(e.store, "", projections.Projection{Name: "typed", Handler: projections.Routes(
+			projections.On(func(_ context.Context, tx pgx.Tx, ev Opened, env mire.Envelope) error {
+				Expect(tx).NotTo(BeNil())
+				Expect(env.StreamID).To(Equal(a))
+				opened = append(opened, ev)
+				return nil
+			}),
+			projections.On(func(_ context.Context, _ pgx.Tx, ev Deposited, _ mire.Envelope) error {
+				deposits = append(deposits, ev.Amount)
+				return nil
+			}),
+		)})
+		_, err := e.store.Append(ctx, "note-x", mire.Any, Noted{Text: "hi"})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(r.CatchUp(ctx)).To(Succeed())
+		Expect(opened).To(Equal([]Opened{{Initial: 3}}))
+		Expect(deposits).To(Equal([]int64{4}))
+		Expect(status(ctx, e.store, "typed").Delivered).To(BeEquivalentTo(3))
+	})
+
+	It("reads only its categories", func(ctx SpecContext) {
+		a := open(ctx, e.store, 1)
+		_, err := e.store.Append(ctx, "note-1", mire.Any, Noted{Text: "x"})
+		Expect(err).NotTo(HaveOccurred())
+		var s seen
+		r := newRunner(e.store, "", projections.Projection{Name: "notes", Categories: []string{"note"}, Handler: s.recorder("r")})
+		Expect(r.CatchUp(ctx)).To(Succeed())
+		Expect(s.count()).To(Equal(1))
+		Expect(s.events[0].Data).To(Equal(Noted{Text: "x"}))
+		Expect(s.streamVersions(a)).To(BeEmpty())
+		Expect(status(ctx, e.store, "notes").Lag).To(BeZero())
+	})
+
+	It("wakes on a notification without waiting for the poll", func(ctx SpecContext) {
+		var s seen
+		cfg := quiet()
+		cfg.PollInterval = time.Hour // only a notification can wake it in time
+		cfg.LeaseTTL = 3 * time.Hour
+		r, err := projections.NewRunner(e.store, cfg, projections.Projection{Name: "woken", Handler: s.recorder("r")})
+		Expect(err).NotTo(HaveOccurred())
+		start(r)
+		Eventually(func(ctx context.Context) (string, error) {
+			st, err := projections.StatusOf(ctx, e.store, "woken")
+			return st.Owner, err
+		}).WithContext(ctx).Should(Equal(r.Owner()))
+		// The listener may connect after the lease is taken: write until
+		// one notification has been seen, then once more.
+		a := open(ctx, e.store, 1)
+		Eventually(func(ctx context.Context) int {
+			deposit(ctx, e.store, a, 1)
+			return s.count()
+		}).WithContext(ctx).WithPolling(100 * time.Millisecond).Should(BeNumerically(">", 0))
+		n := s.count()
+		b := open(ctx, e.store, 1)
+		Eventually(s.streamVersions).WithArguments(b).WithTimeout(2 * time.Second).Should(Equal([]int64{1}))
+		Expect(s.count()).To(BeNumerically(">", n))
+	})
+
+	It("resets a projection, and rebuilds its read model with progress", func(ctx SpecContext) {
+		a := open(ctx, e.store, 2)
+		deposit(ctx, e.store, a, 3)
+		p := projections.Projection{Name: "rebuilt", Handler: balanceHandler(), BatchSize: 1,
+			Truncate: func(ctx context.Context, tx pgx.Tx) error {
+				_, err := tx.Exec(ctx, `DELETE FROM balances`)
+				return err
+			}}
+		r := newRunner(e.store, "", p)
+		Expect(r.CatchUp(ctx)).To(Succeed())
+		fence := status(ctx, e.store, "rebuilt").Fence
+
+		Expect(projections.Reset(ctx, e.store, "rebuilt")).To(Succeed())
+		st := status(ctx, e.store, "rebuilt")
+		Expect(st.Position).To(BeZero())
+		Expect(st.Lag).To(BeEquivalentTo(2))
+		Expect(st.Fence).To(BeNumerically(">", fence))
+
+		stop := start(r)
+		var progress []projections.Status
+		Expect(r.Rebuild(ctx, "rebuilt", func(st projections.Status) { progress = append(progress, st) })).To(Succeed())
+		Expect(progress).NotTo(BeEmpty())
+		Expect(progress[len(progress)-1].Lag).To(BeZero())
+		Expect(balances(ctx, e.pool)).To(Equal(map[string]int64{a: 5}))
+		stop()
+	})
+
+	It("reports a projection that never ran as not found", func(ctx SpecContext) {
+		_, err := projections.StatusOf(ctx, e.store, "nothing")
+		Expect(errors.Is(err, mire.ErrNotFound)).To(BeTrue(), "%v", err)
+	})
+
+	It("rejects bad configuration", func() {
+		_, err := projections.NewRunner(e.store, nil)
+		Expect(err).To(MatchError(ContainSubstring("no projections")))
+		_, err = projections.NewRunner(e.store, nil, projections.Projection{Name: "x"})
+		Expect(err).To(MatchError(ContainSubstring("handler is nil")))
+		_, err = projections.NewRunner(e.store, nil, projections.Projection{Name: "bad name!", Handler: (&seen{}).recorder("")})
+		Expect(err).To(MatchError(ContainSubstring("bad name!")))
+		h := (&seen{}).recorder("")
+		_, err = projections.NewRunner(e.store, nil, projections.Projection{Name: "x", Handler: h}, projections.Projection{Name: "x", Handler: h})
+		Expect(err).To(MatchError(ContainSubstring("given twice")))
+		_, err = projections.NewRunner(e.store, &projections.Config{LeaseTTL: time.Second, RecheckInterval: 2 * time.Second}, projections.Projection{Name: "x", Handler: h})
+		Expect(err).To(MatchError(ContainSubstring("shorter than LeaseTTL")))
+	})
+})

@@ -1,0 +1,410 @@
+package projections
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/mire-go/mire"
+)
+
+// errFenced means the worker's fence token is no longer the projection's:
+// another worker took over (or an admin operation reset the lease). The
+// batch rolled back; the worker competes for the lease again.
+var errFenced = errors.New("mire: projection lease lost to another worker")
+
+// eventError is a handler (or decoding) failure on one event.
+type eventError struct {
+	env mire.Envelope
+	err error
+}
+
+func (e *eventError) Error() string {
+	return fmt.Sprintf("mire: projection: event %s v%d (position %d, type %s): %v",
+		e.env.StreamID, e.env.Version, e.env.Position, e.env.Type, e.err)
+}
+
+func (e *eventError) Unwrap() error { return e.err }
+
+// worker runs one projection in one Runner. Its fields are owned by the
+// goroutine running it (Run's or CatchUp's).
+type worker struct {
+	r    *Runner
+	p    Projection
+	wake chan struct{}
+
+	fence     int64 // 0: no lease
+	cursorXid uint64
+	cursorPos int64
+	floor     int64
+	order     *order
+	halted    bool
+	renewedAt time.Time
+
+	failPos   int64 // the position of the event that failed last, 0 if none
+	failCount int   // how many times in a row it failed
+}
+
+func (w *worker) run(ctx context.Context) {
+	defer w.stop()
+	for ctx.Err() == nil {
+		if w.fence == 0 {
+			ok, err := w.acquire(ctx)
+			if err != nil && ctx.Err() == nil {
+				w.r.cfg.Logger.Warn("mire: projection: acquire lease", "projection", w.p.Name, "err", err)
+			}
+			if !ok {
+				sleep(ctx, w.r.cfg.RecheckInterval)
+				continue
+			}
+		}
+		if w.halted {
+			sleep(ctx, w.r.cfg.RecheckInterval)
+			w.renew(ctx)
+			continue
+		}
+		more, err := w.step(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			w.failed(ctx, err)
+			continue
+		}
+		if !more {
+			w.idle(ctx)
+		}
+	}
+}
+
+// catchUp is run for CatchUp: batches until nothing is left below the
+// watermark and nothing is held back.
+func (w *worker) catchUp(ctx context.Context) error {
+	defer w.stop()
+	for {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("mire: projection %q: catch up: %w", w.p.Name, err)
+		}
+		if w.fence == 0 {
+			ok, err := w.acquire(ctx)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				sleep(ctx, w.r.cfg.RecheckInterval)
+				continue
+			}
+		}
+		if w.halted {
+			st, err := w.r.Status(ctx, w.p.Name)
+			if err != nil {
+				return err
+			}
+			return fmt.Errorf("mire: projection %q: %w: %s", w.p.Name, ErrHalted, st.LastError)
+		}
+		more, err := w.step(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return fmt.Errorf("mire: projection %q: catch up: %w", w.p.Name, ctx.Err())
+			}
+			w.failed(ctx, err)
+			continue
+		}
+		if !more && w.order.n == 0 {
+			return nil
+		}
+		if !more {
+			sleep(ctx, min(w.r.cfg.PollInterval, 10*time.Millisecond)) // held events wait for older transactions
+		}
+	}
+}
+
+// failed handles a failed batch: a lost lease, a failing event (retried
+// with backoff, then halting the projection), or a database error.
+func (w *worker) failed(ctx context.Context, err error) {
+	log := w.r.cfg.Logger
+	if errors.Is(err, errFenced) {
+		log.Info("mire: projection: lease lost", "projection", w.p.Name, "fence", w.fence)
+		w.fence = 0
+		return
+	}
+	var ee *eventError
+	if !errors.As(err, &ee) {
+		log.Warn("mire: projection: batch failed", "projection", w.p.Name, "err", err)
+		w.fence = 0 // reload the checkpoint: the commit's outcome may be unknown
+		sleep(ctx, w.r.cfg.RetryBackoff)
+		return
+	}
+	if ee.env.Position == w.failPos {
+		w.failCount++
+	} else {
+		w.failPos, w.failCount = ee.env.Position, 1
+	}
+	log.Warn("mire: projection: handler failed", "projection", w.p.Name, "attempt", w.failCount, "err", err)
+	if w.failCount >= w.r.cfg.MaxAttempts {
+		w.halt(ctx, ee)
+		return
+	}
+	backoff := w.r.cfg.RetryBackoff
+	sleep(ctx, backoff<<min(w.failCount-1, 10)+rand.N(backoff+1))
+}
+
+func (w *worker) halt(ctx context.Context, ee *eventError) {
+	tag, err := w.r.store.Pool().Exec(ctx, w.r.sql.halt, w.p.Name, w.fence, ee.Error(),
+		ee.env.Position, ee.env.StreamID, ee.env.Version, ee.env.Type)
+	switch {
+	case err != nil:
+		w.r.cfg.Logger.Warn("mire: projection: record halt", "projection", w.p.Name, "err", err)
+		w.fence = 0
+	case tag.RowsAffected() == 0:
+		w.fence = 0
+	default:
+		w.r.cfg.Logger.Error("mire: projection halted", "projection", w.p.Name, "err", ee)
+		w.halted = true
+	}
+}
+
+// idle waits for a notification or the poll interval, renewing the lease
+// when a third of it has passed.
+func (w *worker) idle(ctx context.Context) {
+	ttl := w.r.cfg.LeaseTTL
+	t := time.NewTimer(min(w.r.cfg.PollInterval, ttl/3))
+	select {
+	case <-ctx.Done():
+	case <-w.wake:
+	case <-t.C:
+	}
+	t.Stop()
+	if time.Since(w.renewedAt) >= ttl/3 {
+		w.renew(ctx)
+	}
+}
+
+// acquire tries to take the projection's lease; on success it loads the
+// checkpoint and the held-back events.
+func (w *worker) acquire(ctx context.Context) (bool, error) {
+	var held []int64
+	var state string
+	var fence int64
+	var cursorXid uint64
+	var cursorPos, floor int64
+	err := w.r.store.Pool().QueryRow(ctx, w.r.sql.acquire, w.p.Name, w.r.cfg.Owner, w.r.cfg.LeaseTTL.Seconds(), w.p.Categories).
+		Scan(&fence, &cursorXid, &cursorPos, &floor, &held, &state)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("mire: projection %q: acquire lease: %w", w.p.Name, err)
+	}
+	renewedAt := time.Now()
+	rows, err := w.readHeld(ctx, held)
+	if err != nil {
+		return false, err
+	}
+	w.fence, w.cursorXid, w.cursorPos, w.floor = fence, cursorXid, cursorPos, floor
+	w.order, w.halted, w.renewedAt = newOrder(rows), state == string(Halted), renewedAt
+	w.failPos, w.failCount = 0, 0
+	w.r.cfg.Logger.Info("mire: projection: lease acquired", "projection", w.p.Name, "owner", w.r.cfg.Owner, "fence", fence)
+	return true, nil
+}
+
+func (w *worker) readHeld(ctx context.Context, positions []int64) ([]row, error) {
+	if len(positions) == 0 {
+		return nil, nil
+	}
+	rows, err := w.r.store.Pool().Query(ctx, w.r.sql.readPositions, positions)
+	if err != nil {
+		return nil, fmt.Errorf("mire: projection %q: read held events: %w", w.p.Name, err)
+	}
+	out, err := w.scan(rows)
+	if err != nil {
+		return nil, err
+	}
+	held := make([]row, len(out))
+	for i, r := range out {
+		if r.err != nil {
+			return nil, r.err
+		}
+		held[i] = r.row
+	}
+	return held, nil
+}
+
+// renew extends the lease; a lost lease sets fence to 0. It also notices a
+// halted projection's Resume (which raises the fence).
+func (w *worker) renew(ctx context.Context) {
+	var state string
+	err := w.r.store.Pool().QueryRow(ctx, w.r.sql.renew, w.p.Name, w.fence, w.r.cfg.LeaseTTL.Seconds()).Scan(&state)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		w.r.cfg.Logger.Info("mire: projection: lease lost", "projection", w.p.Name, "fence", w.fence)
+		w.fence = 0
+	case err != nil:
+		if ctx.Err() == nil {
+			w.r.cfg.Logger.Warn("mire: projection: renew lease", "projection", w.p.Name, "err", err)
+		}
+	default:
+		w.renewedAt = time.Now()
+		w.halted = state == string(Halted)
+	}
+}
+
+// stop releases the lease, so that another replica takes over at once.
+func (w *worker) stop() {
+	if w.fence == 0 || w.r.noRelease {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if _, err := w.r.store.Pool().Exec(ctx, w.r.sql.release, w.p.Name, w.fence); err != nil {
+		w.r.cfg.Logger.Warn("mire: projection: release lease", "projection", w.p.Name, "err", err)
+	}
+	w.fence = 0
+}
+
+// scannedRow is a row with its decoding error, if any.
+type scannedRow struct {
+	row
+	err error
+}
+
+func (w *worker) scan(rows pgx.Rows) ([]scannedRow, error) {
+	defer rows.Close()
+	var out []scannedRow
+	for rows.Next() {
+		var r scannedRow
+		var prev *uint64
+		var schema int32
+		var meta []byte
+		e := &r.env
+		if err := rows.Scan(&r.xid, &prev, &e.ID, &e.StreamID, &e.Category, &e.Version, &e.Position,
+			&e.Type, &schema, &e.Raw, &meta, &e.RecordedAt); err != nil {
+			return nil, fmt.Errorf("mire: projection %q: read events: %w", w.p.Name, err)
+		}
+		if prev != nil {
+			r.prevXid = *prev
+		}
+		e.SchemaVersion = int(schema)
+		if err := w.r.store.DecodeEnvelope(e, meta); err != nil {
+			r.err = &eventError{env: *e, err: err}
+		}
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("mire: projection %q: read events: %w", w.p.Name, err)
+	}
+	return out, nil
+}
+
+// step reads one batch, delivers what it may in stream order, and writes
+// the checkpoint in the same transaction, only while the fence is ours. It
+// reports whether the batch was full (more may be waiting).
+func (w *worker) step(ctx context.Context) (more bool, err error) {
+	limit := w.p.BatchSize
+	if w.failPos != 0 {
+		limit = 1 // after a failure, advance one event at a time up to it
+	}
+	tx, err := w.r.store.Pool().Begin(ctx)
+	if err != nil {
+		return false, fmt.Errorf("mire: projection %q: begin: %w", w.p.Name, err)
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	var q pgx.Rows
+	if len(w.p.Categories) == 0 {
+		q, err = tx.Query(ctx, w.r.sql.readBatch, w.cursorXid, w.cursorPos, w.floor, limit)
+	} else {
+		q, err = tx.Query(ctx, w.r.sql.readBatchCategories, w.cursorXid, w.cursorPos, w.floor, limit, w.p.Categories)
+	}
+	if err != nil {
+		return false, fmt.Errorf("mire: projection %q: read events: %w", w.p.Name, err)
+	}
+	rows, err := w.scan(q)
+	if err != nil || len(rows) == 0 {
+		return false, err
+	}
+
+	ord := w.order.clone()
+	var delivered int64
+	clearedFailure := false
+	deliver := func(r row) error {
+		if err := w.handle(ctx, tx, r.env); err != nil {
+			return err
+		}
+		delivered++
+		if r.env.Position == w.failPos {
+			clearedFailure = true
+		}
+		return nil
+	}
+	for _, r := range rows {
+		if r.err != nil {
+			return false, r.err
+		}
+		wait, err := w.mustWait(ctx, tx, ord, r.row)
+		if err != nil {
+			return false, err
+		}
+		if wait {
+			ord.hold(r.row)
+			continue
+		}
+		if err := deliver(r.row); err != nil {
+			return false, err
+		}
+		for _, h := range ord.release(r.env.StreamID, r.env.Version) {
+			if err := deliver(h); err != nil {
+				return false, err
+			}
+		}
+	}
+	last := rows[len(rows)-1]
+	tag, err := tx.Exec(ctx, w.r.sql.checkpoint, w.p.Name, w.fence, last.xid, last.env.Position,
+		ord.positions(), delivered, w.r.cfg.LeaseTTL.Seconds())
+	if err != nil {
+		return false, fmt.Errorf("mire: projection %q: checkpoint: %w", w.p.Name, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return false, errFenced
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return false, fmt.Errorf("mire: projection %q: commit checkpoint: %w", w.p.Name, err)
+	}
+	w.cursorXid, w.cursorPos, w.order, w.renewedAt = last.xid, last.env.Position, ord, time.Now()
+	if clearedFailure {
+		w.failPos, w.failCount = 0, 0
+	}
+	return len(rows) == limit, nil
+}
+
+// mustWait applies the stream order (see order), with one exception: below
+// the floor set by MoveToWatermark, a predecessor counts as delivered.
+func (w *worker) mustWait(ctx context.Context, tx pgx.Tx, ord *order, r row) (bool, error) {
+	if !ord.mustWait(r) {
+		return false, nil
+	}
+	if w.floor == 0 || len(ord.held[r.env.StreamID]) > 0 || r.env.Version == 1 {
+		return true, nil
+	}
+	var pos int64
+	err := tx.QueryRow(ctx, w.r.sql.selectPosition, r.env.StreamID, r.env.Version-1).Scan(&pos)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return false, fmt.Errorf("mire: projection %q: look up predecessor of %s v%d: %w", w.p.Name, r.env.StreamID, r.env.Version, err)
+	}
+	return err == nil && pos > w.floor, nil
+}
+
+// handle calls the handler, turning a panic into an error.
+func (w *worker) handle(ctx context.Context, tx pgx.Tx, env mire.Envelope) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = &eventError{env: env, err: fmt.Errorf("handler panicked: %v", p)}
+		}
+	}()
+	if err := w.p.Handler.Handle(ctx, tx, env); err != nil {
+		return &eventError{env: env, err: err}
+	}
+	return nil
+}
