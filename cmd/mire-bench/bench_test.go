@@ -1,0 +1,56 @@
+package main
+
+import (
+	"bytes"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+
+	"github.com/mire-go/mire/internal/mtest"
+)
+
+// db gives the specs a throwaway server; each case makes its own database.
+var db = mtest.Suite()
+
+// tinyScale keeps each workload to a few ops, so the specs only prove the
+// harness still runs, not how fast.
+var tinyScale = scale{Streams: 20, StreamLen: 3, Batch: 10, LongLen: 30, Accounts: 5, ReadAll: 250}
+
+var _ = Describe("the benchmark harness", func() {
+	opts := &options{duration: 60 * time.Millisecond, rounds: 2, warmup: 10 * time.Millisecond}
+
+	for _, w := range workloads {
+		It("runs workload "+w.id+" for mire and the baseline", func(ctx SpecContext) {
+			writers := 2
+			if len(w.writers) > 0 {
+				writers = w.writers[0]
+			}
+			r, err := runCase(ctx, db.ServerURL, tinyScale, opts, w, writers)
+			Expect(err).NotTo(HaveOccurred())
+			Expect(r.Mire.Ops).To(BeNumerically(">=", int64(2*writers)), "each round runs at least one op per writer")
+			Expect(r.Baseline.Ops).To(BeNumerically(">=", int64(2*writers)))
+			Expect(r.Mire.Units).To(BeNumerically(">=", r.Mire.Ops))
+			Expect(r.Ratio).To(BeNumerically(">", 0))
+			if w.heap {
+				Expect(r.Mire.PeakHeap).To(BeNumerically(">", 0))
+			}
+
+			var out bytes.Buffer
+			printTable(&out, []*result{r})
+			Expect(out.String()).To(ContainSubstring("| " + w.id + " | " + w.title + " |"))
+		})
+	}
+
+	It("parses its flags, with -short defaults", func() {
+		o, err := parseFlags([]string{"-short", "-workloads", "1,9", "-writers", "1,4"})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(o.workloads).To(Equal([]string{"1", "9"}))
+		Expect(o.writers).To(Equal([]int{1, 4}))
+		Expect(o.rounds).To(Equal(2))
+		Expect(o.durable).To(BeTrue())
+
+		_, err = parseFlags([]string{"-workloads", "42"})
+		Expect(err).To(MatchError(ContainSubstring(`unknown workload "42"`)))
+	})
+})

@@ -1,0 +1,213 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"runtime"
+	"runtime/metrics"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// op is one unit of work of one side of a workload: a save, a load, a
+// transfer, a full read. It returns how many units (events, usually) it
+// handled, for workloads measured in events/s.
+type op func(ctx context.Context, w *worker) (units int, err error)
+
+// worker is one writer goroutine's state.
+type worker struct {
+	id  int
+	rng *rand.Rand
+	// conflicts and attempts count optimistic-concurrency refusals and save
+	// attempts, for the workloads that retry.
+	conflicts, attempts int64
+}
+
+// side is the mire or the baseline half of a case.
+type side struct {
+	op op
+	// round, if set, runs before each measured round (a fresh stream to
+	// hammer, say); its time is not measured.
+	round func(ctx context.Context) error
+}
+
+// sample is what measuring one side over one or more rounds gave.
+type sample struct {
+	Ops       int64           `json:"ops"`
+	Units     int64           `json:"units"`
+	Elapsed   time.Duration   `json:"elapsed_ns"`
+	Conflicts int64           `json:"conflicts"`
+	Attempts  int64           `json:"attempts"`
+	PeakHeap  uint64          `json:"peak_heap_bytes,omitempty"`
+	latencies []time.Duration // of every op, unsorted
+}
+
+func (s *sample) add(o *sample) {
+	s.Ops += o.Ops
+	s.Units += o.Units
+	s.Elapsed += o.Elapsed
+	s.Conflicts += o.Conflicts
+	s.Attempts += o.Attempts
+	s.PeakHeap = max(s.PeakHeap, o.PeakHeap)
+	s.latencies = append(s.latencies, o.latencies...)
+}
+
+// OpsPerSec is the throughput in ops.
+func (s *sample) OpsPerSec() float64 { return float64(s.Ops) / s.Elapsed.Seconds() }
+
+// UnitsPerSec is the throughput in units (events).
+func (s *sample) UnitsPerSec() float64 { return float64(s.Units) / s.Elapsed.Seconds() }
+
+// quantile returns the q-quantile of the op latencies.
+func (s *sample) quantile(q float64) time.Duration {
+	if len(s.latencies) == 0 {
+		return 0
+	}
+	slices.Sort(s.latencies)
+	i := int(q * float64(len(s.latencies)-1))
+	return s.latencies[i]
+}
+
+// measure runs op on writers goroutines for d (every worker completes at
+// least one op) and returns the sample. With heap set it also samples the
+// live heap every few milliseconds and reports the peak.
+func measure(ctx context.Context, writers int, d time.Duration, o op, heap bool, seed uint64) (*sample, error) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var stopHeap func() uint64
+	if heap {
+		stopHeap = sampleHeap()
+	}
+	workers := make([]*worker, writers)
+	lats := make([][]time.Duration, writers)
+	units := make([]int64, writers)
+	var wg sync.WaitGroup
+	start := time.Now()
+	deadline := start.Add(d)
+	for i := range writers {
+		w := &worker{id: i, rng: rand.New(rand.NewPCG(seed, uint64(i)))}
+		workers[i] = w
+		wg.Go(func() {
+			for n := 0; n == 0 || time.Now().Before(deadline); n++ {
+				t0 := time.Now()
+				u, err := o(ctx, w)
+				if err != nil {
+					cancel(err)
+					return
+				}
+				lats[i] = append(lats[i], time.Since(t0))
+				units[i] += int64(u)
+				if ctx.Err() != nil {
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	s := &sample{Elapsed: time.Since(start)}
+	if stopHeap != nil {
+		s.PeakHeap = stopHeap()
+	}
+	if err := context.Cause(ctx); err != nil {
+		return nil, err
+	}
+	for i, w := range workers {
+		s.Ops += int64(len(lats[i]))
+		s.Units += units[i]
+		s.Conflicts += w.conflicts
+		s.Attempts += w.attempts
+		s.latencies = append(s.latencies, lats[i]...)
+	}
+	return s, nil
+}
+
+// liveHeap is the runtime metric sampled for peak heap: bytes of heap
+// memory occupied by live objects and by dead ones not yet swept.
+const liveHeap = "/memory/classes/heap/objects:bytes"
+
+// sampleHeap starts sampling the heap after a full collection and returns
+// a function that stops sampling and returns the peak seen.
+func sampleHeap() (stop func() uint64) {
+	runtime.GC()
+	var peak atomic.Uint64
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	read := func() {
+		m := []metrics.Sample{{Name: liveHeap}}
+		metrics.Read(m)
+		if v := m[0].Value.Uint64(); v > peak.Load() {
+			peak.Store(v)
+		}
+	}
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(2 * time.Millisecond)
+		defer t.Stop()
+		for {
+			read()
+			select {
+			case <-done:
+				read()
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() uint64 {
+		close(done)
+		<-finished
+		return peak.Load()
+	}
+}
+
+// alternate measures the two sides of a case in rounds, mire and baseline
+// taking turns (ABBA: mire, baseline, baseline, mire, ...) so that drift in
+// the machine's load or the tables' size falls on both alike. Each side gets
+// a short unmeasured warm-up first.
+func alternate(ctx context.Context, c *bcase, writers, rounds int, per, warmup time.Duration, heap bool) (mireS, baseS *sample, err error) {
+	mireS, baseS = &sample{}, &sample{}
+	run := func(sd side, into *sample, d time.Duration, seed uint64) error {
+		if sd.round != nil {
+			if err := sd.round(ctx); err != nil {
+				return fmt.Errorf("prepare round: %w", err)
+			}
+		}
+		s, err := measure(ctx, writers, d, sd.op, heap, seed)
+		if err != nil {
+			return err
+		}
+		if into != nil {
+			into.add(s)
+		}
+		return nil
+	}
+	if warmup > 0 {
+		if err := run(c.mire, nil, warmup, 1); err != nil {
+			return nil, nil, fmt.Errorf("mire warm-up: %w", err)
+		}
+		if err := run(c.baseline, nil, warmup, 1); err != nil {
+			return nil, nil, fmt.Errorf("baseline warm-up: %w", err)
+		}
+	}
+	for r := range rounds {
+		order := []string{"mire", "baseline"}
+		if r%2 == 1 {
+			order = []string{"baseline", "mire"}
+		}
+		for _, name := range order {
+			seed := uint64(100 + r)
+			if name == "mire" {
+				err = run(c.mire, mireS, per, seed)
+			} else {
+				err = run(c.baseline, baseS, per, seed)
+			}
+			if err != nil {
+				return nil, nil, fmt.Errorf("%s round %d: %w", name, r+1, err)
+			}
+		}
+	}
+	return mireS, baseS, nil
+}

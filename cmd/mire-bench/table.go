@@ -1,0 +1,79 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+)
+
+const tableHeader = `| # | workload | writers | mire | baseline | ratio | mire p50 / p99 | baseline p50 / p99 | target |
+|---|---|--:|--:|--:|--:|--:|--:|---|`
+
+// printTable writes the results as a Markdown table, then their notes.
+func printTable(w io.Writer, results []*result) {
+	fmt.Fprintln(w, tableHeader)
+	for _, r := range results {
+		fmt.Fprintln(w, row(r))
+	}
+	first := true
+	for _, r := range results {
+		if r.Note == "" {
+			continue
+		}
+		if first {
+			fmt.Fprintln(w)
+			first = false
+		}
+		fmt.Fprintf(w, "- %s, %d writers: %s\n", r.Workload, r.Writers, r.Note)
+	}
+}
+
+func row(r *result) string {
+	rate := func(s *sample) string {
+		v := s.OpsPerSec()
+		if r.byUnits {
+			v = s.UnitsPerSec()
+		}
+		return thousands(v) + " " + r.Unit + "/s"
+	}
+	lat := func(s *sample) string { return ms(s.quantile(0.5)) + " / " + ms(s.quantile(0.99)) + " ms" }
+	target := r.Target
+	if r.Met != nil {
+		if *r.Met {
+			target += " ✓"
+		} else {
+			target += " ✗ missed"
+		}
+	}
+	return fmt.Sprintf("| %s | %s | %d | %s | %s | %.2f | %s | %s | %s |",
+		r.Workload, r.Title, r.Writers, rate(r.Mire), rate(r.Baseline), r.Ratio, lat(r.Mire), lat(r.Baseline), target)
+}
+
+// ms formats a duration in milliseconds with three significant digits.
+func ms(d time.Duration) string {
+	v := float64(d) / float64(time.Millisecond)
+	switch {
+	case v >= 100:
+		return strconv.FormatFloat(v, 'f', 0, 64)
+	case v >= 10:
+		return strconv.FormatFloat(v, 'f', 1, 64)
+	}
+	return strconv.FormatFloat(v, 'f', 2, 64)
+}
+
+// thousands formats v rounded, with commas: 12,345.
+func thousands(v float64) string {
+	s := strconv.FormatInt(int64(v+0.5), 10)
+	var b strings.Builder
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
+
+func mib(b uint64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }

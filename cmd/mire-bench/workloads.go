@@ -1,0 +1,541 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/mire-go/mire"
+)
+
+// workload is one line of the issue's list: how to set up a case for a
+// number of writers, what it counts, and the target it must meet.
+type workload struct {
+	id, title string
+	// unit names what a throughput counts ("saves", "events"...); byUnits
+	// says it is counted in the ops' units (events) rather than in ops.
+	unit    string
+	byUnits bool
+	// writers are the writer counts the workload runs with; nil means the
+	// -writers flag.
+	writers []int
+	// heap samples the peak heap during each op.
+	heap bool
+	// target describes the goal; met checks it (nil: no target).
+	target string
+	met    func(m, b *sample) bool
+	setup  func(ctx context.Context, e *env, writers int) (*bcase, error)
+}
+
+// bcase is one workload at one writer count: the two sides and a note on
+// their samples for the table's footnotes.
+type bcase struct {
+	mire, baseline side
+	note           func(m, b *sample) string
+}
+
+func ratioAtLeast(r float64, byUnits bool) func(m, b *sample) bool {
+	return func(m, b *sample) bool { return ratio(m, b, byUnits) >= r }
+}
+
+func ratio(m, b *sample, byUnits bool) float64 {
+	if byUnits {
+		return m.UnitsPerSec() / b.UnitsPerSec()
+	}
+	return m.OpsPerSec() / b.OpsPerSec()
+}
+
+const maxHeap = 64 << 20
+
+var workloads = []workload{
+	{id: "1", title: "Save 1 event to a new stream (LoadOrNew, Record, Save)", unit: "saves",
+		target: "ratio >= 0.6", met: ratioAtLeast(0.6, false), setup: newStreamCase(false)},
+	{id: "1a", title: "Append 1 event to a new stream (Append, NoStream)", unit: "appends",
+		target: "ratio >= 0.6", met: ratioAtLeast(0.6, false), setup: newStreamCase(true)},
+	{id: "2", title: "Load + Record + Save on an existing stream", unit: "saves",
+		target: "ratio >= 0.5", met: ratioAtLeast(0.5, false), setup: existingStreamCase},
+	{id: "3", title: "Save 100 events in one save", unit: "events", byUnits: true,
+		target: ">= 100,000 events/s", met: func(m, _ *sample) bool { return m.UnitsPerSec() >= 100_000 }, setup: batchCase},
+	{id: "4", title: "Load a 1,000-event stream", unit: "loads", writers: []int{1},
+		target: "time <= 1.5x baseline", met: ratioAtLeast(1/1.5, false), setup: longLoadCase},
+	{id: "5", title: "8 writers on one stream, reload and retry", unit: "saves", writers: []int{8},
+		setup: hotStreamCase},
+	{id: "6", title: "TxScope transfer between 2 random accounts", unit: "transfers",
+		setup: transferCase},
+	{id: "9", title: "ReadAll through the iterator", unit: "events", byUnits: true, writers: []int{1}, heap: true,
+		target: "peak heap < 64 MiB", met: func(m, _ *sample) bool { return m.PeakHeap < maxHeap }, setup: readAllCase},
+}
+
+// newStreamCase is workload 1: one event to a new stream, each op its own
+// stream. Baseline: one INSERT, its own transaction.
+func newStreamCase(viaAppend bool) func(ctx context.Context, e *env, writers int) (*bcase, error) {
+	return func(ctx context.Context, e *env, writers int) (*bcase, error) {
+		mireOp := func(ctx context.Context, w *worker) (int, error) {
+			id := e.newID("n")
+			acc, err := mire.LoadOrNew[Account](ctx, e.store, id)
+			if err != nil {
+				return 0, err
+			}
+			if err := acc.Record(Opened{Owner: id, Initial: 100}); err != nil {
+				return 0, err
+			}
+			return 1, e.store.Save(ctx, acc)
+		}
+		if viaAppend {
+			mireOp = func(ctx context.Context, w *worker) (int, error) {
+				id := e.newID("n")
+				_, err := e.store.Append(ctx, mire.StreamID("account", id), mire.NoStream, Opened{Owner: id, Initial: 100})
+				return 1, err
+			}
+		}
+		return &bcase{
+			mire: side{op: mireOp},
+			baseline: side{op: func(ctx context.Context, w *worker) (int, error) {
+				id := e.newID("b")
+				data, err := json.Marshal(Opened{Owner: id, Initial: 100})
+				if err != nil {
+					return 0, err
+				}
+				eid, err := uuid.NewV7()
+				if err != nil {
+					return 0, err
+				}
+				_, err = e.pool.Exec(ctx, baseInsertEvent, "account-"+id, 1, eid, "Opened", data)
+				return 1, err
+			}},
+		}, nil
+	}
+}
+
+// existingStreamCase is workload 2: load a random existing stream, record
+// a deposit, save with the optimistic check; retry on a conflict. Baseline:
+// SELECT the stream's events and fold them, then UPDATE the version (WHERE
+// version = the one read) and INSERT the event in one transaction, sent as
+// one pipelined round trip; a conflict is the unique (stream, version)
+// violation.
+func existingStreamCase(ctx context.Context, e *env, writers int) (*bcase, error) {
+	n := e.scale.Streams
+	if err := e.seed(ctx, "s", n, e.scale.StreamLen); err != nil {
+		return nil, err
+	}
+	pick := func(w *worker) string { return "s" + strconv.Itoa(1+w.rng.IntN(n)) }
+	return &bcase{
+		mire:     side{op: func(ctx context.Context, w *worker) (int, error) { return 1, mireDeposit(ctx, e, w, pick(w)) }},
+		baseline: side{op: func(ctx context.Context, w *worker) (int, error) { return 1, baseDeposit(ctx, e, w, pick(w)) }},
+		note:     conflictNote,
+	}, nil
+}
+
+// mireDeposit loads the account, records a deposit and saves it, reloading
+// and retrying after a conflict.
+func mireDeposit(ctx context.Context, e *env, w *worker, id string) error {
+	for {
+		w.attempts++
+		acc, err := mire.Load[Account](ctx, e.store, id)
+		if err != nil {
+			return err
+		}
+		if err := acc.Record(Deposited{Amount: 1}); err != nil {
+			return err
+		}
+		err = e.store.Save(ctx, acc)
+		if !errors.Is(err, mire.ErrConcurrency) {
+			return err
+		}
+		w.conflicts++
+	}
+}
+
+// baseDeposit is mireDeposit by hand.
+func baseDeposit(ctx context.Context, e *env, w *worker, id string) error {
+	stream := "account-" + id
+	for {
+		w.attempts++
+		var acc Account
+		version, err := baseFold(ctx, e, stream, &acc)
+		if err != nil {
+			return err
+		}
+		data, err := json.Marshal(Deposited{Amount: 1})
+		if err != nil {
+			return err
+		}
+		eid, err := uuid.NewV7()
+		if err != nil {
+			return err
+		}
+		b := &pgx.Batch{}
+		b.Queue(baseBumpVersion, stream, version)
+		b.Queue(baseInsertEvent, stream, version+1, eid, "Deposited", data)
+		err = e.pool.SendBatch(ctx, b).Close()
+		if !isUniqueViolation(err) {
+			return err
+		}
+		w.conflicts++
+	}
+}
+
+// baseFold selects a stream's events, decodes each into its struct and
+// applies it, and returns the stream's version.
+func baseFold(ctx context.Context, e *env, stream string, acc *Account) (int64, error) {
+	rows, err := e.pool.Query(ctx, baseSelectStream, stream)
+	if err != nil {
+		return 0, err
+	}
+	var (
+		version int64
+		typ     string
+		data    []byte
+	)
+	_, err = pgx.ForEachRow(rows, []any{&version, &typ, &data}, func() error {
+		event, err := decodeEvent(typ, data)
+		if err != nil {
+			return err
+		}
+		acc.Apply(event)
+		return nil
+	})
+	return version, err
+}
+
+func isUniqueViolation(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "23505"
+}
+
+func conflictNote(m, b *sample) string {
+	rate := func(s *sample) string {
+		if s.Attempts == 0 {
+			return "-"
+		}
+		return fmt.Sprintf("%.1f%%", 100*float64(s.Conflicts)/float64(s.Attempts))
+	}
+	return fmt.Sprintf("conflict rate (conflicts / save attempts): mire %s, baseline %s", rate(m), rate(b))
+}
+
+// batchCase is workload 3: one save of 100 events to a new stream.
+// Baseline: COPY of the 100 rows.
+func batchCase(ctx context.Context, e *env, writers int) (*bcase, error) {
+	n := e.scale.Batch
+	return &bcase{
+		mire: side{op: func(ctx context.Context, w *worker) (int, error) {
+			id := e.newID("n")
+			acc, err := mire.LoadOrNew[Account](ctx, e.store, id)
+			if err != nil {
+				return 0, err
+			}
+			if err := acc.Record(Opened{Owner: id, Initial: 100}); err != nil {
+				return 0, err
+			}
+			for i := 1; i < n; i++ {
+				if err := acc.Record(Deposited{Amount: int64(i)}); err != nil {
+					return 0, err
+				}
+			}
+			return n, e.store.Save(ctx, acc)
+		}},
+		baseline: side{op: func(ctx context.Context, w *worker) (int, error) {
+			id := e.newID("b")
+			stream := "account-" + id
+			rows := make([][]any, n)
+			for i := range rows {
+				var event any = Deposited{Amount: int64(i)}
+				typ := "Deposited"
+				if i == 0 {
+					event, typ = Opened{Owner: id, Initial: 100}, "Opened"
+				}
+				data, err := json.Marshal(event)
+				if err != nil {
+					return 0, err
+				}
+				eid, err := uuid.NewV7()
+				if err != nil {
+					return 0, err
+				}
+				rows[i] = []any{stream, int64(i + 1), "account", eid, typ, int32(1), data}
+			}
+			_, err := e.pool.CopyFrom(ctx, pgx.Identifier{"baseline", "events"},
+				[]string{"stream_id", "version", "category", "event_id", "type", "schema_version", "data"},
+				pgx.CopyFromRows(rows))
+			return n, err
+		}},
+	}, nil
+}
+
+// longLoadCase is workload 4: load one 1,000-event stream into the
+// aggregate. Baseline: SELECT its events and json.Unmarshal each into the
+// same structs, applying them to the same aggregate.
+func longLoadCase(ctx context.Context, e *env, writers int) (*bcase, error) {
+	n := e.scale.LongLen
+	if err := e.seed(ctx, "long", 1, n); err != nil {
+		return nil, err
+	}
+	return &bcase{
+		mire: side{op: func(ctx context.Context, w *worker) (int, error) {
+			acc, err := mire.Load[Account](ctx, e.store, "long1")
+			if err == nil && acc.State.Events != n {
+				err = fmt.Errorf("loaded %d events, want %d", acc.State.Events, n)
+			}
+			return n, err
+		}},
+		baseline: side{op: func(ctx context.Context, w *worker) (int, error) {
+			var acc Account
+			_, err := baseFold(ctx, e, "account-long1", &acc)
+			if err == nil && acc.Events != n {
+				err = fmt.Errorf("loaded %d events, want %d", acc.Events, n)
+			}
+			return n, err
+		}},
+	}, nil
+}
+
+// hotStreamCase is workload 5: every writer deposits into the same stream,
+// reloading and retrying on each conflict. Each round starts a new stream,
+// so the stream's length stays comparable between the sides.
+func hotStreamCase(ctx context.Context, e *env, writers int) (*bcase, error) {
+	var mireHot, baseHot string
+	return &bcase{
+		mire: side{
+			round: func(ctx context.Context) error {
+				mireHot = e.newID("hot")
+				_, err := e.store.Append(ctx, mire.StreamID("account", mireHot), mire.NoStream, Opened{Owner: mireHot, Initial: 100})
+				return err
+			},
+			op: func(ctx context.Context, w *worker) (int, error) { return 1, mireDeposit(ctx, e, w, mireHot) },
+		},
+		baseline: side{
+			round: func(ctx context.Context) error {
+				baseHot = e.newID("hot")
+				data, err := json.Marshal(Opened{Owner: baseHot, Initial: 100})
+				if err != nil {
+					return err
+				}
+				b := &pgx.Batch{}
+				b.Queue(baseCreateStream, "account-"+baseHot)
+				b.Queue(baseInsertEvent, "account-"+baseHot, 1, uuid.New(), "Opened", data)
+				return e.pool.SendBatch(ctx, b).Close()
+			},
+			op: func(ctx context.Context, w *worker) (int, error) { return 1, baseDeposit(ctx, e, w, baseHot) },
+		},
+		note: conflictNote,
+	}, nil
+}
+
+// transferCase is workload 6: move 1 from one random account to another in
+// a TxScope that locks both. Baseline: in one transaction, SELECT ... FOR
+// UPDATE both stream rows (in stream order) and SELECT their events in the
+// same round trip, fold them, then UPDATE both versions, INSERT both events
+// and COMMIT in a second round trip.
+func transferCase(ctx context.Context, e *env, writers int) (*bcase, error) {
+	n := e.scale.Accounts
+	if err := e.seed(ctx, "a", n, 1); err != nil {
+		return nil, err
+	}
+	pair := func(w *worker) (string, string) {
+		a := 1 + w.rng.IntN(n)
+		b := 1 + w.rng.IntN(n-1)
+		if b >= a {
+			b++
+		}
+		return "a" + strconv.Itoa(a), "a" + strconv.Itoa(b)
+	}
+	return &bcase{
+		mire: side{op: func(ctx context.Context, w *worker) (int, error) {
+			from, to := pair(w)
+			return 1, e.store.InTx(ctx, func(scope *mire.TxScope) error {
+				accs, err := mire.LoadManyForUpdate[Account](ctx, scope, from, to)
+				if err != nil {
+					return err
+				}
+				if err := accs[0].Record(Withdrawn{Amount: 1}); err != nil {
+					return err
+				}
+				if err := accs[1].Record(Deposited{Amount: 1}); err != nil {
+					return err
+				}
+				return scope.Save(ctx, accs[0], accs[1])
+			})
+		}},
+		baseline: side{op: func(ctx context.Context, w *worker) (int, error) {
+			from, to := pair(w)
+			return 1, baseTransfer(ctx, e, "account-"+from, "account-"+to)
+		}},
+	}, nil
+}
+
+func baseTransfer(ctx context.Context, e *env, from, to string) (err error) {
+	conn, err := e.pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Release()
+	defer func() {
+		if err != nil {
+			_, _ = conn.Exec(context.WithoutCancel(ctx), "ROLLBACK")
+		}
+	}()
+	streams := []string{from, to}
+	b := &pgx.Batch{}
+	b.Queue("BEGIN")
+	b.Queue(baseLockStreams, streams)
+	b.Queue(baseSelectStreams, streams)
+	br := conn.SendBatch(ctx, b)
+	versions := map[string]int64{}
+	accs := map[string]*Account{from: {}, to: {}}
+	if _, err = br.Exec(); err != nil {
+		return errors.Join(err, br.Close())
+	}
+	var (
+		stream, typ string
+		version     int64
+		data        []byte
+	)
+	rows, _ := br.Query()
+	if _, err = pgx.ForEachRow(rows, []any{&stream, &version}, func() error { versions[stream] = version; return nil }); err != nil {
+		return errors.Join(err, br.Close())
+	}
+	rows, _ = br.Query()
+	_, err = pgx.ForEachRow(rows, []any{&stream, &typ, &data}, func() error {
+		event, err := decodeEvent(typ, data)
+		if err == nil {
+			accs[stream].Apply(event)
+		}
+		return err
+	})
+	if err = errors.Join(err, br.Close()); err != nil {
+		return err
+	}
+	if len(versions) != 2 {
+		return fmt.Errorf("baseline transfer: locked %d of 2 streams", len(versions))
+	}
+	out, err := json.Marshal(Withdrawn{Amount: 1})
+	if err != nil {
+		return err
+	}
+	in, err := json.Marshal(Deposited{Amount: 1})
+	if err != nil {
+		return err
+	}
+	outID, err := uuid.NewV7()
+	if err != nil {
+		return err
+	}
+	inID, err := uuid.NewV7()
+	if err != nil {
+		return err
+	}
+	b = &pgx.Batch{}
+	b.Queue(baseBumpVersions, streams)
+	b.Queue(baseInsertTwo, from, versions[from]+1, outID, "Withdrawn", out, to, versions[to]+1, inID, "Deposited", in)
+	b.Queue("COMMIT")
+	return conn.SendBatch(ctx, b).Close()
+}
+
+// readAllCase is workload 9: ReadAll over the whole log through the
+// iterator, sampling the peak heap. Baseline: one query over the same
+// table, a pgx rows loop scanning the same columns and decoding the same
+// structs.
+func readAllCase(ctx context.Context, e *env, writers int) (*bcase, error) {
+	n := e.scale.ReadAll
+	per := e.scale.LongLen
+	streams := (n + per - 1) / per
+	if err := fill(ctx, e, streams, per, n); err != nil {
+		return nil, err
+	}
+	var sink int64
+	return &bcase{
+		mire: side{op: func(ctx context.Context, w *worker) (int, error) {
+			count := 0
+			for env, err := range e.store.ReadAll(ctx, nil) {
+				if err != nil {
+					return count, err
+				}
+				if d, ok := env.Data.(Deposited); ok {
+					sink += d.Amount
+				}
+				count++
+			}
+			if count != n {
+				return count, fmt.Errorf("read %d events, want %d", count, n)
+			}
+			return count, nil
+		}},
+		baseline: side{op: func(ctx context.Context, w *worker) (int, error) {
+			rows, err := e.pool.Query(ctx, baseReadAll)
+			if err != nil {
+				return 0, err
+			}
+			defer rows.Close()
+			var (
+				id                    uuid.UUID
+				stream, category, typ string
+				version, position     int64
+				schema                int32
+				data, meta            []byte
+				recorded              time.Time
+				count                 int
+				md                    mire.Metadata
+				scan                  = []any{&id, &stream, &category, &version, &position, &typ, &schema, &data, &meta, &recorded}
+			)
+			for rows.Next() {
+				if err := rows.Scan(scan...); err != nil {
+					return count, err
+				}
+				event, err := decodeEvent(typ, data)
+				if err != nil {
+					return count, err
+				}
+				if len(meta) > 0 {
+					if err := json.Unmarshal(meta, &md); err != nil {
+						return count, err
+					}
+				}
+				if d, ok := event.(Deposited); ok {
+					sink += d.Amount
+				}
+				count++
+			}
+			if err := rows.Err(); err != nil {
+				return count, err
+			}
+			if count != n {
+				return count, fmt.Errorf("read %d events, want %d", count, n)
+			}
+			return count, nil
+		}},
+		note: func(m, b *sample) string {
+			return fmt.Sprintf("%s events in the log; peak live heap: mire %s, baseline %s (target < 64 MiB)",
+				thousands(float64(n)), mib(m.PeakHeap), mib(b.PeakHeap))
+		},
+	}, nil
+}
+
+// fill writes n events (streams of per events each, the last one shorter)
+// into mire's tables for workload 9.
+func fill(ctx context.Context, e *env, streams, per, n int) error {
+	if _, err := e.pool.Exec(ctx, fillStreams, streams, per, n); err != nil {
+		return fmt.Errorf("fill streams: %w", err)
+	}
+	if _, err := e.pool.Exec(ctx, fillEvents, per, n); err != nil {
+		return fmt.Errorf("fill events: %w", err)
+	}
+	_, err := e.pool.Exec(ctx, `VACUUM ANALYZE mire.events`)
+	return err
+}
+
+const (
+	fillStreams = `INSERT INTO mire.streams (stream_id, category, version)
+SELECT 'account-r' || i, 'account', least($2::int, $3::int - i * $2::int) FROM generate_series(0, $1::int - 1) i`
+	fillEvents = `INSERT INTO mire.events (stream_id, version, category, event_id, type, schema_version, data)
+SELECT 'account-r' || (g / $1::int), g % $1::int + 1, 'account', gen_random_uuid(),
+	CASE WHEN g % $1::int = 0 THEN 'Opened' ELSE 'Deposited' END, 1,
+	CASE WHEN g % $1::int = 0 THEN jsonb_build_object('owner', 'r' || (g / $1::int), 'initial', 0)
+	     ELSE jsonb_build_object('amount', g) END
+FROM generate_series(0, $2::int - 1) g`
+)
