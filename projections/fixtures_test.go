@@ -265,3 +265,26 @@ func deposit(ctx context.Context, store *mire.Store, stream string, amount int64
 	_, err := store.Append(ctx, stream, mire.StreamExists, Deposited{Amount: amount})
 	Expect(err).NotTo(HaveOccurred())
 }
+
+// Account is the aggregate of the account events, for specs that save
+// through a TxScope.
+type Account struct{ Balance int64 }
+
+func (*Account) Category() string { return "account" }
+
+func (a *Account) Apply(event any) {
+	switch e := event.(type) {
+	case Opened:
+		a.Balance = e.Initial
+	case Deposited:
+		a.Balance += e.Amount
+	case Withdrawn:
+		a.Balance -= e.Amount
+	}
+}
+
+// statusFn polls a projection's status, for Eventually: a projection not
+// yet started is an error to retry, not a failure.
+func statusFn(store *mire.Store, name string) func(context.Context) (projections.Status, error) {
+	return func(ctx context.Context) (projections.Status, error) { return projections.StatusOf(ctx, store, name) }
+}

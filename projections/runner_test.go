@@ -81,10 +81,7 @@ var _ = Describe("Runner", func() {
 		r, err := projections.NewRunner(e.store, cfg, projections.Projection{Name: "woken", Handler: s.recorder("r")})
 		Expect(err).NotTo(HaveOccurred())
 		start(r)
-		Eventually(func(ctx context.Context) (string, error) {
-			st, err := projections.StatusOf(ctx, e.store, "woken")
-			return st.Owner, err
-		}).WithContext(ctx).Should(Equal(r.Owner()))
+		Eventually(statusFn(e.store, "woken")).WithContext(ctx).Should(HaveField("Owner", r.Owner()))
 		// The listener may connect after the lease is taken: write until
 		// one notification has been seen, then once more.
 		a := open(ctx, e.store, 1)
