@@ -49,7 +49,7 @@ func init() { mire.MustRegister(Opened{}, Deposited{}, Withdrawn{}, Noted{}) }
 // intervals, a silent logger.
 func quiet() *projections.Config {
 	return &projections.Config{
-		LeaseTTL:        time.Second,
+		LeaseTTL:        2 * time.Second,
 		RecheckInterval: 100 * time.Millisecond,
 		PollInterval:    50 * time.Millisecond,
 		RetryBackoff:    5 * time.Millisecond,
