@@ -1,0 +1,97 @@
+package mire_test
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/mire-go/mire"
+	"github.com/mire-go/mire/internal/mtest"
+)
+
+var _ = Describe("Notify", func() {
+	var store *mire.Store
+	var listener *pgx.Conn
+
+	BeforeEach(func(ctx SpecContext) {
+		// A database of its own: no other spec's notifications.
+		_, pool := db.Fresh(ctx)
+		store = newStore(pool)
+		conn, err := pool.Acquire(ctx)
+		Expect(err).NotTo(HaveOccurred())
+		listener = conn.Hijack()
+		DeferCleanup(func(ctx SpecContext) { _ = listener.Close(ctx) })
+		_, err = listener.Exec(ctx, "LISTEN "+pgx.Identifier{mire.NotifyChannel(store.Schema())}.Sanitize())
+		Expect(err).NotTo(HaveOccurred())
+	})
+
+	// notified waits for the next notification on the store's channel.
+	notified := func(ctx context.Context) error {
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		_, err := listener.WaitForNotification(ctx)
+		return err
+	}
+
+	It("wakes listeners after Save, Append and TxScope.Commit", func(ctx SpecContext) {
+		id := openAccount(ctx, store, 1)
+		Expect(notified(ctx)).To(Succeed())
+
+		_, err := store.Append(ctx, mire.StreamID("account", id), mire.StreamExists, Deposited{Amount: 1})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(notified(ctx)).To(Succeed())
+
+		Expect(store.InTx(ctx, func(scope *mire.TxScope) error {
+			acc, err := mire.LoadForUpdate[Account](ctx, scope, id)
+			if err != nil {
+				return err
+			}
+			if err := acc.Record(Deposited{Amount: 2}); err != nil {
+				return err
+			}
+			return scope.Save(ctx, acc)
+		})).To(Succeed())
+		Expect(notified(ctx)).To(Succeed())
+	})
+
+	It("coalesces a burst of writes into fewer notifications, the last one after the last commit", func(ctx SpecContext) {
+		const writers, each = 8, 25
+		var wg sync.WaitGroup
+		for range writers {
+			wg.Go(func() {
+				defer GinkgoRecover()
+				for range each {
+					openAccount(ctx, store, 1)
+				}
+			})
+		}
+		wg.Wait()
+		n := 0
+		for {
+			quiet, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+			_, err := listener.WaitForNotification(quiet)
+			cancel()
+			if err != nil {
+				break
+			}
+			n++
+		}
+		Expect(n).To(BeNumerically(">=", 1))
+		Expect(n).To(BeNumerically("<", writers*each))
+		Expect(mtest.Count(ctx, store.Pool(), "events", "")).To(Equal(writers * each))
+	})
+
+	It("is sent by Notify for writes in the caller's own transaction", func(ctx SpecContext) {
+		tx, err := store.Pool().Begin(ctx)
+		Expect(err).NotTo(HaveOccurred())
+		_, err = store.AppendTx(ctx, tx, mire.StreamID("account", mtest.Unique("n")), mire.NoStream, Opened{Owner: "n"})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(tx.Commit(ctx)).To(Succeed())
+		store.Notify()
+		Expect(notified(ctx)).To(Succeed())
+	})
+})
