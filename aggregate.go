@@ -110,7 +110,7 @@ func (s *Store) replay(ctx context.Context, db dbtx, root applier) error {
 	streamID := root.StreamID()
 	rows, err := db.Query(ctx, s.sql.selectStreamEvents, streamID, root.version())
 	if err != nil {
-		return fmt.Errorf("mire: load stream %q: %w", streamID, translate(err))
+		return fmt.Errorf("mire: load stream %q: %w", streamID, translate(ctx, err))
 	}
 	defer rows.Close()
 	var (
@@ -134,7 +134,7 @@ func (s *Store) replay(ctx context.Context, db dbtx, root applier) error {
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("mire: load stream %q: %w", streamID, translate(err))
+		return fmt.Errorf("mire: load stream %q: %w", streamID, translate(ctx, err))
 	}
 	return nil
 }
@@ -280,7 +280,7 @@ func (s *Store) Save(ctx context.Context, roots ...Saveable) error {
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("mire: save: %w", translate(err))
+		return fmt.Errorf("mire: save: %w", translate(ctx, err))
 	}
 	for i, w := range writes {
 		w.root.saved(versions[i])

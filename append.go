@@ -134,13 +134,13 @@ func (s *Store) append(ctx context.Context, db dbtx, w streamWrite, meta []byte)
 		return version, nil
 	}
 	if err != nil && !isUniqueViolation(err, "event_id") {
-		return 0, fmt.Errorf("mire: append to stream %q: %w", w.streamID, translate(err))
+		return 0, fmt.Errorf("mire: append to stream %q: %w", w.streamID, translate(ctx, err))
 	}
 	version, resolveErr := s.resolveRefused(ctx, db, w)
 	if resolveErr != nil && err != nil {
 		// Inside a transaction the failed statement aborted it, so the
 		// lookup cannot run; report the statement's own error.
-		return 0, fmt.Errorf("mire: append to stream %q: %w", w.streamID, translate(err))
+		return 0, fmt.Errorf("mire: append to stream %q: %w", w.streamID, translate(ctx, err))
 	}
 	return version, resolveErr
 }
@@ -158,12 +158,12 @@ func (s *Store) resolveRefused(ctx context.Context, db dbtx, w streamWrite) (int
 	case err == nil:
 		return 0, fmt.Errorf("%w: append to stream %q: event id %s is already stored in stream %q", ErrInvalidEvent, w.streamID, w.events[0].id, storedStream)
 	case !errors.Is(err, pgx.ErrNoRows):
-		return 0, fmt.Errorf("mire: append to stream %q: %w", w.streamID, translate(err))
+		return 0, fmt.Errorf("mire: append to stream %q: %w", w.streamID, translate(ctx, err))
 	}
 	var actual int64
 	err = db.QueryRow(ctx, s.sql.selectStreamVersion, w.streamID).Scan(&actual)
 	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
-		return 0, fmt.Errorf("mire: append to stream %q: %w", w.streamID, translate(err))
+		return 0, fmt.Errorf("mire: append to stream %q: %w", w.streamID, translate(ctx, err))
 	}
 	return 0, &ConcurrencyError{StreamID: w.streamID, Expected: int64(w.expected), Actual: actual}
 }

@@ -141,8 +141,10 @@ const (
 )
 
 // translate turns driver errors into mire's errors. It is the one place pgx
-// error types are inspected; everything else wraps what it returns.
-func translate(err error) error {
+// error types are inspected; everything else wraps what it returns. A
+// statement the server cancelled because ctx ended (see ConfigurePool)
+// reports ctx's error.
+func translate(ctx context.Context, err error) error {
 	if err == nil {
 		return nil
 	}
@@ -163,6 +165,10 @@ func translate(err error) error {
 			return fmt.Errorf("%w: %s", ErrSerialization, pgErr.Message)
 		case pgLockNotAvailable:
 			return fmt.Errorf("%w: %s", ErrLockTimeout, pgErr.Message)
+		case pgQueryCanceled:
+			if ctx.Err() != nil {
+				return fmt.Errorf("%w: %s", ctx.Err(), pgErr.Message)
+			}
 		}
 	}
 	return err

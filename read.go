@@ -109,7 +109,7 @@ func (s *Store) read(ctx context.Context, op string, opts *ReadOpts, query func(
 			}
 			rows, err := query(after, size)
 			if err != nil {
-				yield(Envelope{}, fmt.Errorf("mire: %s: %w", op, translate(err)))
+				yield(Envelope{}, fmt.Errorf("mire: %s: %w", op, translate(ctx, err)))
 				return
 			}
 			var env Envelope
@@ -129,7 +129,7 @@ func (s *Store) read(ctx context.Context, op string, opts *ReadOpts, query func(
 			}
 			rows.Close()
 			if err := rows.Err(); err != nil {
-				yield(Envelope{}, fmt.Errorf("mire: %s: %w", op, translate(err)))
+				yield(Envelope{}, fmt.Errorf("mire: %s: %w", op, translate(ctx, err)))
 				return
 			}
 			left -= n
@@ -147,7 +147,7 @@ func (s *Store) scanEnvelope(rows pgx.Rows, env *Envelope) error {
 	*env = Envelope{}
 	if err := rows.Scan(&env.ID, &env.StreamID, &env.Category, &env.Version, &env.Position,
 		&env.Type, &schema, &env.Raw, &meta, &env.RecordedAt); err != nil {
-		return fmt.Errorf("mire: read: %w", translate(err))
+		return fmt.Errorf("mire: read: %w", err)
 	}
 	env.SchemaVersion = int(schema)
 	return s.DecodeEnvelope(env, meta)

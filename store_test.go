@@ -9,6 +9,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/mire-go/mire"
 	"github.com/mire-go/mire/internal/mtest"
 )
@@ -229,14 +230,14 @@ var _ = Describe("Store", func() {
 			Expect(mtest.Count(ctx, db.Pool, "events", "stream_id = $1", "account-"+id)).To(Equal(1))
 		})
 
-		It("aborts a save blocked mid-flight and leaves no partial write", func(ctx SpecContext) {
-			id := openAccount(ctx, store, 0)
+		// blockedSave starts saving two deposits to a stream whose row another
+		// transaction holds, cancels the save while it waits on the lock,
+		// then releases the lock. It returns the Root and the save's error.
+		blockedSave := func(ctx SpecContext, store *mire.Store, id string) (*mire.Root[Account], error) {
 			acc, err := mire.Load[Account](ctx, store, id)
 			Expect(err).NotTo(HaveOccurred())
 			Expect(acc.Record(Deposited{Amount: 1})).To(Succeed())
 			Expect(acc.Record(Deposited{Amount: 2})).To(Succeed())
-
-			// Another transaction holds the stream row, so the save blocks.
 			blocker, err := db.Pool.Begin(ctx)
 			Expect(err).NotTo(HaveOccurred())
 			defer blocker.Rollback(ctx)
@@ -246,16 +247,44 @@ var _ = Describe("Store", func() {
 			saveCtx, cancel := context.WithCancel(ctx)
 			done := make(chan error, 1)
 			go func() { done <- store.Save(saveCtx, acc) }()
-			Eventually(waitingOnLocks).WithContext(ctx).Should(BeNumerically(">=", 1), "the save is waiting on the row lock")
+			Eventually(waitingOnLocks).WithContext(ctx).Should(Equal(1), "the save is waiting on the row lock")
 			cancel()
-			Eventually(done).WithContext(ctx).Should(Receive(MatchError(context.Canceled)))
+			var saveErr error
+			Eventually(done).WithContext(ctx).Should(Receive(&saveErr))
 			Expect(blocker.Rollback(ctx)).To(Succeed())
+			Eventually(waitingOnLocks).WithContext(ctx).Should(BeZero())
+			return acc, saveErr
+		}
 
+		It("aborts a save blocked mid-flight on the server, with ConfigurePool: nothing written", func(ctx SpecContext) {
+			id := openAccount(ctx, store, 0) // db.Pool is configured with mire.ConfigurePool
+			acc, err := blockedSave(ctx, store, id)
+			Expect(err).To(MatchError(context.Canceled))
+			Eventually(func() int { return mtest.Count(ctx, db.Pool, "events", "stream_id = $1", "account-"+id) }).
+				WithContext(ctx).Should(Equal(1))
+			Consistently(func() int { return mtest.Count(ctx, db.Pool, "events", "stream_id = $1", "account-"+id) }).
+				WithContext(ctx).Should(Equal(1), "the statement was cancelled, not left to commit later")
 			Expect(acc.Version).To(BeEquivalentTo(1))
 			Expect(acc.Pending()).To(HaveLen(2))
-			Expect(mtest.Count(ctx, db.Pool, "events", "stream_id = $1", "account-"+id)).To(Equal(1))
 			Expect(store.Save(ctx, acc)).To(Succeed(), "the same Root saves once the way is clear")
 			Expect(mtest.Count(ctx, db.Pool, "events", "stream_id = $1", "account-"+id)).To(Equal(3))
+		})
+
+		It("never leaves half a save with pgx's default cancellation, and a retry completes it once", func(ctx SpecContext) {
+			plain, err := pgxpool.New(ctx, db.URL) // pgx default: cancel drops the connection
+			Expect(err).NotTo(HaveOccurred())
+			defer plain.Close()
+			plainStore := newStore(plain)
+			id := openAccount(ctx, plainStore, 0)
+			acc, err := blockedSave(ctx, plainStore, id)
+			Expect(err).To(MatchError(context.Canceled))
+			Expect(mtest.Count(ctx, db.Pool, "events", "stream_id = $1", "account-"+id)).To(BeElementOf(1, 3),
+				"the outcome is unknown to the caller, but all or nothing")
+			Expect(plainStore.Save(ctx, acc)).To(Succeed())
+			Expect(mtest.Count(ctx, db.Pool, "events", "stream_id = $1", "account-"+id)).To(Equal(3))
+			loaded, err := mire.Load[Account](ctx, plainStore, id)
+			Expect(err).NotTo(HaveOccurred())
+			Expect(loaded.State.Balance).To(BeEquivalentTo(3))
 		})
 	})
 

@@ -74,13 +74,13 @@ func (s *Store) BeginTx(ctx context.Context, opts *TxOpts) (*TxScope, error) {
 	}
 	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: opts.IsoLevel})
 	if err != nil {
-		return nil, fmt.Errorf("mire: begin: %w", translate(err))
+		return nil, fmt.Errorf("mire: begin: %w", translate(ctx, err))
 	}
 	if opts.LockTimeout > 0 {
 		ms := strconv.FormatInt(max(opts.LockTimeout.Milliseconds(), 1), 10) + "ms"
 		if _, err := tx.Exec(ctx, `SELECT set_config('lock_timeout', $1, true)`, ms); err != nil {
 			_ = tx.Rollback(context.WithoutCancel(ctx))
-			return nil, fmt.Errorf("mire: begin: set lock timeout: %w", translate(err))
+			return nil, fmt.Errorf("mire: begin: set lock timeout: %w", translate(ctx, err))
 		}
 	}
 	return &TxScope{store: s, tx: tx}, nil
@@ -159,11 +159,11 @@ func LoadManyForUpdate[T any, PT interface {
 func (t *TxScope) lock(ctx context.Context, streamIDs []string) ([]string, error) {
 	rows, err := t.tx.Query(ctx, t.store.sql.lockStreams, streamIDs)
 	if err != nil {
-		return nil, fmt.Errorf("mire: lock streams %q: %w", streamIDs, translate(err))
+		return nil, fmt.Errorf("mire: lock streams %q: %w", streamIDs, translate(ctx, err))
 	}
 	locked, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil {
-		return nil, fmt.Errorf("mire: lock streams %q: %w", streamIDs, translate(err))
+		return nil, fmt.Errorf("mire: lock streams %q: %w", streamIDs, translate(ctx, err))
 	}
 	return locked, nil
 }
@@ -214,7 +214,7 @@ func (t *TxScope) Commit(ctx context.Context) error {
 	t.done = true
 	if err := t.tx.Commit(ctx); err != nil {
 		t.restore()
-		return fmt.Errorf("mire: commit: %w", translate(err))
+		return fmt.Errorf("mire: commit: %w", translate(ctx, err))
 	}
 	t.store.notifyCommitted()
 	t.saved = nil
@@ -231,7 +231,7 @@ func (t *TxScope) Rollback(ctx context.Context) error {
 	t.restore()
 	err := t.tx.Rollback(context.WithoutCancel(ctx))
 	if err != nil && !errors.Is(err, pgx.ErrTxClosed) {
-		return fmt.Errorf("mire: rollback: %w", translate(err))
+		return fmt.Errorf("mire: rollback: %w", translate(ctx, err))
 	}
 	return nil
 }

@@ -13,6 +13,7 @@ import (
 	. "github.com/onsi/gomega"    //nolint:staticcheck
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/mire-go/mire"
 	"github.com/mire-go/mire/pgtest"
 )
 
@@ -59,11 +60,13 @@ func (db *DB) Empty(ctx context.Context) (string, *pgxpool.Pool) {
 	return url, db.Connect(ctx, url)
 }
 
-// Connect opens a pool on url, closed when the current node ends.
+// Connect opens a pool on url, configured with mire.ConfigurePool and closed
+// when the current node ends.
 func (db *DB) Connect(ctx context.Context, url string) *pgxpool.Pool {
 	cfg, err := pgxpool.ParseConfig(url)
 	Expect(err).NotTo(HaveOccurred())
 	cfg.MaxConns = 40
+	mire.ConfigurePool(cfg)
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(pool.Close)
