@@ -66,7 +66,12 @@ func run(ctx context.Context) error {
 		return err
 	}
 	defer stop()
-	pool, err := pgxpool.New(ctx, dbURL)
+	cfg, err := pgxpool.ParseConfig(dbURL)
+	if err != nil {
+		return err
+	}
+	mire.ConfigurePool(cfg) // a cancelled context cancels the statement on the server
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return err
 	}
