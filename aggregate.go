@@ -3,6 +3,7 @@ package mire
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"reflect"
 
@@ -105,10 +106,12 @@ func newRoot[T any, PT interface {
 }
 
 // replay applies the stream's events after root.Version to root.State,
-// checking that versions run on without a gap.
+// checking that versions run on without a gap. A new Root of an aggregate
+// that takes snapshots starts from its snapshot (snapshot.go).
 func (s *Store) replay(ctx context.Context, db dbtx, root applier) error {
 	streamID := root.StreamID()
-	rows, err := db.Query(ctx, s.sql.selectStreamEvents, streamID, root.version())
+	query, args := s.replayQuery(root)
+	rows, err := db.Query(ctx, query, args...)
 	if err != nil {
 		return fmt.Errorf("mire: load stream %q: %w", streamID, translate(ctx, err))
 	}
@@ -121,18 +124,28 @@ func (s *Store) replay(ctx context.Context, db dbtx, root applier) error {
 	)
 	expected := root.version() + 1
 	_, err = pgx.ForEachRow(rows, []any{&version, &position, &typ, &schema, &data}, func() error {
+		if position == 0 { // the snapshot row, first if any
+			if err := s.restoreSnapshot(ctx, root, version, data); err != nil {
+				return err
+			}
+			expected = version + 1
+			return nil
+		}
 		if version != expected {
 			return fmt.Errorf("mire: load stream %q: %w: version %d follows version %d (position %d)",
 				streamID, ErrCorruptStream, version, expected-1, position)
 		}
-		event, err := s.registry.decode(root.categoryName(), typ, int(schema), data)
+		event, target, err := s.registry.decode(root.categoryName(), typ, int(schema), data)
 		if err != nil {
-			return &DecodeError{StreamID: streamID, Position: position, Version: version, Type: typ, SchemaVersion: int(schema), Err: err}
+			return &DecodeError{StreamID: streamID, Position: position, Version: version, Type: typ, SchemaVersion: int(schema), TargetVersion: target, Err: err}
 		}
 		root.apply(event, version)
 		expected++
 		return nil
 	})
+	if errors.Is(err, errSnapshotUnusable) {
+		return s.replay(ctx, db, fullReplay{root})
+	}
 	if err != nil {
 		return fmt.Errorf("mire: load stream %q: %w", streamID, translate(ctx, err))
 	}
@@ -226,7 +239,7 @@ type Saveable interface {
 }
 
 func (r *Root[T]) write() streamWrite {
-	return streamWrite{streamID: r.StreamID(), category: r.category, expected: ExpectedVersion(r.Version), events: r.pending}
+	return streamWrite{streamID: r.StreamID(), category: r.category, expected: ExpectedVersion(r.Version), events: r.pending, snapshot: r.snapshot()}
 }
 
 func (r *Root[T]) saved(version int64) {

@@ -47,6 +47,7 @@ type streamWrite struct {
 	category string
 	expected ExpectedVersion
 	events   []pendingEvent
+	snapshot *snapshotWrite // the aggregate's snapshot to store with the events, if any (snapshot.go)
 }
 
 // Append writes events to the stream streamID ("category-id") if the stream
@@ -129,7 +130,12 @@ func (s *Store) append(ctx context.Context, db dbtx, w streamWrite, meta []byte)
 		args = append(args, int64(w.expected))
 	}
 	var written, version int64
-	err := db.QueryRow(ctx, sql, args...).Scan(&written, &version)
+	var err error
+	if w.snapshot != nil {
+		written, version, err = s.appendWithSnapshot(ctx, db, w, sql, args)
+	} else {
+		err = db.QueryRow(ctx, sql, args...).Scan(&written, &version)
+	}
 	if err == nil && written == int64(n) {
 		return version, nil
 	}

@@ -12,9 +12,9 @@ import (
 // with their own SQL, such as projections; a payload it cannot decode is a
 // *DecodeError naming the stream, position and type.
 func (s *Store) DecodeEnvelope(env *Envelope, metadata []byte) error {
-	data, err := s.registry.decode(env.Category, env.Type, env.SchemaVersion, env.Raw)
+	data, target, err := s.registry.decode(env.Category, env.Type, env.SchemaVersion, env.Raw)
 	if err != nil {
-		return &DecodeError{StreamID: env.StreamID, Position: env.Position, Version: env.Version, Type: env.Type, SchemaVersion: env.SchemaVersion, Err: err}
+		return &DecodeError{StreamID: env.StreamID, Position: env.Position, Version: env.Version, Type: env.Type, SchemaVersion: env.SchemaVersion, TargetVersion: target, Err: err}
 	}
 	env.Data = data
 	env.Metadata = Metadata{}

@@ -112,20 +112,22 @@ func (e *RegistrationError) Error() string {
 }
 
 // DecodeError reports a stored event that cannot be turned into its Go type:
-// an unregistered (entity, type), a missing upcaster, or data that does not
-// fit the struct. errors.Is(err, ErrDecode) is true for it.
+// an unregistered (entity, type), a missing upcaster step, an upcaster's
+// error, or data that does not fit the struct. errors.Is(err, ErrDecode) is
+// true for it, and so is errors.Is(err, cause) for an upcaster's own error.
 type DecodeError struct {
 	StreamID      string
-	Position      int64
-	Version       int64
-	Type          string
-	SchemaVersion int
+	Position      int64  // the event's global position
+	Version       int64  // the event's version in its stream
+	Type          string // the stored type (or alias)
+	SchemaVersion int    // the payload's schema version as stored
+	TargetVersion int    // the registered type's current version; 0 if unregistered
 	Err           error
 }
 
 func (e *DecodeError) Error() string {
-	return fmt.Sprintf("cannot decode event at position %d (stream %q version %d, type %q schema version %d): %v",
-		e.Position, e.StreamID, e.Version, e.Type, e.SchemaVersion, e.Err)
+	return fmt.Sprintf("mire: cannot decode event at position %d (stream %q version %d, type %q, stored schema version %d, target version %d): %v",
+		e.Position, e.StreamID, e.Version, e.Type, e.SchemaVersion, e.TargetVersion, e.Err)
 }
 
 // Unwrap returns ErrDecode and the underlying cause.

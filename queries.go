@@ -71,11 +71,14 @@ type queries struct {
 
 	selectStreamVersion, lockStream, lockStreams, selectEventByID string
 	selectStreamEvents, readStream, readCategory, readAll         string
+
+	snapshot snapshotQueries // snapshot.go
 }
 
 func newQueries(schema string) queries {
 	fill := strings.NewReplacer("{{schema}}", pgx.Identifier{schema}.Sanitize()).Replace
 	return queries{
+		snapshot:            newSnapshotQueries(fill),
 		appendExact:         fill(appendExact),
 		appendNoStream:      fill(appendNoStream),
 		appendStreamExists:  fill(appendStreamExists),

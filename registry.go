@@ -1,11 +1,17 @@
 package mire
 
 import (
+	"bytes"
+	"encoding"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
 	"reflect"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -14,8 +20,10 @@ import (
 )
 
 // Upcaster turns a stored payload of one schema version into the payload of
-// the next version up. It works on the decoded JSON object and may modify and
-// return the map it is given.
+// the next version up. It works on the decoded JSON object (numbers arrive
+// as json.Number, so large integers keep every digit) and may modify and
+// return the map it is given. Returning an error makes the load or read fail
+// with a *DecodeError that wraps it.
 type Upcaster func(payload map[string]any) (map[string]any, error)
 
 // Registry maps event Go types to their stored (entity, type, version) and
@@ -122,32 +130,164 @@ func (r *Registry) MustRegister(events ...any) {
 	}
 }
 
-// RegisterUpcaster adds the step that turns payloads of (entity, typ) stored
-// at schema version from into version from+1. The event type must already be
-// registered, from must be below its current version, and each step may be
-// registered once.
-func (r *Registry) RegisterUpcaster(entity, typ string, from int, fn Upcaster) error {
-	if fn == nil {
-		return fmt.Errorf("mire: upcaster for entity %q type %q from version %d is nil", entity, typ, from)
+// RegisterUpcaster adds to the default registry. See Registry.RegisterUpcaster.
+func RegisterUpcaster(entity, typ string, from int, fn Upcaster) error {
+	return defaultRegistry.RegisterUpcaster(entity, typ, from, fn)
+}
+
+// MustRegisterUpcaster is RegisterUpcaster that panics on error, for use in
+// init functions.
+func MustRegisterUpcaster(entity, typ string, from int, fn Upcaster) {
+	if err := RegisterUpcaster(entity, typ, from, fn); err != nil {
+		panic(err)
 	}
+}
+
+// RegisterAlias adds to the default registry. See Registry.RegisterAlias.
+func RegisterAlias(entity, oldType string, event any) error {
+	return defaultRegistry.RegisterAlias(entity, oldType, event)
+}
+
+// MustRegisterAlias is RegisterAlias that panics on error, for use in init
+// functions.
+func MustRegisterAlias(entity, oldType string, event any) {
+	if err := RegisterAlias(entity, oldType, event); err != nil {
+		panic(err)
+	}
+}
+
+// RegisterUpcaster adds the step that turns payloads of (entity, typ) stored
+// at schema version from into version from+1. Stored payloads below the
+// type's current version (its `version` tag key) run through the steps in
+// order, v1 -> v2 -> v3, before they are decoded into the struct.
+//
+// The event type must already be registered under typ (not under an alias:
+// aliases share their type's steps), and 1 <= from < its current version.
+// Registration rejects, and changes nothing for:
+//   - a step already registered (a duplicate);
+//   - a step that would leave a gap: the steps of one type always form one
+//     unbroken run, so a new step must sit right below the current version
+//     or right next to a registered step (register 2->3 and then 1->2, or
+//     1->2 and then 2->3; never 1->2 and then 3->4).
+//
+// A run that stops short of the current version (1->2 registered for a type
+// at version 4) cannot be caught step by step, since the missing steps may
+// be registered next; Check reports it once registration is complete, and
+// loading a payload that needs a missing step is a *DecodeError.
+func (r *Registry) RegisterUpcaster(entity, typ string, from int, fn Upcaster) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	next := r.state.Load().clone()
 	key := eventName{entity, typ}
 	et, ok := next.byName[key]
-	if !ok || et.tag.Type != typ {
+	switch {
+	case !ok:
 		return fmt.Errorf("%w: cannot add an upcaster for entity %q type %q: register the event type first", ErrUnregistered, entity, typ)
-	}
-	if from < 1 || from >= et.tag.Version {
-		return fmt.Errorf("mire: upcaster for entity %q type %q from version %d: want 1 <= from < current version %d", entity, typ, from, et.tag.Version)
+	case et.tag.Type != typ:
+		return &RegistrationError{Type: et.goType, Reason: fmt.Sprintf("upcaster for type %q: it is an alias of %q; register the upcaster for %q", typ, et.tag.Type, et.tag.Type)}
+	case fn == nil:
+		return &RegistrationError{Type: et.goType, Reason: fmt.Sprintf("upcaster from version %d is nil", from)}
+	case from < 1 || from >= et.tag.Version:
+		return &RegistrationError{Type: et.goType, Reason: fmt.Sprintf("upcaster from version %d: want 1 <= from < current version %d", from, et.tag.Version)}
 	}
 	step := upcastStep{key, from}
 	if _, dup := next.upcasters[step]; dup {
-		return fmt.Errorf("mire: upcaster for entity %q type %q from version %d is already registered", entity, typ, from)
+		return &RegistrationError{Type: et.goType, Reason: fmt.Sprintf("upcaster from version %d to %d is already registered", from, from+1)}
+	}
+	if lo, hi, has := next.chain(et); has && from != lo-1 && from != hi+1 {
+		var want []string
+		if lo > 1 {
+			want = append(want, strconv.Itoa(lo-1))
+		}
+		if hi+1 < et.tag.Version {
+			want = append(want, strconv.Itoa(hi+1))
+		}
+		return &RegistrationError{Type: et.goType, Reason: fmt.Sprintf("upcaster from version %d to %d leaves a gap: the registered steps run from version %d to %d, so the next step must start at version %s",
+			from, from+1, lo, hi+1, strings.Join(want, " or "))}
 	}
 	next.upcasters[step] = fn
 	r.state.Store(next)
 	return nil
+}
+
+// chain returns the lowest and highest from-versions of et's registered
+// upcaster steps (which RegisterUpcaster keeps unbroken), and whether it has
+// any.
+func (m *registryMap) chain(et *eventType) (lo, hi int, has bool) {
+	name := eventName{et.tag.Entity, et.tag.Type}
+	for v := 1; v < et.tag.Version; v++ {
+		if _, ok := m.upcasters[upcastStep{name, v}]; ok {
+			if !has {
+				lo, has = v, true
+			}
+			hi = v
+		}
+	}
+	return lo, hi, has
+}
+
+// RegisterAlias declares oldType, a type name that history of entity was
+// written under, as another name of the registered event type of event
+// (given as Renamed{} or &Renamed{}): stored events of type oldType then
+// load as that Go type, through the same upcasters and versions. The `alias`
+// tag key (alias=Old|Older) does the same at registration. The entity must
+// be the event's own, and oldType must not name another type or alias of
+// the entity. Declaring the same alias again is a no-op.
+func (r *Registry) RegisterAlias(entity, oldType string, event any) error {
+	t := reflect.TypeOf(event)
+	if t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	next := r.state.Load().clone()
+	et, ok := next.byType[t]
+	switch {
+	case !ok:
+		return fmt.Errorf("%w: cannot add alias %q for %v: register the event type first", ErrUnregistered, oldType, t)
+	case et.tag.Entity != entity:
+		return &RegistrationError{Type: t, Reason: fmt.Sprintf("alias %q: the event belongs to entity %q, not %q", oldType, et.tag.Entity, entity)}
+	case !typeName.MatchString(oldType):
+		return &RegistrationError{Type: t, Reason: fmt.Sprintf("alias %q must match %s", oldType, typeName)}
+	}
+	key := eventName{entity, oldType}
+	if other, taken := next.byName[key]; taken {
+		if other == et && other.tag.Type != oldType {
+			return nil
+		}
+		return &RegistrationError{Type: t, Reason: fmt.Sprintf("alias %q: entity %q type %q is already registered by %v", oldType, entity, oldType, other.goType)}
+	}
+	next.byName[key] = et
+	r.state.Store(next)
+	return nil
+}
+
+// Check reports every registered event type whose upcaster chain does not
+// reach its current version: a type at version N > 1 needs steps that run
+// without a gap up to N-1 (from version 1, or from the oldest version its
+// history holds). RegisterUpcaster rejects gaps and duplicates as they come;
+// Check finds the chains left unfinished, which only the complete set of
+// registrations can show. Call it once after registering, at boot or in a
+// test:
+//
+//	if err := mire.DefaultRegistry().Check(); err != nil { log.Fatal(err) }
+func (r *Registry) Check() error {
+	state := r.state.Load()
+	var errs []error
+	for _, et := range state.byType {
+		if et.tag.Version == 1 {
+			continue
+		}
+		_, hi, has := state.chain(et)
+		switch {
+		case !has:
+			errs = append(errs, &RegistrationError{Type: et.goType, Reason: fmt.Sprintf("entity %q type %q is at version %d but has no upcasters", et.tag.Entity, et.tag.Type, et.tag.Version)})
+		case hi != et.tag.Version-1:
+			errs = append(errs, &RegistrationError{Type: et.goType, Reason: fmt.Sprintf("entity %q type %q is at version %d but its upcasters stop at version %d", et.tag.Entity, et.tag.Type, et.tag.Version, hi+1)})
+		}
+	}
+	slices.SortFunc(errs, func(a, b error) int { return strings.Compare(a.Error(), b.Error()) })
+	return errors.Join(errs...)
 }
 
 func (m *registryMap) clone() *registryMap {
@@ -190,60 +330,113 @@ func (r *Registry) check(et *eventType, event any) error {
 	return verr
 }
 
-// decode turns a stored payload into the registered Go value (not a pointer).
-// Payloads at the current version are unmarshalled straight into the struct;
-// older ones go through the upcaster chain and mapstructure.
-func (r *Registry) decode(entity, typ string, schemaVersion int, data []byte) (any, error) {
+// decode turns a stored payload into the registered Go value (not a
+// pointer), and returns the type's current version (0 if it is not
+// registered), the version it decodes to. Payloads at the current version
+// are unmarshalled straight into the struct (the fast path); older ones go
+// through the upcaster chain and mapstructure (the rare path).
+func (r *Registry) decode(entity, typ string, schemaVersion int, data []byte) (any, int, error) {
 	state := r.state.Load()
 	et, ok := state.byName[eventName{entity, typ}]
 	if !ok {
-		return nil, fmt.Errorf("%w: entity %q type %q", ErrUnregistered, entity, typ)
+		return nil, 0, fmt.Errorf("%w: entity %q type %q", ErrUnregistered, entity, typ)
 	}
+	target := et.tag.Version
 	ptr := reflect.New(et.goType)
 	switch {
-	case schemaVersion == et.tag.Version:
+	case schemaVersion == target:
 		if err := json.Unmarshal(data, ptr.Interface()); err != nil {
-			return nil, fmt.Errorf("payload does not fit %v: %w", et.goType, err)
+			return nil, target, fmt.Errorf("payload does not fit %v: %w", et.goType, err)
 		}
-	case schemaVersion < et.tag.Version:
+	case schemaVersion < target:
 		if err := state.upcast(et, schemaVersion, data, ptr.Interface()); err != nil {
-			return nil, err
+			return nil, target, err
 		}
 	default:
-		return nil, fmt.Errorf("stored schema version %d is newer than %v's version %d", schemaVersion, et.goType, et.tag.Version)
+		return nil, target, fmt.Errorf("stored schema version %d is newer than %v's version %d (written by newer code?)", schemaVersion, et.goType, target)
 	}
-	return ptr.Elem().Interface(), nil
+	return ptr.Elem().Interface(), target, nil
 }
 
+// upcast runs the stored payload through the steps from version from to the
+// type's current version and decodes the result into target.
 func (m *registryMap) upcast(et *eventType, from int, data []byte, target any) error {
 	var payload map[string]any
-	if err := json.Unmarshal(data, &payload); err != nil {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	if err := dec.Decode(&payload); err != nil {
 		return fmt.Errorf("payload is not a JSON object: %w", err)
+	}
+	if payload == nil {
+		return fmt.Errorf("payload is null, not a JSON object")
 	}
 	name := eventName{et.tag.Entity, et.tag.Type}
 	for v := from; v < et.tag.Version; v++ {
 		step, ok := m.upcasters[upcastStep{name, v}]
 		if !ok {
-			return fmt.Errorf("no upcaster from version %d to %d (target version %d)", v, v+1, et.tag.Version)
+			return fmt.Errorf("no upcaster from version %d to %d", v, v+1)
 		}
 		next, err := step(payload)
 		if err != nil {
 			return fmt.Errorf("upcaster from version %d to %d: %w", v, v+1, err)
 		}
+		if next == nil {
+			return fmt.Errorf("upcaster from version %d to %d returned a nil payload", v, v+1)
+		}
 		payload = next
 	}
-	dec, err := mapstructure.NewDecoder(&mapstructure.DecoderConfig{
-		TagName:          "json",
-		Result:           target,
-		WeaklyTypedInput: true,
-		ErrorUnused:      false,
-		Squash:           true,
+	md, err := mapstructure.NewDecoder(&mapstructure.DecoderConfig{
+		DecodeHook: jsonCompatible,
+		TagName:    "json",
+		Squash:     true,
+		Result:     target,
 	})
 	if err != nil {
-		return err
+		return fmt.Errorf("upcast payload: %w", err)
 	}
-	if err := dec.Decode(payload); err != nil {
-		return fmt.Errorf("upcast payload (version %d) does not fit %v: %w", et.tag.Version, et.goType, err)
+	if err := md.Decode(payload); err != nil {
+		return fmt.Errorf("upcast payload does not fit %v: %w", et.goType, err)
 	}
 	return nil
+}
+
+var (
+	jsonUnmarshalerType = reflect.TypeFor[json.Unmarshaler]()
+	textUnmarshalerType = reflect.TypeFor[encoding.TextUnmarshaler]()
+	jsonNumberType      = reflect.TypeFor[json.Number]()
+)
+
+// jsonCompatible makes mapstructure decode what json.Unmarshal would, so an
+// upcast payload lands in the struct as a current one does: types with
+// their own UnmarshalJSON (time.Time, say) or UnmarshalText (uuid.UUID) get
+// the value through it, []byte comes from base64, and a json.Number headed
+// for an interface becomes the float64 json would give.
+func jsonCompatible(from, to reflect.Value) (any, error) {
+	if !from.IsValid() || !to.CanAddr() {
+		return from.Interface(), nil
+	}
+	ptr := to.Addr().Type()
+	switch {
+	case ptr.Implements(jsonUnmarshalerType):
+		raw, err := json.Marshal(from.Interface())
+		if err != nil {
+			return nil, err
+		}
+		out := reflect.New(to.Type())
+		if err := out.Interface().(json.Unmarshaler).UnmarshalJSON(raw); err != nil {
+			return nil, err
+		}
+		return out.Elem().Interface(), nil
+	case ptr.Implements(textUnmarshalerType) && from.Kind() == reflect.String:
+		out := reflect.New(to.Type())
+		if err := out.Interface().(encoding.TextUnmarshaler).UnmarshalText([]byte(from.String())); err != nil {
+			return nil, err
+		}
+		return out.Elem().Interface(), nil
+	case to.Type() == reflect.TypeFor[[]byte]() && from.Kind() == reflect.String:
+		return base64.StdEncoding.DecodeString(from.String())
+	case to.Kind() == reflect.Interface && from.Type() == jsonNumberType:
+		return from.Interface().(json.Number).Float64()
+	}
+	return from.Interface(), nil
 }

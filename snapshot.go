@@ -1,0 +1,235 @@
+package mire
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// SnapshotPolicy is an aggregate's choice of snapshots: how often Save
+// stores its State, and under which schema version.
+type SnapshotPolicy struct {
+	// Every is the interval in events: a Save that takes the stream's
+	// version onto or past a multiple of Every stores a snapshot of State at
+	// the new version. Zero or less takes none.
+	Every int64
+	// Version is the schema version of the stored State. Loads use only
+	// snapshots taken under the same Version, so bump it whenever State's
+	// fields or Apply's meaning change: old snapshots are then ignored (a
+	// full replay) until the next one is taken.
+	Version int
+}
+
+// Snapshotter is met by the pointer type of an aggregate that opts in to
+// snapshots:
+//
+//	func (*Account) SnapshotPolicy() mire.SnapshotPolicy {
+//	    return mire.SnapshotPolicy{Every: 100, Version: 1}
+//	}
+//
+// Save then stores State as JSON, with the events and in the same
+// transaction, when the stream's version crosses a multiple of Every; a save
+// that does not cross pays nothing. Load, LoadOrNew, LoadForUpdate and
+// LoadManyForUpdate start from the stream's snapshot, if its Version matches,
+// and apply only the events after it, in the same query. State must survive
+// a JSON round trip (exported fields, or its own MarshalJSON and
+// UnmarshalJSON), since a loaded snapshot is decoded into a new State.
+//
+// Snapshots are an optimisation and never an error: a State that cannot be
+// encoded is logged through Config.Logger and the events are saved without
+// it; a snapshot that is missing, of another Version, or that does not
+// decode into State (unknown fields included) is passed over for a full
+// replay. Snapshots live in their own table, so reads and projections never
+// see them.
+type Snapshotter interface {
+	SnapshotPolicy() SnapshotPolicy
+}
+
+// The snapshot SQL, with {{schema}} standing for the quoted schema name.
+const (
+	// upsertSnapshot stores the state of stream $1 at version $2, but only
+	// if the event that took the stream to $2 ($5, the last of the save) is
+	// stored there: a refused append writes no snapshot. An older snapshot
+	// (or one of another schema version) is replaced; a newer one is kept,
+	// so a late retry cannot move the snapshot back.
+	upsertSnapshot = `INSERT INTO {{schema}}.snapshots AS s (stream_id, version, schema_version, state)
+SELECT $1::text, $2::bigint, $3::int, $4::jsonb
+WHERE EXISTS (SELECT FROM {{schema}}.events WHERE event_id = $5::uuid AND stream_id = $1::text AND version = $2::bigint)
+ON CONFLICT (stream_id) DO UPDATE
+SET version = EXCLUDED.version, schema_version = EXCLUDED.schema_version, state = EXCLUDED.state, taken_at = EXCLUDED.taken_at
+WHERE s.version < EXCLUDED.version OR s.schema_version <> EXCLUDED.schema_version`
+
+	// selectStreamFromSnapshot is selectStreamEvents preceded by the
+	// stream's snapshot of schema version $3 (if it is past version $2):
+	// the snapshot comes first, as a row with position 0 (real positions
+	// start at 1) and its state as data, then the events after it. One
+	// statement, so the snapshot and the events are read from the same
+	// database snapshot.
+	selectStreamFromSnapshot = `WITH snap AS (
+SELECT version, state FROM {{schema}}.snapshots WHERE stream_id = $1 AND version > $2 AND schema_version = $3)
+SELECT version, 0::bigint, ''::text, 0, state FROM snap
+UNION ALL
+SELECT version, position, type, schema_version, data FROM {{schema}}.events
+WHERE stream_id = $1 AND version > coalesce((SELECT version FROM snap), $2)
+ORDER BY 1`
+)
+
+// snapshotQueries is the snapshot SQL of one Store, with its schema filled in.
+type snapshotQueries struct {
+	upsert, selectStream string
+}
+
+func newSnapshotQueries(fill func(string) string) snapshotQueries {
+	return snapshotQueries{upsert: fill(upsertSnapshot), selectStream: fill(selectStreamFromSnapshot)}
+}
+
+// snapshotWrite is a snapshot to store with a save's events.
+type snapshotWrite struct {
+	version int64  // the stream version whose fold state is
+	schema  int    // the policy's Version
+	state   []byte // State as JSON
+	err     error  // why State could not be encoded; the save goes on without it
+}
+
+// snapshotRoot is the snapshot face of a Root; every *Root[T] has it.
+type snapshotRoot interface {
+	snapshotPolicy() (SnapshotPolicy, bool)
+	restoreSnapshot(version int64, state []byte) error
+}
+
+// snapshotPolicy returns the aggregate's policy, and whether it takes
+// snapshots at all.
+func (r *Root[T]) snapshotPolicy() (SnapshotPolicy, bool) {
+	s, ok := any(&r.State).(Snapshotter)
+	if !ok {
+		return SnapshotPolicy{}, false
+	}
+	p := s.SnapshotPolicy()
+	return p, p.Every > 0
+}
+
+// snapshot returns the snapshot to store with the pending events, or nil
+// when they do not take the stream across a multiple of the policy's Every.
+func (r *Root[T]) snapshot() *snapshotWrite {
+	policy, ok := r.snapshotPolicy()
+	to := r.Version + int64(len(r.pending))
+	if !ok || to/policy.Every == r.Version/policy.Every {
+		return nil
+	}
+	snap := &snapshotWrite{version: to, schema: policy.Version}
+	snap.state, snap.err = json.Marshal(r.State)
+	if snap.err == nil && bytes.Contains(snap.state, []byte(`\u0000`)) {
+		// Postgres's jsonb refuses the NUL character, and a refused
+		// snapshot would take the events down with it.
+		snap.state, snap.err = nil, errors.New("the state holds a NUL character, which jsonb cannot store")
+	}
+	if snap.err != nil {
+		snap.err = fmt.Errorf("encode %T: %w", r.State, snap.err)
+	}
+	return snap
+}
+
+// restoreSnapshot replaces State with the snapshot's and sets Version. On
+// error (state that does not decode, or decodes only by dropping fields)
+// the Root is unchanged.
+func (r *Root[T]) restoreSnapshot(version int64, state []byte) error {
+	if bytes.Equal(bytes.TrimSpace(state), []byte("null")) {
+		return errors.New("the state is null")
+	}
+	var fresh T
+	dec := json.NewDecoder(bytes.NewReader(state))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&fresh); err != nil {
+		return fmt.Errorf("decode %T: %w", fresh, err)
+	}
+	r.State, r.Version = fresh, version
+	return nil
+}
+
+// replayQuery returns the query that replay runs for root, and its
+// arguments: from the stream's snapshot for a new Root whose aggregate takes
+// snapshots, otherwise the events after root's version.
+func (s *Store) replayQuery(root applier) (string, []any) {
+	if sr, ok := root.(snapshotRoot); ok && root.version() == 0 {
+		if policy, ok := sr.snapshotPolicy(); ok {
+			return s.sql.snapshot.selectStream, []any{root.StreamID(), root.version(), policy.Version}
+		}
+	}
+	return s.sql.selectStreamEvents, []any{root.StreamID(), root.version()}
+}
+
+// errSnapshotUnusable stops a replay that started from a snapshot that does
+// not decode; replay starts again without it.
+var errSnapshotUnusable = errors.New("mire: snapshot unusable")
+
+// restoreSnapshot loads the snapshot row of replayQuery into root, or logs
+// why it cannot and returns errSnapshotUnusable.
+func (s *Store) restoreSnapshot(ctx context.Context, root applier, version int64, state []byte) error {
+	sr, ok := root.(snapshotRoot)
+	if !ok {
+		return errSnapshotUnusable
+	}
+	if err := sr.restoreSnapshot(version, state); err != nil {
+		s.logger.WarnContext(ctx, "mire: snapshot ignored, replaying the whole stream",
+			"stream", root.StreamID(), "version", version, "error", err)
+		return errSnapshotUnusable
+	}
+	return nil
+}
+
+// fullReplay hides a Root's snapshot face, so replay reads every event.
+type fullReplay struct{ applier }
+
+// batcher is what a pool and a transaction offer for pipelined statements.
+type batcher interface {
+	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
+}
+
+// appendWithSnapshot runs the append statement sql of w and the snapshot
+// upsert as one pipelined batch: one round trip, and, on a pool, one
+// implicit transaction. It returns what the append statement returned.
+//
+// The snapshot never fails the save. A State that could not be encoded is
+// logged and the append runs alone. If Postgres refuses the snapshot row on
+// a pool, the batch rolled back as a whole, so the append runs again alone;
+// inside a transaction the refusal aborted the transaction and is returned
+// (it cannot happen for a row this function lets through, short of the
+// server failing).
+func (s *Store) appendWithSnapshot(ctx context.Context, db dbtx, w streamWrite, sql string, args []any) (written, version int64, err error) {
+	snap := w.snapshot
+	b, ok := db.(batcher)
+	if snap.err != nil || !ok {
+		if snap.err != nil {
+			s.logger.WarnContext(ctx, "mire: snapshot not taken, saving without it",
+				"stream", w.streamID, "version", snap.version, "error", snap.err)
+		}
+		err = db.QueryRow(ctx, sql, args...).Scan(&written, &version)
+		return written, version, err
+	}
+	batch := &pgx.Batch{}
+	batch.Queue(sql, args...)
+	batch.Queue(s.sql.snapshot.upsert, w.streamID, snap.version, snap.schema, snap.state, w.events[len(w.events)-1].id)
+	results := b.SendBatch(ctx, batch)
+	err = results.QueryRow().Scan(&written, &version)
+	_, snapErr := results.Exec()
+	closeErr := results.Close()
+	if err != nil {
+		return 0, 0, err
+	}
+	if snapErr = cmp.Or(snapErr, closeErr); snapErr == nil {
+		return written, version, nil
+	}
+	if _, pool := db.(*pgxpool.Pool); !pool {
+		return 0, 0, fmt.Errorf("store snapshot at version %d: %w", snap.version, snapErr)
+	}
+	s.logger.WarnContext(ctx, "mire: snapshot refused, saving without it",
+		"stream", w.streamID, "version", snap.version, "error", snapErr)
+	err = db.QueryRow(ctx, sql, args...).Scan(&written, &version)
+	return written, version, err
+}
