@@ -18,12 +18,21 @@ import (
 // them as one atomic unit. It is the escape hatch, not the default; most
 // commands load and save one aggregate with Store.Save.
 //
-// A TxScope is not safe for concurrent use.
+//	scope, err := store.Begin(ctx)
+//	if err != nil { ... }
+//	defer scope.Rollback(ctx)
+//	accs, err := mire.LoadManyForUpdate[Account](ctx, scope, from, to)
+//	... decide, Record on both ...
+//	if err := scope.Save(ctx, accs[0], accs[1]); err != nil { ... }
+//	err = scope.Commit(ctx)
+//
+// Store.InTx wraps the same steps around a function. A TxScope is not safe
+// for concurrent use.
 type TxScope struct {
 	store  *Store
 	tx     pgx.Tx
 	saved  []savedRoot // roots advanced by Save, restored if the scope does not commit
-	failed error       // the Save error that makes Commit refuse
+	failed error       // an earlier call's error (a Save, a lock wait) that makes Commit refuse
 	done   bool
 }
 
@@ -34,25 +43,61 @@ type savedRoot struct {
 	pending []pendingEvent
 }
 
-// TxOpts tunes a TxScope. A nil *TxOpts means all defaults.
+// TxOpts tunes a TxScope, and InTxOpts's retries. A nil *TxOpts means all
+// defaults.
 type TxOpts struct {
-	// LockTimeout bounds each wait for a row lock (a locking load, or a save
-	// behind another scope's lock); past it the call fails with
-	// ErrLockTimeout. Defaults to 0: wait as long as the context allows.
+	// LockTimeout bounds each wait for a row lock inside the scope (a
+	// locking load, or a save behind another scope's lock); past it the call
+	// fails with ErrLockTimeout and the scope can only be rolled back.
+	// Defaults to 0: wait as long as the context allows.
 	LockTimeout time.Duration
 	// IsoLevel is the transaction's isolation level. Defaults to read
-	// committed, which the row locks make safe for read-decide-write.
+	// committed, which the row locks of LoadForUpdate make safe for
+	// read-decide-write. Under repeatable read or serializable, a lock on a
+	// stream another transaction changed meanwhile is ErrSerialization.
 	IsoLevel pgx.TxIsoLevel
-	// Retries is how many more times InTx runs its function after it failed
-	// with ErrConcurrency, ErrSerialization or ErrLockTimeout. Defaults to 0.
+	// Retries is how many more times InTxOpts runs its function after a run
+	// failed with ErrConcurrency or ErrSerialization. Defaults to 0: no
+	// retry. Begin and BeginTx ignore it.
 	Retries int
-	// RetryBackoff is the base of the jittered, doubling wait between InTx
-	// attempts. Defaults to RetryBackoffDefault.
+	// RetryBackoff is the base of the jittered, doubling wait between
+	// InTxOpts attempts. Defaults to RetryBackoffDefault.
 	RetryBackoff time.Duration
 }
 
-// RetryBackoffDefault is the first wait between InTx attempts.
+// RetryBackoffDefault is the first wait between InTxOpts attempts.
 const RetryBackoffDefault = 5 * time.Millisecond
+
+// setLockTimeout sets lock_timeout for the rest of the transaction only.
+const setLockTimeout = `SELECT set_config('lock_timeout', $1, true)`
+
+// retryBackoffMaxShift caps the doubling of the wait between attempts at
+// RetryBackoff << 6.
+const retryBackoffMaxShift = 6
+
+// withDefaults returns a copy of opts (nil meaning the zero value) with its
+// defaults filled in, or an error naming the first bad field.
+func (opts *TxOpts) withDefaults() (TxOpts, error) {
+	var o TxOpts
+	if opts != nil {
+		o = *opts
+	}
+	o.RetryBackoff = cmp.Or(o.RetryBackoff, RetryBackoffDefault)
+	switch {
+	case o.LockTimeout < 0:
+		return o, fmt.Errorf("negative lock timeout %v", o.LockTimeout)
+	case o.Retries < 0:
+		return o, fmt.Errorf("negative retries %d", o.Retries)
+	case o.RetryBackoff < 0:
+		return o, fmt.Errorf("negative retry backoff %v", o.RetryBackoff)
+	}
+	switch o.IsoLevel {
+	case "", pgx.ReadCommitted, pgx.RepeatableRead, pgx.Serializable:
+	default:
+		return o, fmt.Errorf("unsupported isolation level %q", o.IsoLevel)
+	}
+	return o, nil
+}
 
 // Begin opens a TxScope with default options. Always defer Rollback:
 //
@@ -61,24 +106,27 @@ const RetryBackoffDefault = 5 * time.Millisecond
 //	defer scope.Rollback(ctx) // a no-op after Commit
 func (s *Store) Begin(ctx context.Context) (*TxScope, error) { return s.BeginTx(ctx, nil) }
 
-// BeginTx opens a TxScope with opts.
+// BeginTx opens a TxScope with opts (nil for defaults). Always defer
+// Rollback.
 func (s *Store) BeginTx(ctx context.Context, opts *TxOpts) (*TxScope, error) {
 	if err := s.check(ctx, "begin"); err != nil {
 		return nil, err
 	}
-	if opts == nil {
-		opts = &TxOpts{}
+	o, err := opts.withDefaults()
+	if err != nil {
+		return nil, fmt.Errorf("mire: begin: %w", err)
 	}
-	if opts.LockTimeout < 0 {
-		return nil, fmt.Errorf("mire: begin: negative lock timeout %v", opts.LockTimeout)
-	}
-	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: opts.IsoLevel})
+	return s.begin(ctx, o)
+}
+
+func (s *Store) begin(ctx context.Context, o TxOpts) (*TxScope, error) {
+	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: o.IsoLevel})
 	if err != nil {
 		return nil, fmt.Errorf("mire: begin: %w", translate(ctx, err))
 	}
-	if opts.LockTimeout > 0 {
-		ms := strconv.FormatInt(max(opts.LockTimeout.Milliseconds(), 1), 10) + "ms"
-		if _, err := tx.Exec(ctx, `SELECT set_config('lock_timeout', $1, true)`, ms); err != nil {
+	if o.LockTimeout > 0 {
+		ms := strconv.FormatInt(max(o.LockTimeout.Milliseconds(), 1), 10) + "ms"
+		if _, err := tx.Exec(ctx, setLockTimeout, ms); err != nil {
 			_ = tx.Rollback(context.WithoutCancel(ctx))
 			return nil, fmt.Errorf("mire: begin: set lock timeout: %w", translate(ctx, err))
 		}
@@ -109,20 +157,25 @@ func LoadForUpdate[T any, PT interface {
 	return roots[0], nil
 }
 
-// LoadManyForUpdate locks the streams of every id in one stable order
-// (sorted by stream id, whatever order the ids come in, so two scopes
-// locking the same streams cannot deadlock) and then loads them. The roots
-// come back in the order of ids. If any stream is missing the error is
-// ErrNotFound naming it.
+// LoadManyForUpdate row-locks the streams of every id and then loads them.
+// It locks in one stable order (by stream id, whatever order the ids come
+// in), so two scopes locking the same streams, say for transfers in
+// opposite directions, wait for each other instead of deadlocking. The
+// roots come back in the order of ids; an id given twice is an error.
+//
+// A missing stream is ErrNotFound naming it; the streams that do exist stay
+// locked until the scope ends. A lock wait that outlasts the scope's
+// LockTimeout is ErrLockTimeout; after it, or any other database error, the
+// scope can only be rolled back.
 func LoadManyForUpdate[T any, PT interface {
 	*T
 	Aggregate
 }](ctx context.Context, scope *TxScope, ids ...string) ([]*Root[T], error) {
-	if err := scope.usable(); err != nil {
+	if err := scope.usable("load for update"); err != nil {
 		return nil, err
 	}
 	if len(ids) == 0 {
-		return nil, fmt.Errorf("mire: load for update: no ids")
+		return nil, fmt.Errorf("mire: load for update %T: no ids", PT(nil))
 	}
 	roots := make([]*Root[T], len(ids))
 	streamIDs := make([]string, 0, len(ids))
@@ -135,7 +188,11 @@ func LoadManyForUpdate[T any, PT interface {
 		streamIDs = append(streamIDs, root.StreamID())
 	}
 	slices.Sort(streamIDs)
-	streamIDs = slices.Compact(streamIDs)
+	for i := 1; i < len(streamIDs); i++ {
+		if streamIDs[i] == streamIDs[i-1] {
+			return nil, fmt.Errorf("mire: load for update: stream %q given twice", streamIDs[i])
+		}
+	}
 	locked, err := scope.lock(ctx, streamIDs)
 	if err != nil {
 		return nil, err
@@ -155,26 +212,33 @@ func LoadManyForUpdate[T any, PT interface {
 	return roots, nil
 }
 
-// lock row-locks the given (sorted) streams and returns those that exist.
+// lock row-locks the given streams, in stream id order, and returns those
+// that exist. A failure aborts the transaction, so it poisons the scope.
 func (t *TxScope) lock(ctx context.Context, streamIDs []string) ([]string, error) {
 	rows, err := t.tx.Query(ctx, t.store.sql.lockStreams, streamIDs)
-	if err != nil {
-		return nil, fmt.Errorf("mire: lock streams %q: %w", streamIDs, translate(ctx, err))
+	if err == nil {
+		var locked []string
+		if locked, err = pgx.CollectRows(rows, pgx.RowTo[string]); err == nil {
+			return locked, nil
+		}
 	}
-	locked, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return nil, fmt.Errorf("mire: lock streams %q: %w", streamIDs, translate(ctx, err))
-	}
-	return locked, nil
+	err = fmt.Errorf("mire: lock streams %q: %w", streamIDs, translate(ctx, err))
+	t.failed = err
+	return nil, err
 }
 
 // Save writes the pending events of each root inside the scope, with the
-// same optimistic checks as Store.Save. The roots advance at once (so they
-// can record and save again in the scope); if the scope then rolls back or
-// fails to commit, they are put back as they were before this Save. A
-// failed Save poisons the scope: Commit rolls back and returns the error.
+// same optimistic checks as Store.Save; streams are written in stream id
+// order, so two scopes saving the same streams do not deadlock. The roots
+// advance at once (they can record and save again in the scope); if the
+// scope then rolls back or fails to commit, each is put back as it was
+// before its first Save in the scope, version and pending events, so the
+// caller can reload or retry.
+//
+// A failed Save puts back every root saved in the scope and poisons it:
+// nothing it wrote can commit, and Commit rolls back and returns the error.
 func (t *TxScope) Save(ctx context.Context, roots ...Saveable) error {
-	if err := t.usable(); err != nil {
+	if err := t.usable("save"); err != nil {
 		return err
 	}
 	if err := checkContext(ctx, "save"); err != nil {
@@ -188,10 +252,12 @@ func (t *TxScope) Save(ctx context.Context, roots ...Saveable) error {
 	if err != nil {
 		return err
 	}
+	slices.SortFunc(writes, func(a, b rootWrite) int { return cmp.Compare(a.write.streamID, b.write.streamID) })
 	for _, w := range writes {
 		version, err := t.store.append(ctx, t.tx, w.write, meta)
 		if err != nil {
 			t.failed = err
+			t.restore()
 			return err
 		}
 		t.saved = append(t.saved, savedRoot{root: w.root, version: int64(w.write.expected), pending: w.write.events})
@@ -200,20 +266,26 @@ func (t *TxScope) Save(ctx context.Context, roots ...Saveable) error {
 	return nil
 }
 
-// Commit commits the scope. If a Save in it failed, or the commit itself
-// fails, nothing is written, the saved roots are restored, and the error is
-// returned. Commit after Commit or Rollback returns ErrTxDone.
+// Commit commits the scope. If a call in it failed (a Save, a lock wait),
+// or the transaction was aborted by an error in the scope's own SQL, or the
+// commit itself fails, nothing is written, the saved roots are put back, and
+// the error is returned. Commit after Commit or Rollback is ErrTxDone.
 func (t *TxScope) Commit(ctx context.Context) error {
-	if err := t.usable(); err != nil {
+	if err := t.usable("commit"); err != nil {
 		return err
 	}
 	if t.failed != nil {
-		_ = t.Rollback(ctx)
-		return fmt.Errorf("mire: commit: a save in this scope failed, rolled back: %w", t.failed)
+		if err := t.Rollback(ctx); err != nil {
+			return errors.Join(fmt.Errorf("mire: commit: an earlier call in the scope failed: %w", t.failed), err)
+		}
+		return fmt.Errorf("mire: commit: an earlier call in the scope failed, rolled back: %w", t.failed)
 	}
 	t.done = true
 	if err := t.tx.Commit(ctx); err != nil {
 		t.restore()
+		if errors.Is(err, pgx.ErrTxCommitRollback) {
+			return fmt.Errorf("mire: commit: the transaction was aborted by an earlier error and rolled back: %w", err)
+		}
 		return fmt.Errorf("mire: commit: %w", translate(ctx, err))
 	}
 	t.store.notifyCommitted()
@@ -221,8 +293,10 @@ func (t *TxScope) Commit(ctx context.Context) error {
 	return nil
 }
 
-// Rollback rolls the scope back and restores the roots it saved. It is safe
-// to call after Commit (a no-op) and more than once.
+// Rollback rolls the scope back, releasing its locks, and puts the roots
+// it saved back as they were. It is a no-op after Commit or a previous
+// Rollback, so it is safe to defer right after Begin. It runs even when ctx
+// is cancelled.
 func (t *TxScope) Rollback(ctx context.Context) error {
 	if t.done {
 		return nil
@@ -236,69 +310,96 @@ func (t *TxScope) Rollback(ctx context.Context) error {
 	return nil
 }
 
+// restore puts each saved root back at its version before its first Save
+// in the scope, with every event it saved in the scope pending again,
+// followed by those recorded since its last Save.
 func (t *TxScope) restore() {
-	for i := len(t.saved) - 1; i >= 0; i-- {
-		s := t.saved[i]
-		s.root.restore(s.version, s.pending)
+	first := make(map[Saveable]*savedRoot, len(t.saved))
+	order := make([]*savedRoot, 0, len(t.saved))
+	for _, s := range t.saved {
+		if u, ok := first[s.root]; ok {
+			u.pending = append(u.pending, s.pending...)
+			continue
+		}
+		u := &savedRoot{root: s.root, version: s.version, pending: slices.Clone(s.pending)}
+		first[s.root] = u
+		order = append(order, u)
+	}
+	for _, u := range order {
+		u.root.restore(u.version, append(u.pending, u.root.write().events...))
 	}
 	t.saved = nil
 }
 
-func (t *TxScope) usable() error {
+func (t *TxScope) usable(op string) error {
 	if t.done {
-		return ErrTxDone
+		return fmt.Errorf("mire: %s: %w", op, ErrTxDone)
 	}
 	return nil
 }
 
 // InTx runs fn in a new TxScope with default options: it commits when fn
-// returns nil and rolls back when fn returns an error or panics (the panic
-// goes on after the rollback).
+// returns nil, and rolls back when fn returns an error or panics (the panic
+// then goes on, with its own stack). fn must not Commit or Roll back the
+// scope itself. The roots fn saved are put back if nothing commits.
+//
+//	err := store.InTx(ctx, func(scope *mire.TxScope) error {
+//		accs, err := mire.LoadManyForUpdate[Account](ctx, scope, from, to)
+//		...
+//		return scope.Save(ctx, accs...)
+//	})
 func (s *Store) InTx(ctx context.Context, fn func(*TxScope) error) error {
 	return s.InTxOpts(ctx, nil, fn)
 }
 
 // InTxOpts is InTx with options. With opts.Retries > 0, a run that fails
-// with ErrConcurrency, ErrSerialization or ErrLockTimeout is rolled back and
-// fn runs again in a new scope (so it must load what it decides on inside
-// the scope), after a jittered, doubling backoff.
+// with ErrConcurrency or ErrSerialization (a deadlock, or a serialization
+// failure under a stricter IsoLevel) is rolled back and fn runs again in a
+// new scope after a jittered, doubling backoff, so fn must load everything
+// it decides on inside the scope. Other errors, ErrLockTimeout among them,
+// are returned at once: the timeout is the caller's own bound.
 func (s *Store) InTxOpts(ctx context.Context, opts *TxOpts, fn func(*TxScope) error) error {
-	if opts == nil {
-		opts = &TxOpts{}
+	if err := s.check(ctx, "in tx"); err != nil {
+		return err
 	}
-	backoff := cmp.Or(opts.RetryBackoff, RetryBackoffDefault)
+	if fn == nil {
+		return fmt.Errorf("mire: in tx: fn is nil")
+	}
+	o, err := opts.withDefaults()
+	if err != nil {
+		return fmt.Errorf("mire: in tx: %w", err)
+	}
 	for attempt := 0; ; attempt++ {
-		err := s.runTx(ctx, opts, fn)
-		if err == nil || attempt >= opts.Retries || !retryable(err) {
+		err := s.runTx(ctx, o, fn)
+		if err == nil || attempt >= o.Retries || !retryable(err) {
 			return err
 		}
-		wait := backoff<<min(attempt, 10) + rand.N(backoff)
+		wait := o.RetryBackoff<<min(attempt, retryBackoffMaxShift) + rand.N(o.RetryBackoff)
+		timer := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
-			return errors.Join(err, ctx.Err())
-		case <-time.After(wait):
+			timer.Stop()
+			return errors.Join(err, fmt.Errorf("mire: in tx: retry: %w", ctx.Err()))
+		case <-timer.C:
 		}
 	}
 }
 
-func (s *Store) runTx(ctx context.Context, opts *TxOpts, fn func(*TxScope) error) (err error) {
-	scope, err := s.BeginTx(ctx, opts)
+// runTx runs fn once in a new scope. The deferred Rollback (a no-op after
+// Commit) also runs while a panic unwinds, so the connection goes back to
+// the pool clean and the panic keeps its stack.
+func (s *Store) runTx(ctx context.Context, o TxOpts, fn func(*TxScope) error) error {
+	scope, err := s.begin(ctx, o)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		if p := recover(); p != nil {
-			_ = scope.Rollback(ctx)
-			panic(p)
-		}
-	}()
+	defer func() { _ = scope.Rollback(ctx) }()
 	if err := fn(scope); err != nil {
-		_ = scope.Rollback(ctx)
 		return err
 	}
 	return scope.Commit(ctx)
 }
 
 func retryable(err error) bool {
-	return errors.Is(err, ErrConcurrency) || errors.Is(err, ErrSerialization) || errors.Is(err, ErrLockTimeout)
+	return errors.Is(err, ErrConcurrency) || errors.Is(err, ErrSerialization)
 }
