@@ -403,14 +403,13 @@ func (m *registryMap) upcast(et *eventType, from int, data []byte, target any) e
 var (
 	jsonUnmarshalerType = reflect.TypeFor[json.Unmarshaler]()
 	textUnmarshalerType = reflect.TypeFor[encoding.TextUnmarshaler]()
-	jsonNumberType      = reflect.TypeFor[json.Number]()
 )
 
 // jsonCompatible makes mapstructure decode what json.Unmarshal would, so an
 // upcast payload lands in the struct as a current one does: types with
 // their own UnmarshalJSON (time.Time, say) or UnmarshalText (uuid.UUID) get
-// the value through it, []byte comes from base64, and a json.Number headed
-// for an interface becomes the float64 json would give.
+// the value through it, []byte comes from base64, and numbers headed for an
+// interface (at any depth) become the float64s json would give.
 func jsonCompatible(from, to reflect.Value) (any, error) {
 	if !from.IsValid() || !to.CanAddr() {
 		return from.Interface(), nil
@@ -435,8 +434,34 @@ func jsonCompatible(from, to reflect.Value) (any, error) {
 		return out.Elem().Interface(), nil
 	case to.Type() == reflect.TypeFor[[]byte]() && from.Kind() == reflect.String:
 		return base64.StdEncoding.DecodeString(from.String())
-	case to.Kind() == reflect.Interface && from.Type() == jsonNumberType:
-		return from.Interface().(json.Number).Float64()
+	case to.Kind() == reflect.Interface:
+		return plainJSON(from.Interface())
 	}
 	return from.Interface(), nil
+}
+
+// plainJSON returns v with every json.Number in it, at any depth, turned
+// into a float64.
+func plainJSON(v any) (any, error) {
+	switch v := v.(type) {
+	case json.Number:
+		return v.Float64()
+	case map[string]any:
+		for k, e := range v {
+			p, err := plainJSON(e)
+			if err != nil {
+				return nil, err
+			}
+			v[k] = p
+		}
+	case []any:
+		for i, e := range v {
+			p, err := plainJSON(e)
+			if err != nil {
+				return nil, err
+			}
+			v[i] = p
+		}
+	}
+	return v, nil
 }
