@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"strconv"
 
-	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -109,7 +108,10 @@ func (s *Store) appendEvents(ctx context.Context, db dbtx, streamID string, expe
 // and reports success if so; otherwise a *ConcurrencyError.
 func (s *Store) append(ctx context.Context, db dbtx, w streamWrite, meta []byte) (int64, error) {
 	n := len(w.events)
-	ids := make([]uuid.UUID, n)
+	// Ids go as [16]byte, which pgx encodes as binary uuid directly; a
+	// uuid.UUID would go through its driver.Valuer text form, element by
+	// element, at a third of the save's client time.
+	ids := make([][16]byte, n)
 	types := make([]string, n)
 	schemas := make([]int32, n)
 	data := make([][]byte, n)
