@@ -2,16 +2,21 @@ package mire_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"sync"
+	"testing"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/mire-go/mire"
 	"github.com/mire-go/mire/internal/mtest"
+	"github.com/mire-go/mire/pgtest"
 )
 
 // The ledger events and aggregates of the snapshot specs.
@@ -429,3 +434,106 @@ CREATE TRIGGER refuse BEFORE INSERT OR UPDATE ON mire.snapshots FOR EACH ROW EXE
 		Expect(withoutApplied(loaded.State.LedgerState)).To(Equal(withoutApplied(led.State.LedgerState)))
 	})
 })
+
+// BenchmarkLoad10k loads a 10,000-event ledger four ways: from its
+// snapshot (taken every 100 events), by full replay, by full replay through
+// the snapshot query (a snapshot of another version), and, as the baseline,
+// with raw pgx reading and unmarshalling the same rows with no mire at all.
+//
+//	go test -run '^$' -bench Load10k .
+func BenchmarkLoad10k(b *testing.B) {
+	ctx := context.Background()
+	srv, err := pgtest.Start(ctx, pgtest.EnvTestDatabase)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer srv.Stop()
+	url, drop, err := pgtest.NewDatabase(ctx, srv.URL())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer drop(ctx)
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer pool.Close()
+	store, err := mire.New(pool, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	led, err := mire.LoadOrNew[Ledger](ctx, store, "bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := led.Record(LedgerOpened{Name: "bench"}); err != nil {
+		b.Fatal(err)
+	}
+	for i := 1; i < 10_000; i++ {
+		if err := led.Record(LedgerPosted{Amount: int64(i % 13), Memo: fmt.Sprintf("m%d", i%5)}); err != nil {
+			b.Fatal(err)
+		}
+		if i%100 == 99 || i == 9_999 { // saves of 100: a snapshot at every multiple of 100
+			if err := store.Save(ctx, led); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	want := withoutApplied(led.State.LedgerState)
+
+	b.Run("snapshot", func(b *testing.B) {
+		for b.Loop() {
+			got, err := mire.Load[Ledger](ctx, store, "bench")
+			if err != nil || got.State.Applied != 0 || !reflect.DeepEqual(withoutApplied(got.State.LedgerState), want) {
+				b.Fatalf("got %+v, %v", got.State, err)
+			}
+		}
+	})
+	b.Run("full", func(b *testing.B) {
+		for b.Loop() {
+			got, err := mire.Load[PlainLedger](ctx, store, "bench")
+			if err != nil || got.State.Applied != 10_000 {
+				b.Fatalf("got %+v, %v", got.State, err)
+			}
+		}
+	})
+	b.Run("other-version", func(b *testing.B) { // the snapshot query, no usable snapshot
+		for b.Loop() {
+			got, err := mire.Load[LedgerV2](ctx, store, "bench")
+			if err != nil || got.State.Applied != 10_000 {
+				b.Fatalf("got %+v, %v", got.State, err)
+			}
+		}
+	})
+	b.Run("raw-pgx", func(b *testing.B) {
+		for b.Loop() {
+			rows, err := pool.Query(ctx, `SELECT version, type, data FROM mire.events WHERE stream_id = $1 ORDER BY version`, "ledger-bench")
+			if err != nil {
+				b.Fatal(err)
+			}
+			var state LedgerState
+			var version int64
+			var typ string
+			var data []byte
+			_, err = pgx.ForEachRow(rows, []any{&version, &typ, &data}, func() error {
+				if typ == "Opened" {
+					var e LedgerOpened
+					if err := json.Unmarshal(data, &e); err != nil {
+						return err
+					}
+					state.apply(e)
+					return nil
+				}
+				var e LedgerPosted
+				if err := json.Unmarshal(data, &e); err != nil {
+					return err
+				}
+				state.apply(e)
+				return nil
+			})
+			if err != nil || state.Applied != 10_000 {
+				b.Fatalf("got %+v, %v", state, err)
+			}
+		}
+	})
+}
