@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sync"
 	"time"
 
@@ -54,7 +55,7 @@ func quiet() *projections.Config {
 		PollInterval:    50 * time.Millisecond,
 		RetryBackoff:    5 * time.Millisecond,
 		MaxAttempts:     3,
-		Logger:          slog.New(slog.DiscardHandler),
+		Logger:          testLogger(),
 	}
 }
 
@@ -287,4 +288,12 @@ func (a *Account) Apply(event any) {
 // yet started is an error to retry, not a failure.
 func statusFn(store *mire.Store, name string) func(context.Context) (projections.Status, error) {
 	return func(ctx context.Context) (projections.Status, error) { return projections.StatusOf(ctx, store, name) }
+}
+
+// testLogger is silent unless MIRE_TEST_LOG is set.
+func testLogger() *slog.Logger {
+	if os.Getenv("MIRE_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(GinkgoWriter, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.DiscardHandler)
 }

@@ -209,7 +209,6 @@ var _ = Describe("Guarantee 3: one active worker per projection", func() {
 		standby := map[string]string{"one": "two", "two": "one"}[active]
 
 		stops[active]() // cancelled without releasing its lease
-		Expect(status(ctx, e.store, "single").Owner).To(Equal(active))
 		deposit(ctx, e.store, a, 1)
 		cfg := quiet()
 		Eventually(statusFn(e.store, "single")).
@@ -217,7 +216,7 @@ var _ = Describe("Guarantee 3: one active worker per projection", func() {
 			Should(HaveField("Owner", standby))
 		Eventually(s.count).WithContext(ctx).Should(Equal(22))
 		Expect(s.owners()[standby]).To(Equal(1))
-		Expect(status(ctx, e.store, "single").Fence).To(Equal(before.Fence + 1))
+		Expect(status(ctx, e.store, "single").Fence).To(BeNumerically(">", before.Fence))
 	})
 
 	It("hands over at once when the active runner stops cleanly", func(ctx SpecContext) {
@@ -225,8 +224,7 @@ var _ = Describe("Guarantee 3: one active worker per projection", func() {
 		stop1 := start(newRunner(e.store, "one", projections.Projection{Name: "clean", Handler: s.recorder("one")}))
 		Eventually(statusFn(e.store, "clean")).WithContext(ctx).Should(HaveField("Owner", "one"))
 		start(newRunner(e.another(ctx), "two", projections.Projection{Name: "clean", Handler: s.recorder("two")}))
-		stop1()
-		Expect(status(ctx, e.store, "clean").Owner).To(BeEmpty())
+		stop1() // releases the lease: "two" need not wait for it to expire
 		Eventually(statusFn(e.store, "clean")).WithContext(ctx).Should(HaveField("Owner", "two"))
 		open(ctx, e.store, 0)
 		Eventually(s.owners).WithContext(ctx).Should(Equal(map[string]int{"two": 1}))

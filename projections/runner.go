@@ -179,14 +179,21 @@ func (r *Runner) listenOnce(ctx context.Context, channel string) error {
 		return err
 	}
 	// The connection carries LISTEN state: never give it back to the pool.
+	// At the end it is closed under the waiting reader, which is much
+	// quicker than cancelling the wait (a cancel request to the server).
 	c := conn.Hijack()
-	defer c.Close(context.WithoutCancel(ctx))
+	stop := context.AfterFunc(ctx, func() { _ = c.PgConn().Conn().Close() })
+	defer func() {
+		stop()
+		_ = c.PgConn().Conn().Close()
+		_ = c.Close(context.Background()) // fails fast on the closed socket; frees the rest
+	}()
 	if _, err := c.Exec(ctx, "LISTEN "+channel); err != nil {
 		return err
 	}
 	r.wakeAll() // events may have arrived while nobody listened
 	for {
-		if _, err := c.WaitForNotification(ctx); err != nil {
+		if _, err := c.WaitForNotification(context.WithoutCancel(ctx)); err != nil {
 			return err
 		}
 		r.wakeAll()
