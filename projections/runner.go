@@ -210,8 +210,10 @@ func (r *Runner) wakeAll() {
 }
 
 // CatchUp runs each of the runner's projections in the calling goroutine
-// until it has handled every event committed before the call, then
-// releases its lease. It waits for a lease another replica holds (until
+// until it has handled every event below the watermark (every event of a
+// transaction older than all transactions still running; so, with no
+// write in flight, every event committed before the call), then releases
+// its lease. It waits for a lease another replica holds (until
 // ctx ends). It is meant for tools, tests and benchmarks that want to
 // drive projections to the end of the log and stop: a long-running
 // application uses Run. A projection that halts makes CatchUp return an
