@@ -143,12 +143,16 @@ func (s *Store) read(ctx context.Context, op string, opts *ReadOpts, query func(
 // scanEnvelope reads one row of envelopeColumns and decodes its payload.
 func (s *Store) scanEnvelope(rows pgx.Rows, env *Envelope) error {
 	var schema int32
-	var meta []byte
+	var raw, meta []byte
 	*env = Envelope{}
-	if err := rows.Scan(&env.ID, &env.StreamID, &env.Category, &env.Version, &env.Position,
-		&env.Type, &schema, &env.Raw, &meta, &env.RecordedAt); err != nil {
+	// The id scans as [16]byte and the payload as []byte: through
+	// uuid.UUID's sql.Scanner and json.RawMessage's UnmarshalJSON pgx would
+	// format and parse the id as text and validate every payload twice.
+	if err := rows.Scan((*[16]byte)(&env.ID), &env.StreamID, &env.Category, &env.Version, &env.Position,
+		&env.Type, &schema, &raw, &meta, &env.RecordedAt); err != nil {
 		return fmt.Errorf("mire: read: %w", err)
 	}
+	env.Raw = raw
 	env.SchemaVersion = int(schema)
 	return s.DecodeEnvelope(env, meta)
 }
