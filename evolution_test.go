@@ -189,7 +189,7 @@ var _ = Describe("Schema evolution", func() {
 		Expect(schemas).To(Equal([]int{1, 1, 2, 2, 3, 3}), "new events are stored at the current version")
 	})
 
-	It("upcasts in category reads and in DecodeEnvelope, the decoder projections share", func(ctx SpecContext) {
+	It("upcasts in category reads, in projections and in DecodeEnvelope", func(ctx SpecContext) {
 		_, fresh := db.Fresh(ctx)
 		store := newStore(fresh)
 		insertRaw(ctx, fresh, "profile-x", rawEvent{"Renamed", 1, `{"name": "Alan Turing"}`})
@@ -197,6 +197,9 @@ var _ = Describe("Schema evolution", func() {
 			Expect(err).NotTo(HaveOccurred())
 			Expect(env.Data).To(Equal(NameChanged{First: "Alan", Family: "Turing", Locale: "en"}))
 		}
+		projected := project(ctx, store, "profile", 1)
+		Expect(projected[0].Data).To(Equal(NameChanged{First: "Alan", Family: "Turing", Locale: "en"}))
+		Expect(projected[0].SchemaVersion).To(Equal(1))
 
 		env := mire.Envelope{StreamID: "profile-y", Category: "profile", Version: 1, Position: 42,
 			Type: "NameChanged", SchemaVersion: 2, Raw: json.RawMessage(`{"first": "Kurt", "last": "Gödel"}`)}

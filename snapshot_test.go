@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"sync"
 	"testing"
+	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
@@ -17,6 +18,7 @@ import (
 	"github.com/mire-go/mire"
 	"github.com/mire-go/mire/internal/mtest"
 	"github.com/mire-go/mire/pgtest"
+	"github.com/mire-go/mire/projections"
 )
 
 // The ledger events and aggregates of the snapshot specs.
@@ -175,6 +177,44 @@ func snapshotRow(ctx context.Context, pool *pgxpool.Pool, streamID string) (vers
 	return version, schema, n
 }
 
+// project runs a projection over category on store until it has seen want
+// events, and returns them.
+func project(ctx context.Context, store *mire.Store, category string, want int) []mire.Envelope {
+	var (
+		mu   sync.Mutex
+		seen []mire.Envelope
+	)
+	runner, err := projections.NewRunner(store, &projections.Config{
+		PollInterval: 20 * time.Millisecond, Logger: slog.New(slog.DiscardHandler),
+	}, projections.Projection{
+		Name:       mtest.Unique("p"),
+		Categories: []string{category},
+		Handler: projections.Plain(func(_ context.Context, env mire.Envelope) error {
+			mu.Lock()
+			defer mu.Unlock()
+			seen = append(seen, env)
+			return nil
+		}),
+	})
+	Expect(err).NotTo(HaveOccurred())
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer GinkgoRecover()
+		defer close(done)
+		Expect(runner.Run(runCtx)).To(Succeed())
+	}()
+	defer func() { stop(); <-done }()
+	Eventually(func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(seen)
+	}).WithContext(ctx).Should(BeNumerically(">=", want))
+	mu.Lock()
+	defer mu.Unlock()
+	return append([]mire.Envelope(nil), seen...)
+}
+
 // withoutApplied returns s with the replay counter cleared, for comparing
 // states loaded different ways.
 func withoutApplied(s LedgerState) LedgerState { s.Applied = 0; return s }
@@ -302,7 +342,7 @@ var _ = Describe("Snapshots", func() {
 		Entry("a string", `"garbage"`),
 	)
 
-	It("never shows snapshot rows in ReadAll or ReadCategory", func(ctx SpecContext) {
+	It("never shows snapshot rows in ReadAll, ReadCategory or projections", func(ctx SpecContext) {
 		_, fresh := db.Fresh(ctx)
 		store := newStore(fresh)
 		led, err := mire.LoadOrNew[Ledger](ctx, store, "books")
@@ -323,6 +363,13 @@ var _ = Describe("Snapshots", func() {
 				Expect(env.Version).To(BeEquivalentTo(n))
 			}
 			Expect(n).To(Equal(250))
+		}
+
+		projected := project(ctx, store, "ledger", 250)
+		Expect(projected).To(HaveLen(250))
+		for i, env := range projected {
+			Expect(env.Version).To(BeEquivalentTo(i + 1))
+			Expect(env.Data).To(Or(BeAssignableToTypeOf(LedgerOpened{}), BeAssignableToTypeOf(LedgerPosted{})))
 		}
 	})
 
