@@ -274,7 +274,7 @@ func (s *Store) Save(ctx context.Context, roots ...Saveable) error {
 	if err != nil {
 		return err
 	}
-	if len(writes) == 1 {
+	if len(writes) == 1 && len(s.inline.load()) == 0 {
 		version, err := s.append(ctx, s.pool, writes[0].write, meta)
 		if err != nil {
 			return err

@@ -54,7 +54,11 @@ type streamWrite struct {
 // must belong to the stream's category. Like Save, it is one statement; a
 // refused expectation is a *ConcurrencyError and writes nothing.
 func (s *Store) Append(ctx context.Context, streamID string, expected ExpectedVersion, events ...any) (int64, error) {
-	version, err := s.appendEvents(ctx, s.pool, streamID, expected, events)
+	var version int64
+	err := s.autocommit(ctx, "append", func(db dbtx) (err error) {
+		version, err = s.appendEvents(ctx, db, streamID, expected, events)
+		return err
+	})
 	if err == nil {
 		s.notifyCommitted()
 	}
@@ -139,7 +143,7 @@ func (s *Store) append(ctx context.Context, db dbtx, w streamWrite, meta []byte)
 		err = db.QueryRow(ctx, sql, args...).Scan(&written, &version)
 	}
 	if err == nil && written == int64(n) {
-		return version, nil
+		return version, s.runInline(ctx, db, w, version)
 	}
 	if err != nil && !isUniqueViolation(err, "event_id") {
 		return 0, fmt.Errorf("mire: append to stream %q: %w", w.streamID, translate(ctx, err))

@@ -47,7 +47,8 @@ type Store struct {
 	logger   *slog.Logger
 	sql      queries
 	closed   atomic.Bool
-	notify   notifier // wakes projection runners after commits (notify.go)
+	notify   notifier          // wakes projection runners after commits (notify.go)
+	inline   inlineProjections // run in every appending transaction (inline.go)
 }
 
 // New returns a Store using pool. The pool stays the caller's: Close does
