@@ -74,6 +74,14 @@
 // AppendTx, which cannot know when their transaction commits, unless the
 // caller calls Store.Notify after committing).
 //
+// # Inline projections
+//
+// [Inline] runs a handler inside every transaction that appends events
+// (through [mire.Store.AddInline], which the root package exposes without
+// importing this one), so a read model is current as soon as a save
+// returns. It has no checkpoint, lease or retries; a handler error fails
+// the save. Each write pays a round trip to read its events back.
+//
 // # Operations
 //
 // [StatusOf] (and [Runner.Status]) report position, lag in events, held
