@@ -122,6 +122,24 @@ var _ = Describe("Runner", func() {
 		stop()
 	})
 
+	It("moves a checkpoint to the watermark, skipping what is stored, as after a restore", func(ctx SpecContext) {
+		a := open(ctx, e.store, 1)
+		var s seen
+		r := newRunner(e.store, "", projections.Projection{Name: "restored", Handler: s.recorder("")})
+		Expect(r.CatchUp(ctx)).To(Succeed())
+		deposit(ctx, e.store, a, 2)
+		deposit(ctx, e.store, a, 3)
+		Expect(status(ctx, e.store, "restored").Lag).To(BeEquivalentTo(2))
+
+		Expect(projections.MoveToWatermark(ctx, e.store, "restored")).To(Succeed())
+		st := status(ctx, e.store, "restored")
+		Expect(st.Lag).To(BeZero())
+		Expect(st.Floor).To(Equal(positionOf(ctx, e.store, a, 3)))
+		deposit(ctx, e.store, a, 4) // v4 follows v3, which is below the floor
+		Expect(r.CatchUp(ctx)).To(Succeed())
+		Expect(s.streamVersions(a)).To(Equal([]int64{1, 4}))
+	})
+
 	It("reports a projection that never ran as not found", func(ctx SpecContext) {
 		_, err := projections.StatusOf(ctx, e.store, "nothing")
 		Expect(errors.Is(err, mire.ErrNotFound)).To(BeTrue(), "%v", err)
