@@ -92,7 +92,7 @@ func (opts *TxOpts) withDefaults() (TxOpts, error) {
 		return o, fmt.Errorf("negative retry backoff %v", o.RetryBackoff)
 	}
 	switch o.IsoLevel {
-	case "", pgx.ReadCommitted, pgx.RepeatableRead, pgx.Serializable:
+	case "", pgx.ReadUncommitted, pgx.ReadCommitted, pgx.RepeatableRead, pgx.Serializable:
 	default:
 		return o, fmt.Errorf("unsupported isolation level %q", o.IsoLevel)
 	}
@@ -171,7 +171,7 @@ func LoadManyForUpdate[T any, PT interface {
 	*T
 	Aggregate
 }](ctx context.Context, scope *TxScope, ids ...string) ([]*Root[T], error) {
-	if err := scope.usable("load for update"); err != nil {
+	if err := scope.live("load for update"); err != nil {
 		return nil, err
 	}
 	if len(ids) == 0 {
@@ -238,7 +238,7 @@ func (t *TxScope) lock(ctx context.Context, streamIDs []string) ([]string, error
 // A failed Save puts back every root saved in the scope and poisons it:
 // nothing it wrote can commit, and Commit rolls back and returns the error.
 func (t *TxScope) Save(ctx context.Context, roots ...Saveable) error {
-	if err := t.usable("save"); err != nil {
+	if err := t.live("save"); err != nil {
 		return err
 	}
 	if err := checkContext(ctx, "save"); err != nil {
@@ -331,9 +331,22 @@ func (t *TxScope) restore() {
 	t.saved = nil
 }
 
+// usable refuses a call on a scope already committed or rolled back.
 func (t *TxScope) usable(op string) error {
 	if t.done {
 		return fmt.Errorf("mire: %s: %w", op, ErrTxDone)
+	}
+	return nil
+}
+
+// live is usable that also refuses a call on a scope an earlier call
+// poisoned: nothing more it does could commit.
+func (t *TxScope) live(op string) error {
+	if err := t.usable(op); err != nil {
+		return err
+	}
+	if t.failed != nil {
+		return fmt.Errorf("mire: %s: an earlier call in the scope failed: %w", op, t.failed)
 	}
 	return nil
 }

@@ -277,7 +277,10 @@ var _ = Describe("TxScope", func() {
 				Expect(root.Version).To(BeEquivalentTo(1), "root %s is back at its loaded version", root.ID)
 				Expect(root.Pending()).To(HaveLen(1), "root %s keeps its pending event", root.ID)
 			}
-			Expect(scope.Commit(ctx)).To(MatchError(mire.ErrConcurrency), "the failed save poisons the scope")
+			Expect(scope.Save(ctx, a)).To(MatchError(mire.ErrConcurrency), "the failed save poisons the scope")
+			_, err = mire.LoadForUpdate[Account](ctx, scope, second)
+			Expect(err).To(MatchError(ContainSubstring("an earlier call in the scope failed")))
+			Expect(scope.Commit(ctx)).To(MatchError(mire.ErrConcurrency))
 			Expect(scope.Rollback(ctx)).To(Succeed())
 
 			Expect(balance(ctx, store, first)).To(BeEquivalentTo(100))
@@ -333,6 +336,8 @@ var _ = Describe("TxScope", func() {
 		})
 	})
 
+	// With one connection in the pool, a leaked connection would make every
+	// later query wait until the spec times out.
 	It("rolls back on a panic inside InTx, re-panics, and hands the connection back usable", func(ctx SpecContext) {
 		cfg, err := pgxpool.ParseConfig(pool.Config().ConnString())
 		Expect(err).NotTo(HaveOccurred())
@@ -342,6 +347,11 @@ var _ = Describe("TxScope", func() {
 		DeferCleanup(single.Close)
 		store := newStore(single)
 		id := openAccount(ctx, store, 100)
+		backend := func() (pid int) {
+			Expect(single.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&pid)).To(Succeed())
+			return pid
+		}
+		before := backend()
 
 		Expect(func() {
 			_ = store.InTx(ctx, func(scope *mire.TxScope) error {
@@ -353,7 +363,7 @@ var _ = Describe("TxScope", func() {
 			})
 		}).To(PanicWith("boom"))
 
-		Expect(single.Stat().AcquiredConns()).To(BeZero(), "the connection is back in the pool")
+		Expect(backend()).To(Equal(before), "the same connection went back to the pool, not a new one")
 		var open int
 		Expect(single.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
 			WHERE datname = current_database() AND state LIKE 'idle in transaction%'`).Scan(&open)).To(Succeed())
@@ -365,10 +375,10 @@ var _ = Describe("TxScope", func() {
 			}
 			Expect(acc.Version).To(BeEquivalentTo(1))
 			return acc.Record(Deposited{Amount: 1})
-		})).To(Succeed(), "the same single connection runs the next scope")
+		})).To(Succeed(), "the single connection runs the next scope, and the lock is gone")
 		Expect(balance(ctx, store, id)).To(BeEquivalentTo(100), "a recorded but unsaved event commits nothing")
 		Expect(rowCounts(ctx, pool)).To(Equal([2]int{1, 1}))
-	})
+	}, SpecTimeout(time.Minute))
 
 	Describe("the lock timeout", func() {
 		var (
