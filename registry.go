@@ -166,9 +166,9 @@ func MustRegisterAlias(entity, oldType string, event any) {
 // Registration rejects, and changes nothing for:
 //   - a step already registered (a duplicate);
 //   - a step that would leave a gap: the steps of one type always form one
-//     unbroken run, so a new step must sit right below the current version
-//     or right next to a registered step (register 2->3 and then 1->2, or
-//     1->2 and then 2->3; never 1->2 and then 3->4).
+//     unbroken run, so once a type has a step, each new one must extend the
+//     run at either end (1->2 and then 2->3, or 2->3 and then 1->2; never
+//     1->2 and then 3->4).
 //
 // A run that stops short of the current version (1->2 registered for a type
 // at version 4) cannot be caught step by step, since the missing steps may
