@@ -336,6 +336,51 @@ var _ = Describe("TxScope", func() {
 		})
 	})
 
+	It("locks in stream id order whatever order the ids come in", func(ctx SpecContext) {
+		ids := []string{openAccount(ctx, store, 100), openAccount(ctx, store, 100)}
+		slices.Sort(ids)
+		first, second := ids[0], ids[1]
+
+		holder, err := store.Begin(ctx)
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(func(ctx SpecContext) { Expect(holder.Rollback(ctx)).To(Succeed()) })
+		_, err = mire.LoadForUpdate[Account](ctx, holder, first)
+		Expect(err).NotTo(HaveOccurred())
+
+		// The ids in reverse order: the scope must wait on first before it
+		// touches second.
+		loaded := make(chan error, 1)
+		go func() {
+			loaded <- store.InTx(ctx, func(scope *mire.TxScope) error {
+				accs, err := mire.LoadManyForUpdate[Account](ctx, scope, second, first)
+				if err != nil {
+					return err
+				}
+				if err := accs[0].Record(Withdrawn{Amount: 1}); err != nil {
+					return err
+				}
+				if err := accs[1].Record(Deposited{Amount: 1}); err != nil {
+					return err
+				}
+				return scope.Save(ctx, accs[0], accs[1])
+			})
+		}()
+		Eventually(lockWaiters).WithContext(ctx).WithArguments(pool).Should(Equal(1))
+
+		// Had the waiting scope locked second first, this would deadlock.
+		acc, err := mire.LoadForUpdate[Account](ctx, holder, second)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(acc.Record(Deposited{Amount: 10})).To(Succeed())
+		Expect(holder.Save(ctx, acc)).To(Succeed())
+		Expect(holder.Commit(ctx)).To(Succeed())
+
+		Eventually(loaded).WithContext(ctx).Should(Receive(&err))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(balance(ctx, store, first)).To(BeEquivalentTo(101))
+		Expect(balance(ctx, store, second)).To(BeEquivalentTo(109))
+		Expect(rowCounts(ctx, pool)).To(Equal([2]int{2, 5}))
+	})
+
 	// With one connection in the pool, a leaked connection would make every
 	// later query wait until the spec times out.
 	It("rolls back on a panic inside InTx, re-panics, and hands the connection back usable", func(ctx SpecContext) {
