@@ -68,6 +68,18 @@ type Handler interface {
 	Handle(ctx context.Context, tx pgx.Tx, env mire.Envelope) error
 }
 
+// BatchHandler is a Handler that takes a whole batch at once, in delivery
+// order, in the checkpoint's transaction: the way to write a read model
+// with one round trip per batch (a pgx.Batch of upserts, a COPY) instead of
+// one per event. Runners call HandleBatch and never Handle; inline
+// projections call Handle. A failing batch is retried one event at a time,
+// so the event that keeps failing is the one reported when the projection
+// halts.
+type BatchHandler interface {
+	Handler
+	HandleBatch(ctx context.Context, tx pgx.Tx, events []mire.Envelope) error
+}
+
 // HandlerFunc adapts a function to a Handler.
 type HandlerFunc func(ctx context.Context, tx pgx.Tx, env mire.Envelope) error
 

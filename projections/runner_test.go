@@ -140,6 +140,28 @@ var _ = Describe("Runner", func() {
 		Expect(s.streamVersions(a)).To(Equal([]int64{1, 4}))
 	})
 
+	It("hands whole batches to a BatchHandler, and names the exact event a failing batch halts on", func(ctx SpecContext) {
+		a := open(ctx, e.store, 0)
+		for range 9 {
+			deposit(ctx, e.store, a, 1)
+		}
+		poison := positionOf(ctx, e.store, a, 7)
+		h := &upserts{poison: poison}
+		r := newRunner(e.store, "", projections.Projection{Name: "batched", BatchSize: 4, Handler: h})
+		err := r.CatchUp(ctx)
+		Expect(errors.Is(err, projections.ErrHalted)).To(BeTrue(), "%v", err)
+		st := status(ctx, e.store, "batched")
+		Expect(st.FailedEvent.Position).To(Equal(poison))
+		Expect(st.Delivered).To(BeEquivalentTo(6))
+		Expect(balances(ctx, e.pool)).To(Equal(map[string]int64{a: 5}))
+		Expect(h.sizes[:2]).To(Equal([]int{4, 4}), "full batches until the failure")
+
+		h.poison = 0
+		Expect(projections.Resume(ctx, e.store, "batched")).To(Succeed())
+		Expect(r.CatchUp(ctx)).To(Succeed())
+		Expect(balances(ctx, e.pool)).To(Equal(foldedBalances(ctx, e.pool)))
+	})
+
 	It("reports a projection that never ran as not found", func(ctx SpecContext) {
 		_, err := projections.StatusOf(ctx, e.store, "nothing")
 		Expect(errors.Is(err, mire.ErrNotFound)).To(BeTrue(), "%v", err)
@@ -159,3 +181,37 @@ var _ = Describe("Runner", func() {
 		Expect(err).To(MatchError(ContainSubstring("shorter than LeaseTTL")))
 	})
 })
+
+// upserts keeps the balances read model with one round trip per batch,
+// failing any batch that holds the poison position.
+type upserts struct {
+	poison int64
+	sizes  []int
+}
+
+func (u *upserts) Handle(ctx context.Context, tx pgx.Tx, env mire.Envelope) error {
+	return u.HandleBatch(ctx, tx, []mire.Envelope{env})
+}
+
+func (u *upserts) HandleBatch(ctx context.Context, tx pgx.Tx, events []mire.Envelope) error {
+	u.sizes = append(u.sizes, len(events))
+	b := &pgx.Batch{}
+	for _, env := range events {
+		if env.Position == u.poison {
+			return errors.New("poison")
+		}
+		var delta int64
+		switch e := env.Data.(type) {
+		case Opened:
+			delta = e.Initial
+		case Deposited:
+			delta = e.Amount
+		case Withdrawn:
+			delta = -e.Amount
+		}
+		b.Queue(`INSERT INTO balances VALUES ($1, $2, $3, 1) ON CONFLICT (stream) DO UPDATE
+			SET balance = balances.balance + EXCLUDED.balance, version = EXCLUDED.version, applied = balances.applied + 1`,
+			env.StreamID, delta, env.Version)
+	}
+	return tx.SendBatch(ctx, b).Close()
+}

@@ -46,6 +46,7 @@ type worker struct {
 
 	failPos   int64 // the position of the event that failed last, 0 if none
 	failCount int   // how many times in a row it failed
+	single    int   // after a failure: how many more batches read one event each
 }
 
 func (w *worker) run(ctx context.Context) {
@@ -138,6 +139,7 @@ func (w *worker) failed(ctx context.Context, err error) {
 		sleep(ctx, w.r.cfg.RetryBackoff)
 		return
 	}
+	w.single = w.p.BatchSize // close in on the failing event one at a time
 	if ee.env.Position == w.failPos {
 		w.failCount++
 	} else {
@@ -206,7 +208,7 @@ func (w *worker) acquire(ctx context.Context) (bool, error) {
 	}
 	w.fence, w.cursorXid, w.cursorPos, w.floor = fence, cursorXid, cursorPos, floor
 	w.order, w.halted, w.renewedAt = newOrder(rows), state == string(Halted), renewedAt
-	w.failPos, w.failCount = 0, 0
+	w.failPos, w.failCount, w.single = 0, 0, 0
 	w.r.cfg.Logger.Info("mire: projection: lease acquired", "projection", w.p.Name, "owner", w.r.cfg.Owner, "fence", fence)
 	return true, nil
 }
@@ -304,7 +306,7 @@ func (w *worker) scan(rows pgx.Rows) ([]scannedRow, error) {
 // reports whether the batch was full (more may be waiting).
 func (w *worker) step(ctx context.Context) (more bool, err error) {
 	limit := w.p.BatchSize
-	if w.failPos != 0 {
+	if w.single > 0 {
 		limit = 1 // after a failure, advance one event at a time up to it
 	}
 	tx, err := w.r.store.Pool().Begin(ctx)
@@ -329,8 +331,12 @@ func (w *worker) step(ctx context.Context) (more bool, err error) {
 	ord := w.order.clone()
 	var delivered int64
 	clearedFailure := false
+	batcher, _ := w.p.Handler.(BatchHandler)
+	var batch []mire.Envelope
 	deliver := func(r row) error {
-		if err := w.handle(ctx, tx, r.env); err != nil {
+		if batcher != nil {
+			batch = append(batch, r.env)
+		} else if err := w.handle(ctx, tx, r.env); err != nil {
 			return err
 		}
 		delivered++
@@ -360,6 +366,11 @@ func (w *worker) step(ctx context.Context) (more bool, err error) {
 			}
 		}
 	}
+	if len(batch) > 0 {
+		if err := w.handleBatch(ctx, tx, batcher, batch); err != nil {
+			return false, err
+		}
+	}
 	last := rows[len(rows)-1]
 	tag, err := tx.Exec(ctx, w.r.sql.checkpoint, w.p.Name, w.fence, last.xid, last.env.Position,
 		ord.positions(), delivered, w.r.cfg.LeaseTTL.Seconds())
@@ -375,6 +386,9 @@ func (w *worker) step(ctx context.Context) (more bool, err error) {
 	w.cursorXid, w.cursorPos, w.order, w.renewedAt = last.xid, last.env.Position, ord, time.Now()
 	if clearedFailure {
 		w.failPos, w.failCount = 0, 0
+	}
+	if w.single > 0 {
+		w.single--
 	}
 	return len(rows) == limit, nil
 }
@@ -405,6 +419,21 @@ func (w *worker) handle(ctx context.Context, tx pgx.Tx, env mire.Envelope) (err 
 	}()
 	if err := w.p.Handler.Handle(ctx, tx, env); err != nil {
 		return &eventError{env: env, err: err}
+	}
+	return nil
+}
+
+// handleBatch calls a BatchHandler, turning a panic into an error. A
+// failure is reported on the batch's first event; the retries then read
+// one event at a time, so a poison event is named exactly.
+func (w *worker) handleBatch(ctx context.Context, tx pgx.Tx, h BatchHandler, batch []mire.Envelope) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = &eventError{env: batch[0], err: fmt.Errorf("handler panicked: %v", p)}
+		}
+	}()
+	if err := h.HandleBatch(ctx, tx, batch); err != nil {
+		return &eventError{env: batch[0], err: err}
 	}
 	return nil
 }
