@@ -25,7 +25,15 @@ CREATE TABLE baseline.events (
     metadata       jsonb,
     recorded_at    timestamptz NOT NULL DEFAULT now(),
     UNIQUE (stream_id, version)
-);`
+);
+CREATE TABLE baseline.checkpoints (
+    name            text   PRIMARY KEY,
+    cursor_xid      xid8   NOT NULL,
+    cursor_position bigint NOT NULL
+);
+INSERT INTO baseline.checkpoints VALUES ('catch-up', '0', 0);
+CREATE TABLE public.read_model_mire (stream_id text PRIMARY KEY, balance bigint NOT NULL);
+CREATE TABLE public.read_model_baseline (stream_id text PRIMARY KEY, balance bigint NOT NULL);`
 
 const (
 	// baseInsertEvent inserts one event: $1 stream, $2 version, $3 event
@@ -50,6 +58,22 @@ ORDER BY stream_id FOR UPDATE`
 ORDER BY stream_id, version`
 
 	baseBumpVersions = `UPDATE baseline.streams SET version = version + 1 WHERE stream_id = ANY($1::text[])`
+
+	// baseReadBatch is a gap-safe consumer's read: the next events after
+	// the cursor ($1 xid, $2 position) from transactions older than every
+	// one still running, in (xid, position) order, the columns mire's
+	// projections read.
+	baseReadBatch = `SELECT e.xid, e.prev_xid, e.event_id, e.stream_id, e.category, e.version, e.position,
+e.type, e.schema_version, e.data, e.metadata, e.recorded_at FROM mire.events e
+WHERE (e.xid, e.position) > ($1::xid8, $2::bigint) AND e.xid < pg_snapshot_xmin(pg_current_snapshot())
+ORDER BY e.xid, e.position LIMIT $3`
+
+	baseCheckpoint = `UPDATE baseline.checkpoints SET cursor_xid = $1, cursor_position = $2 WHERE name = 'catch-up'`
+
+	// upsertReadModel is the read model both sides' handlers write: a
+	// balance per stream. %s is the table.
+	upsertReadModel = `INSERT INTO %s AS rm (stream_id, balance) VALUES ($1, $2)
+ON CONFLICT (stream_id) DO UPDATE SET balance = rm.balance + EXCLUDED.balance`
 
 	// baseReadAll reads the same columns mire's ReadAll reads, from mire's
 	// own events table, in one streamed query.

@@ -15,10 +15,21 @@ var db = mtest.Suite()
 
 // tinyScale keeps each workload to a few ops, so the specs only prove the
 // harness still runs, not how fast.
-var tinyScale = scale{Streams: 20, StreamLen: 3, Batch: 10, LongLen: 30, Accounts: 5, ReadAll: 250}
+var tinyScale = scale{Streams: 20, StreamLen: 3, Batch: 10, LongLen: 30, Accounts: 5, ProjEvents: 120, ProjUpsert: 60, SnapLen: 300, ReadAll: 250}
 
-var _ = Describe("the benchmark harness", func() {
+var _ = Describe("the benchmark harness", Ordered, func() {
 	opts := &options{duration: 60 * time.Millisecond, rounds: 2, warmup: 10 * time.Millisecond}
+	var e *env
+
+	// One database serves every workload (emptied between them), since a
+	// fresh one per case, as the command makes, costs more than the case.
+	BeforeAll(func(ctx SpecContext) {
+		var err error
+		e, err = newEnv(ctx, db.ServerURL, tinyScale, 12)
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(func(ctx SpecContext) { Expect(e.close(ctx)).To(Succeed()) })
+	})
+	BeforeEach(func(ctx SpecContext) { Expect(e.empty(ctx)).To(Succeed()) })
 
 	for _, w := range workloads {
 		It("runs workload "+w.id+" for mire and the baseline", func(ctx SpecContext) {
@@ -26,7 +37,7 @@ var _ = Describe("the benchmark harness", func() {
 			if len(w.writers) > 0 {
 				writers = w.writers[0]
 			}
-			r, err := runCase(ctx, db.ServerURL, tinyScale, opts, w, writers)
+			r, err := runCase(ctx, e, opts, w, writers)
 			Expect(err).NotTo(HaveOccurred())
 			Expect(r.Mire.Ops).To(BeNumerically(">=", int64(2*writers)), "each round runs at least one op per writer")
 			Expect(r.Baseline.Ops).To(BeNumerically(">=", int64(2*writers)))

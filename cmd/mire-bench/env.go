@@ -14,17 +14,20 @@ import (
 
 // scale sizes the data of the workloads.
 type scale struct {
-	Streams   int `json:"streams"`    // workload 2: existing streams to pick from
-	StreamLen int `json:"stream_len"` // workload 2: events in each of them
-	Batch     int `json:"batch"`      // workload 3: events per save
-	LongLen   int `json:"long_len"`   // workload 4: events in the stream loaded
-	Accounts  int `json:"accounts"`   // workload 6: accounts to transfer between
-	ReadAll   int `json:"read_all"`   // workload 9: events in the log
+	Streams    int `json:"streams"`     // workload 2: existing streams to pick from
+	StreamLen  int `json:"stream_len"`  // workload 2: events in each of them
+	Batch      int `json:"batch"`       // workload 3: events per save
+	LongLen    int `json:"long_len"`    // workload 4: events in the stream loaded
+	Accounts   int `json:"accounts"`    // workload 6: accounts to transfer between
+	ProjEvents int `json:"proj_events"` // workload 7: events a projection catches up on
+	ProjUpsert int `json:"proj_upsert"` // workload 7u: the same, into the upsert read model
+	SnapLen    int `json:"snap_len"`    // workload 8: events in the stream loaded
+	ReadAll    int `json:"read_all"`    // workload 9: events in the log
 }
 
 var (
-	fullScale  = scale{Streams: 10_000, StreamLen: 10, Batch: 100, LongLen: 1_000, Accounts: 1_000, ReadAll: 1_000_000}
-	shortScale = scale{Streams: 2_000, StreamLen: 10, Batch: 100, LongLen: 1_000, Accounts: 1_000, ReadAll: 100_000}
+	fullScale  = scale{Streams: 10_000, StreamLen: 10, Batch: 100, LongLen: 1_000, Accounts: 1_000, ProjEvents: 200_000, ProjUpsert: 20_000, SnapLen: 10_000, ReadAll: 1_000_000}
+	shortScale = scale{Streams: 2_000, StreamLen: 10, Batch: 100, LongLen: 1_000, Accounts: 1_000, ProjEvents: 30_000, ProjUpsert: 4_000, SnapLen: 10_000, ReadAll: 100_000}
 )
 
 // env is one case's database: fresh, with mire's schema and the baseline's,
@@ -63,6 +66,14 @@ func newEnv(ctx context.Context, serverURL string, sc scale, maxConns int) (*env
 		return nil, errors.Join(fmt.Errorf("prepare database: %w", err), e.close(ctx))
 	}
 	return e, nil
+}
+
+// empty removes every row the workloads write, for a database reused
+// from case to case (the specs do, to stay fast).
+func (e *env) empty(ctx context.Context) error {
+	_, err := e.pool.Exec(ctx, `TRUNCATE mire.events, mire.streams, mire.snapshots, mire.subscriptions,
+	baseline.events, baseline.streams, public.read_model_mire, public.read_model_baseline RESTART IDENTITY`)
+	return err
 }
 
 func (e *env) close(ctx context.Context) error {

@@ -66,3 +66,11 @@ func decodeEvent(typ string, data []byte) (any, error) {
 	}
 	return nil, fmt.Errorf("unknown event type %q", typ)
 }
+
+// SnapAccount is Account with snapshots: Save stores its state every 100
+// events, and loads start from the latest snapshot.
+type SnapAccount struct{ Account }
+
+func (*SnapAccount) SnapshotPolicy() mire.SnapshotPolicy {
+	return mire.SnapshotPolicy{Every: 100, Version: 1}
+}

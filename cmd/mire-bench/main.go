@@ -166,7 +166,7 @@ func run(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 			continue
 		}
 		for _, writers := range cmpOr(w.writers, o.writers) {
-			r, err := runCase(ctx, serverURL, sc, o, w, writers)
+			r, err := runFresh(ctx, serverURL, sc, o, w, writers)
 			if err != nil {
 				return fmt.Errorf("workload %s, %d writers: %w", w.id, writers, err)
 			}
@@ -192,16 +192,24 @@ func cmpOr(a, b []int) []int {
 	return b
 }
 
-// runCase runs one workload at one writer count in a fresh database.
-func runCase(ctx context.Context, serverURL string, sc scale, o *options, w workload, writers int) (res *result, err error) {
+// runFresh runs one workload at one writer count in a fresh database.
+func runFresh(ctx context.Context, serverURL string, sc scale, o *options, w workload, writers int) (res *result, err error) {
 	e, err := newEnv(ctx, serverURL, sc, writers+2)
 	if err != nil {
 		return nil, err
 	}
 	defer func() { err = errors.Join(err, e.close(ctx)) }()
+	return runCase(ctx, e, o, w, writers)
+}
+
+// runCase runs one workload at one writer count in e.
+func runCase(ctx context.Context, e *env, o *options, w workload, writers int) (res *result, err error) {
 	c, err := w.setup(ctx, e, writers)
 	if err != nil {
 		return nil, fmt.Errorf("setup: %w", err)
+	}
+	if c.cleanup != nil {
+		defer func() { err = errors.Join(err, c.cleanup()) }()
 	}
 	per := o.duration / time.Duration(o.rounds)
 	m, b, err := alternate(ctx, c, writers, o.rounds, per, o.warmup, w.heap)

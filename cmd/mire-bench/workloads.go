@@ -38,6 +38,8 @@ type workload struct {
 type bcase struct {
 	mire, baseline side
 	note           func(m, b *sample) string
+	// cleanup, if set, runs when the case is done.
+	cleanup func() error
 }
 
 func ratioAtLeast(r float64, byUnits bool) func(m, b *sample) bool {
@@ -68,6 +70,16 @@ var workloads = []workload{
 		setup: hotStreamCase},
 	{id: "6", title: "TxScope transfer between 2 random accounts", unit: "transfers",
 		setup: transferCase},
+	{id: "7", title: "Projection catch-up, no-op transactional handler", unit: "events", byUnits: true, writers: []int{1},
+		target: ">= 100,000 events/s", met: func(m, _ *sample) bool { return m.UnitsPerSec() >= 100_000 }, setup: catchUpCase(false)},
+	{id: "7u", title: "Projection catch-up, upsert read model", unit: "events", byUnits: true, writers: []int{1},
+		setup: catchUpCase(true)},
+	{id: "7w", title: "Writers with a projection runner attached vs none", unit: "appends", writers: []int{8},
+		setup: runnerCase},
+	{id: "8", title: "Load a 10,000-event stream, no snapshots", unit: "loads", writers: []int{1},
+		setup: snapshotCase(false)},
+	{id: "8s", title: "Load a 10,000-event stream, snapshot every 100 events", unit: "loads", writers: []int{1},
+		setup: snapshotCase(true)},
 	{id: "9", title: "ReadAll through the iterator", unit: "events", byUnits: true, writers: []int{1}, heap: true,
 		target: "peak heap < 64 MiB", met: func(m, _ *sample) bool { return m.PeakHeap < maxHeap }, setup: readAllCase},
 }
@@ -106,7 +118,7 @@ func newStreamCase(viaAppend bool) func(ctx context.Context, e *env, writers int
 				if err != nil {
 					return 0, err
 				}
-				_, err = e.pool.Exec(ctx, baseInsertEvent, "account-"+id, 1, eid, "Opened", data)
+				_, err = e.pool.Exec(ctx, baseInsertEvent, "account-"+id, 1, [16]byte(eid), "Opened", data)
 				return 1, err
 			}},
 		}, nil
@@ -172,7 +184,7 @@ func baseDeposit(ctx context.Context, e *env, w *worker, id string) error {
 		}
 		b := &pgx.Batch{}
 		b.Queue(baseBumpVersion, stream, version)
-		b.Queue(baseInsertEvent, stream, version+1, eid, "Deposited", data)
+		b.Queue(baseInsertEvent, stream, version+1, [16]byte(eid), "Deposited", data)
 		err = e.pool.SendBatch(ctx, b).Close()
 		if !isUniqueViolation(err) {
 			return err
@@ -258,7 +270,7 @@ func batchCase(ctx context.Context, e *env, writers int) (*bcase, error) {
 				if err != nil {
 					return 0, err
 				}
-				rows[i] = []any{stream, int64(i + 1), "account", eid, typ, int32(1), data}
+				rows[i] = []any{stream, int64(i + 1), "account", [16]byte(eid), typ, int32(1), data}
 			}
 			_, err := e.pool.CopyFrom(ctx, pgx.Identifier{"baseline", "events"},
 				[]string{"stream_id", "version", "category", "event_id", "type", "schema_version", "data"},
@@ -432,9 +444,89 @@ func baseTransfer(ctx context.Context, e *env, from, to string) (err error) {
 	}
 	b = &pgx.Batch{}
 	b.Queue(baseBumpVersions, streams)
-	b.Queue(baseInsertTwo, from, versions[from]+1, outID, "Withdrawn", out, to, versions[to]+1, inID, "Deposited", in)
+	b.Queue(baseInsertTwo, from, versions[from]+1, [16]byte(outID), "Withdrawn", out, to, versions[to]+1, [16]byte(inID), "Deposited", in)
 	b.Queue("COMMIT")
 	return conn.SendBatch(ctx, b).Close()
+}
+
+// snapshotCase is workload 8: load a 10,000-event stream, as Account (a
+// full replay) or as SnapAccount, whose latest snapshot is 100 events
+// behind the stream's end: the most a policy of Every 100 leaves to
+// replay. Baseline: SELECT all 10,000 events and fold them, as in
+// workload 4.
+func snapshotCase(snapshots bool) func(ctx context.Context, e *env, writers int) (*bcase, error) {
+	return func(ctx context.Context, e *env, writers int) (*bcase, error) {
+		n := e.scale.SnapLen
+		if n < 200 || n%100 != 0 {
+			return nil, fmt.Errorf("snapshot stream length %d: want a multiple of 100 from 200", n)
+		}
+		if err := e.seed(ctx, "long", 1, n-101); err != nil {
+			return nil, err
+		}
+		// One Save takes the stream onto a multiple of 100 and stores the
+		// snapshot there; 100 more events follow it.
+		acc, err := mire.Load[SnapAccount](ctx, e.store, "long1")
+		if err != nil {
+			return nil, err
+		}
+		if err := acc.Record(Deposited{Amount: 1}); err != nil {
+			return nil, err
+		}
+		if err := e.store.Save(ctx, acc); err != nil {
+			return nil, err
+		}
+		more := make([]any, 100)
+		for i := range more {
+			more[i] = Deposited{Amount: 1}
+		}
+		if _, err := e.store.Append(ctx, "account-long1", mire.Exactly(int64(n-100)), more...); err != nil {
+			return nil, err
+		}
+		var snaps int
+		if err := e.pool.QueryRow(ctx, `SELECT count(*) FROM mire.snapshots`).Scan(&snaps); err != nil || snaps != 1 {
+			return nil, fmt.Errorf("want 1 snapshot, have %d (%v)", snaps, err)
+		}
+		if _, err := e.pool.Exec(ctx, `INSERT INTO baseline.events (stream_id, version, category, event_id, type, data)
+SELECT 'account-long1', g, 'account', gen_random_uuid(), 'Deposited', '{"amount": 1}' FROM generate_series($1::int, $2::int) g`, n-100, n); err != nil {
+			return nil, err
+		}
+		check := func(events, balanceEvents int) error {
+			if events != balanceEvents {
+				return fmt.Errorf("loaded %d events, want %d", events, balanceEvents)
+			}
+			return nil
+		}
+		mireOp := func(ctx context.Context, w *worker) (int, error) {
+			acc, err := mire.Load[Account](ctx, e.store, "long1")
+			if err != nil {
+				return 0, err
+			}
+			return n, check(acc.State.Events, n)
+		}
+		if snapshots {
+			mireOp = func(ctx context.Context, w *worker) (int, error) {
+				acc, err := mire.Load[SnapAccount](ctx, e.store, "long1")
+				if err != nil {
+					return 0, err
+				}
+				if acc.Version != int64(n) {
+					return 0, fmt.Errorf("loaded version %d, want %d", acc.Version, n)
+				}
+				return n, check(acc.State.Events, n)
+			}
+		}
+		return &bcase{
+			mire: side{op: mireOp},
+			baseline: side{op: func(ctx context.Context, w *worker) (int, error) {
+				var acc Account
+				_, err := baseFold(ctx, e, "account-long1", &acc)
+				if err != nil {
+					return 0, err
+				}
+				return n, check(acc.Events, n)
+			}},
+		}, nil
+	}
 }
 
 // readAllCase is workload 9: ReadAll over the whole log through the
@@ -473,7 +565,7 @@ func readAllCase(ctx context.Context, e *env, writers int) (*bcase, error) {
 			}
 			defer rows.Close()
 			var (
-				id                    uuid.UUID
+				id                    [16]byte
 				stream, category, typ string
 				version, position     int64
 				schema                int32
