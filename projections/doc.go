@@ -97,6 +97,8 @@
 //   - A long-running write transaction delays every projection: nothing
 //     written by a transaction that started after it is read until it ends
 //     (read-only transactions do not count; they take no transaction id).
+//     Transactional projections' batches are write transactions too: keep
+//     batches short, or one slow read model delays the others.
 //   - A logical dump and restore into another cluster restarts transaction
 //     ids, so restored events no longer sort before new ones. After a
 //     restore, call [MoveToWatermark] for each projection before writers

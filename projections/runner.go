@@ -49,8 +49,10 @@ type Config struct {
 	// MaxAttempts is how many times an event is tried before its projection
 	// halts. Defaults to MaxAttemptsDefault.
 	MaxAttempts int
-	// Owner names this runner in the leases it holds. Defaults to
-	// "host:pid:random".
+	// Owner names this runner in the leases it holds. It must be unique
+	// among live runners: a runner takes over a lease held under its own
+	// name at once (so a restarted replica keeping its name resumes without
+	// waiting for the TTL). Defaults to "host:pid:random".
 	Owner string
 	// Logger receives handler failures, takeovers and lost leases. Defaults
 	// to the store's logger's default, slog.Default().
