@@ -2,7 +2,6 @@ package mire
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strconv"
 
@@ -161,21 +160,20 @@ func (s *Store) append(ctx context.Context, db dbtx, w streamWrite, meta []byte)
 // stored already (success, returning the version they reached), or a
 // conflict with the stream's actual version.
 func (s *Store) resolveRefused(ctx context.Context, db dbtx, w streamWrite) (int64, error) {
-	var storedStream string
-	var storedVersion int64
-	err := db.QueryRow(ctx, s.sql.selectEventByID, w.events[0].id).Scan(&storedStream, &storedVersion)
+	var storedStream *string
+	var storedVersion, actual *int64
+	err := db.QueryRow(ctx, s.sql.selectRefused, [16]byte(w.events[0].id), w.streamID).Scan(&storedStream, &storedVersion, &actual)
 	switch {
-	case err == nil && storedStream == w.streamID:
-		return storedVersion + int64(len(w.events)) - 1, nil
-	case err == nil:
-		return 0, fmt.Errorf("%w: append to stream %q: event id %s is already stored in stream %q", ErrInvalidEvent, w.streamID, w.events[0].id, storedStream)
-	case !errors.Is(err, pgx.ErrNoRows):
+	case err != nil:
 		return 0, fmt.Errorf("mire: append to stream %q: %w", w.streamID, translate(ctx, err))
+	case storedStream != nil && *storedStream == w.streamID:
+		return *storedVersion + int64(len(w.events)) - 1, nil
+	case storedStream != nil:
+		return 0, fmt.Errorf("%w: append to stream %q: event id %s is already stored in stream %q", ErrInvalidEvent, w.streamID, w.events[0].id, *storedStream)
 	}
-	var actual int64
-	err = db.QueryRow(ctx, s.sql.selectStreamVersion, w.streamID).Scan(&actual)
-	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
-		return 0, fmt.Errorf("mire: append to stream %q: %w", w.streamID, translate(ctx, err))
+	cerr := &ConcurrencyError{StreamID: w.streamID, Expected: int64(w.expected)}
+	if actual != nil {
+		cerr.Actual = *actual
 	}
-	return 0, &ConcurrencyError{StreamID: w.streamID, Expected: int64(w.expected), Actual: actual}
+	return 0, cerr
 }

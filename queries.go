@@ -53,6 +53,12 @@ RETURNING version - $8::bigint AS before, prev_xid), ins AS (` + appendTail
 	lockStreams         = `SELECT stream_id FROM {{schema}}.streams WHERE stream_id = ANY($1::text[]) ORDER BY stream_id FOR UPDATE`
 	selectEventByID     = `SELECT stream_id, version FROM {{schema}}.events WHERE event_id = $1`
 
+	// selectRefused explains a refused append in one round trip: where the
+	// event id $1 is stored (NULLs if nowhere) and stream $2's version
+	// (NULL if it does not exist), both from the same snapshot.
+	selectRefused = `SELECT e.stream_id, e.version, (SELECT version FROM {{schema}}.streams WHERE stream_id = $2)
+FROM (SELECT) AS one LEFT JOIN {{schema}}.events e ON e.event_id = $1`
+
 	selectStreamEvents = `SELECT version, position, type, schema_version, data FROM {{schema}}.events
 WHERE stream_id = $1 AND version > $2 ORDER BY version`
 
@@ -70,6 +76,7 @@ type queries struct {
 	appendExact, appendNoStream, appendStreamExists, appendAny string
 
 	selectStreamVersion, lockStream, lockStreams, selectEventByID string
+	selectRefused                                                 string
 	selectStreamEvents, readStream, readCategory, readAll         string
 
 	snapshot snapshotQueries // snapshot.go
@@ -87,6 +94,7 @@ func newQueries(schema string) queries {
 		lockStream:          fill(lockStream),
 		lockStreams:         fill(lockStreams),
 		selectEventByID:     fill(selectEventByID),
+		selectRefused:       fill(selectRefused),
 		selectStreamEvents:  fill(selectStreamEvents),
 		readStream:          fill(readStream),
 		readCategory:        fill(readCategory),
