@@ -26,8 +26,8 @@ type scale struct {
 }
 
 var (
-	fullScale  = scale{Streams: 10_000, StreamLen: 10, Batch: 100, LongLen: 1_000, Accounts: 1_000, ProjEvents: 200_000, ProjUpsert: 20_000, SnapLen: 10_000, ReadAll: 1_000_000}
-	shortScale = scale{Streams: 2_000, StreamLen: 10, Batch: 100, LongLen: 1_000, Accounts: 1_000, ProjEvents: 30_000, ProjUpsert: 4_000, SnapLen: 10_000, ReadAll: 100_000}
+	fullScale  = scale{Streams: 10_000, StreamLen: 10, Batch: 100, LongLen: 1_000, Accounts: 1_000, ProjEvents: 200_000, ProjUpsert: 10_000, SnapLen: 10_000, ReadAll: 1_000_000}
+	shortScale = scale{Streams: 2_000, StreamLen: 10, Batch: 100, LongLen: 1_000, Accounts: 1_000, ProjEvents: 30_000, ProjUpsert: 2_000, SnapLen: 10_000, ReadAll: 100_000}
 )
 
 // env is one case's database: fresh, with mire's schema and the baseline's,

@@ -67,9 +67,9 @@ func parseFlags(args []string) (*options, error) {
 	fs.BoolVar(&o.short, "short", false, "a quick run (under a minute): shorter rounds, 100,000 events for workload 9")
 	fs.StringVar(&workloadList, "workloads", "", "comma-separated workload ids to run (1,1a,2,3,4,5,6,9); default all")
 	fs.StringVar(&writerList, "writers", "1,8", "comma-separated writer counts for the workloads that vary them")
-	fs.DurationVar(&o.duration, "duration", 0, "measured time per side per case, split over the rounds (default 8s, 1s with -short)")
+	fs.DurationVar(&o.duration, "duration", 0, "measured time per side per case, split over the rounds (default 8s, 600ms with -short)")
 	fs.IntVar(&o.rounds, "rounds", 0, "alternating rounds per side per case (default 4, 2 with -short)")
-	fs.DurationVar(&o.warmup, "warmup", -1, "unmeasured warm-up per side per case (default 500ms, 150ms with -short)")
+	fs.DurationVar(&o.warmup, "warmup", -1, "unmeasured warm-up per side per case (default 500ms, 100ms with -short)")
 	fs.BoolVar(&o.durable, "durable", true, "run the throwaway server with fsync and synchronous_commit on")
 	fs.BoolVar(&o.jsonOut, "json", false, "print the results as JSON instead of a table")
 	fs.IntVar(&o.readAll, "events", 0, "events in the log for workload 9 (default 1,000,000, 100,000 with -short)")
@@ -100,7 +100,7 @@ func parseFlags(args []string) (*options, error) {
 		return full
 	}
 	if o.duration <= 0 {
-		o.duration = def(time.Second, 8*time.Second)
+		o.duration = def(600*time.Millisecond, 8*time.Second)
 	}
 	if o.rounds <= 0 {
 		o.rounds = 4
@@ -109,7 +109,7 @@ func parseFlags(args []string) (*options, error) {
 		}
 	}
 	if o.warmup < 0 {
-		o.warmup = def(150*time.Millisecond, 500*time.Millisecond)
+		o.warmup = def(100*time.Millisecond, 500*time.Millisecond)
 	}
 	return o, nil
 }
@@ -211,8 +211,12 @@ func runCase(ctx context.Context, e *env, o *options, w workload, writers int) (
 	if c.cleanup != nil {
 		defer func() { err = errors.Join(err, c.cleanup()) }()
 	}
-	per := o.duration / time.Duration(o.rounds)
-	m, b, err := alternate(ctx, c, writers, o.rounds, per, o.warmup, w.heap)
+	rounds, warmup := o.rounds, o.warmup
+	if w.heavy {
+		rounds, warmup = min(rounds, 2), 0
+	}
+	per := o.duration / time.Duration(rounds)
+	m, b, err := alternate(ctx, c, writers, rounds, per, warmup, w.heap)
 	if err != nil {
 		return nil, err
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"os"
 	"slices"
 	"sync"
 	"time"
@@ -12,6 +14,9 @@ import (
 	"github.com/mire-go/mire"
 	"github.com/mire-go/mire/projections"
 )
+
+// runnerConfig keeps the runners' routine lease messages off the report.
+var runnerConfig = &projections.Config{Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
 
 // catchUpCase is workload 7's catch-up: a projection replays the whole log
 // (each op resets it and catches up to the end) into a transactional
@@ -66,7 +71,7 @@ func catchUpCase(upsert bool) func(ctx context.Context, e *env, writers int) (*b
 				if err := truncate(ctx, "read_model_mire"); err != nil {
 					return 0, err
 				}
-				r, err := projections.NewRunner(e.store, nil, p)
+				r, err := projections.NewRunner(e.store, runnerConfig, p)
 				if err != nil {
 					return 0, err
 				}
@@ -196,7 +201,7 @@ func runnerCase(ctx context.Context, e *env, writers int) (*bcase, error) {
 		if err := projections.MoveToWatermark(ctx, e.store, name); err != nil {
 			return err
 		}
-		r, err := projections.NewRunner(e.store, nil, p)
+		r, err := projections.NewRunner(e.store, runnerConfig, p)
 		if err != nil {
 			return err
 		}

@@ -27,6 +27,9 @@ type workload struct {
 	writers []int
 	// heap samples the peak heap during each op.
 	heap bool
+	// heavy marks ops that take seconds (a pass over the whole log): no
+	// warm-up, and two rounds of at least one op each.
+	heavy bool
 	// target describes the goal; met checks it (nil: no target).
 	target string
 	met    func(m, b *sample) bool
@@ -70,9 +73,9 @@ var workloads = []workload{
 		setup: hotStreamCase},
 	{id: "6", title: "TxScope transfer between 2 random accounts", unit: "transfers",
 		setup: transferCase},
-	{id: "7", title: "Projection catch-up, no-op transactional handler", unit: "events", byUnits: true, writers: []int{1},
+	{id: "7", title: "Projection catch-up, no-op transactional handler", unit: "events", byUnits: true, writers: []int{1}, heavy: true,
 		target: ">= 100,000 events/s", met: func(m, _ *sample) bool { return m.UnitsPerSec() >= 100_000 }, setup: catchUpCase(false)},
-	{id: "7u", title: "Projection catch-up, upsert read model", unit: "events", byUnits: true, writers: []int{1},
+	{id: "7u", title: "Projection catch-up, upsert read model", unit: "events", byUnits: true, writers: []int{1}, heavy: true,
 		setup: catchUpCase(true)},
 	{id: "7w", title: "Writers with a projection runner attached vs none", unit: "appends", writers: []int{8},
 		setup: runnerCase},
@@ -80,7 +83,7 @@ var workloads = []workload{
 		setup: snapshotCase(false)},
 	{id: "8s", title: "Load a 10,000-event stream, snapshot every 100 events", unit: "loads", writers: []int{1},
 		setup: snapshotCase(true)},
-	{id: "9", title: "ReadAll through the iterator", unit: "events", byUnits: true, writers: []int{1}, heap: true,
+	{id: "9", title: "ReadAll through the iterator", unit: "events", byUnits: true, writers: []int{1}, heap: true, heavy: true,
 		target: "peak heap < 64 MiB", met: func(m, _ *sample) bool { return m.PeakHeap < maxHeap }, setup: readAllCase},
 }
 
