@@ -280,12 +280,15 @@ func (w *worker) scan(rows pgx.Rows) ([]scannedRow, error) {
 		var r scannedRow
 		var prev *uint64
 		var schema int32
-		var meta []byte
+		var raw, meta []byte
 		e := &r.env
-		if err := rows.Scan(&r.xid, &prev, &e.ID, &e.StreamID, &e.Category, &e.Version, &e.Position,
-			&e.Type, &schema, &e.Raw, &meta, &e.RecordedAt); err != nil {
+		// As in the store's reads: the id as [16]byte and the payload as
+		// []byte skip pgx's text round trip and a second JSON validation.
+		if err := rows.Scan(&r.xid, &prev, (*[16]byte)(&e.ID), &e.StreamID, &e.Category, &e.Version, &e.Position,
+			&e.Type, &schema, &raw, &meta, &e.RecordedAt); err != nil {
 			return nil, fmt.Errorf("mire: projection %q: read events: %w", w.p.Name, err)
 		}
+		e.Raw = raw
 		if prev != nil {
 			r.prevXid = *prev
 		}
