@@ -162,6 +162,26 @@ var _ = Describe("Runner", func() {
 		Expect(balances(ctx, e.pool)).To(Equal(foldedBalances(ctx, e.pool)))
 	})
 
+	It("does not hold back an event whose predecessor lies below the watermark's floor", func(ctx SpecContext) {
+		a := open(ctx, e.store, 1)
+		var s seen
+		r := newRunner(e.store, "", projections.Projection{Name: "floored", Handler: s.recorder("")})
+		Expect(r.CatchUp(ctx)).To(Succeed())
+		early, err := e.pool.Begin(ctx)
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(func(ctx SpecContext) { _ = early.Rollback(ctx) })
+		_, err = early.Exec(ctx, `SELECT pg_current_xact_id()`)
+		Expect(err).NotTo(HaveOccurred())
+		deposit(ctx, e.store, a, 2) // v2, a later transaction
+		Expect(projections.MoveToWatermark(ctx, e.store, "floored")).To(Succeed())
+		_, err = e.store.AppendTx(ctx, early, a, mire.StreamExists, Deposited{Amount: 3}) // v3 follows v2, below the floor
+		Expect(err).NotTo(HaveOccurred())
+		Expect(early.Commit(ctx)).To(Succeed())
+		Expect(r.CatchUp(ctx)).To(Succeed())
+		Expect(s.streamVersions(a)).To(Equal([]int64{1, 3}))
+		Expect(status(ctx, e.store, "floored").Held).To(BeZero())
+	})
+
 	It("reports a projection that never ran as not found", func(ctx SpecContext) {
 		_, err := projections.StatusOf(ctx, e.store, "nothing")
 		Expect(errors.Is(err, mire.ErrNotFound)).To(BeTrue(), "%v", err)
