@@ -1,11 +1,13 @@
 package mire
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -284,14 +286,18 @@ func (s *Store) Save(ctx context.Context, roots ...Saveable) error {
 		return nil
 	}
 	versions := make([]int64, len(writes))
+	var appendErr error // already in mire's terms; only begin and commit errors need translating
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		for i, w := range writes {
-			if versions[i], err = s.append(ctx, tx, w.write, meta); err != nil {
-				return err
+			if versions[i], appendErr = s.append(ctx, tx, w.write, meta); appendErr != nil {
+				return appendErr
 			}
 		}
 		return nil
 	})
+	if appendErr != nil {
+		return appendErr
+	}
 	if err != nil {
 		return fmt.Errorf("mire: save: %w", translate(ctx, err))
 	}
@@ -337,8 +343,9 @@ type rootWrite struct {
 	write streamWrite
 }
 
-// collectWrites returns the roots that have pending events, rejecting nil
-// roots and a stream given twice.
+// collectWrites returns the roots that have pending events, sorted by stream
+// id (so two saves of the same streams lock their rows in the same order and
+// cannot deadlock), rejecting nil roots and a stream given twice.
 func collectWrites(roots []Saveable) ([]rootWrite, error) {
 	writes := make([]rootWrite, 0, len(roots))
 	seen := make(map[string]bool, len(roots))
@@ -355,5 +362,6 @@ func collectWrites(roots []Saveable) ([]rootWrite, error) {
 			writes = append(writes, rootWrite{root, w})
 		}
 	}
+	slices.SortFunc(writes, func(a, b rootWrite) int { return cmp.Compare(a.write.streamID, b.write.streamID) })
 	return writes, nil
 }

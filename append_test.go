@@ -2,6 +2,7 @@ package mire_test
 
 import (
 	"errors"
+	"sync"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
@@ -123,6 +124,42 @@ var _ = Describe("Append", func() {
 		Expect(rootB.Record(Deposited{Amount: 3})).To(Succeed())
 		Expect(store.Save(ctx, rootA, rootB)).To(Succeed())
 		Expect([]int64{rootA.Version, rootB.Version}).To(Equal([]int64{2, 3}))
+	})
+
+	It("saves the same streams from many goroutines in opposite orders without deadlock", func(ctx SpecContext) {
+		a, b := openAccount(ctx, store, 0), openAccount(ctx, store, 0)
+		var wg sync.WaitGroup
+		for w := range 8 {
+			wg.Go(func() {
+				defer GinkgoRecover()
+				for range 25 {
+					for {
+						rootA, err := mire.Load[Account](ctx, store, a)
+						Expect(err).NotTo(HaveOccurred())
+						rootB, err := mire.Load[Account](ctx, store, b)
+						Expect(err).NotTo(HaveOccurred())
+						Expect(rootA.Record(Deposited{Amount: 1})).To(Succeed())
+						Expect(rootB.Record(Deposited{Amount: 1})).To(Succeed())
+						roots := []mire.Saveable{rootA, rootB}
+						if w%2 == 1 {
+							roots = []mire.Saveable{rootB, rootA}
+						}
+						err = store.Save(ctx, roots...)
+						if errors.Is(err, mire.ErrConcurrency) {
+							continue
+						}
+						Expect(err).NotTo(HaveOccurred(), "no deadlock, no other error")
+						break
+					}
+				}
+			})
+		}
+		wg.Wait()
+		for _, id := range []string{a, b} {
+			acc, err := mire.Load[Account](ctx, store, id)
+			Expect(err).NotTo(HaveOccurred())
+			Expect(acc.State.Balance).To(BeEquivalentTo(200))
+		}
 	})
 
 	It("refuses a stream given twice in one save", func(ctx SpecContext) {

@@ -252,7 +252,6 @@ func (t *TxScope) Save(ctx context.Context, roots ...Saveable) error {
 	if err != nil {
 		return err
 	}
-	slices.SortFunc(writes, func(a, b rootWrite) int { return cmp.Compare(a.write.streamID, b.write.streamID) })
 	for _, w := range writes {
 		version, err := t.store.append(ctx, t.tx, w.write, meta)
 		if err != nil {
