@@ -42,6 +42,7 @@ type sample struct {
 	Conflicts int64           `json:"conflicts"`
 	Attempts  int64           `json:"attempts"`
 	PeakHeap  uint64          `json:"peak_heap_bytes,omitempty"`
+	PeakLive  uint64          `json:"peak_live_heap_bytes,omitempty"`
 	latencies []time.Duration // of every op, unsorted
 }
 
@@ -52,6 +53,7 @@ func (s *sample) add(o *sample) {
 	s.Conflicts += o.Conflicts
 	s.Attempts += o.Attempts
 	s.PeakHeap = max(s.PeakHeap, o.PeakHeap)
+	s.PeakLive = max(s.PeakLive, o.PeakLive)
 	s.latencies = append(s.latencies, o.latencies...)
 }
 
@@ -77,7 +79,7 @@ func (s *sample) quantile(q float64) time.Duration {
 func measure(ctx context.Context, writers int, d time.Duration, o op, heap bool, seed uint64) (*sample, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	var stopHeap func() uint64
+	var stopHeap func() (uint64, uint64)
 	if heap {
 		stopHeap = sampleHeap()
 	}
@@ -109,7 +111,7 @@ func measure(ctx context.Context, writers int, d time.Duration, o op, heap bool,
 	wg.Wait()
 	s := &sample{Elapsed: time.Since(start)}
 	if stopHeap != nil {
-		s.PeakHeap = stopHeap()
+		s.PeakHeap, s.PeakLive = stopHeap()
 	}
 	if err := context.Cause(ctx); err != nil {
 		return nil, err
@@ -124,23 +126,27 @@ func measure(ctx context.Context, writers int, d time.Duration, o op, heap bool,
 	return s, nil
 }
 
-// liveHeap is the runtime metric sampled for peak heap: bytes of heap
-// memory occupied by live objects and by dead ones not yet swept.
-const liveHeap = "/memory/classes/heap/objects:bytes"
+// The runtime metrics sampled for peak heap: bytes of heap memory occupied
+// by objects, live or dead and not yet swept (what the heap holds at any
+// instant); and the bytes the last collection found live (what the program
+// retains, so what grows if anything accumulates).
+const (
+	heapObjects = "/memory/classes/heap/objects:bytes"
+	heapLive    = "/gc/heap/live:bytes"
+)
 
 // sampleHeap starts sampling the heap after a full collection and returns
-// a function that stops sampling and returns the peak seen.
-func sampleHeap() (stop func() uint64) {
+// a function that stops sampling and returns the peaks seen.
+func sampleHeap() (stop func() (objects, live uint64)) {
 	runtime.GC()
-	var peak atomic.Uint64
+	var peak, peakLive atomic.Uint64
 	done := make(chan struct{})
 	finished := make(chan struct{})
+	m := []metrics.Sample{{Name: heapObjects}, {Name: heapLive}}
 	read := func() {
-		m := []metrics.Sample{{Name: liveHeap}}
 		metrics.Read(m)
-		if v := m[0].Value.Uint64(); v > peak.Load() {
-			peak.Store(v)
-		}
+		peak.Store(max(peak.Load(), m[0].Value.Uint64()))
+		peakLive.Store(max(peakLive.Load(), m[1].Value.Uint64()))
 	}
 	go func() {
 		defer close(finished)
@@ -156,10 +162,10 @@ func sampleHeap() (stop func() uint64) {
 			}
 		}
 	}()
-	return func() uint64 {
+	return func() (uint64, uint64) {
 		close(done)
 		<-finished
-		return peak.Load()
+		return peak.Load(), peakLive.Load()
 	}
 }
 

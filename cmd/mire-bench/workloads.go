@@ -605,8 +605,9 @@ func readAllCase(ctx context.Context, e *env, writers int) (*bcase, error) {
 			return count, nil
 		}},
 		note: func(m, b *sample) string {
-			return fmt.Sprintf("%s events in the log; peak live heap: mire %s, baseline %s (target < 64 MiB)",
-				thousands(float64(n)), mib(m.PeakHeap), mib(b.PeakHeap))
+			return fmt.Sprintf("%s events in the log; peak heap in use (objects, live or not yet swept): mire %s, baseline %s (target < 64 MiB); "+
+				"peak live heap after a collection: mire %s, baseline %s",
+				thousands(float64(n)), mib(m.PeakHeap), mib(b.PeakHeap), mib(m.PeakLive), mib(b.PeakLive))
 		},
 	}, nil
 }
