@@ -49,6 +49,28 @@
 // [Store.InTx] commits on nil and rolls back on error or panic. See
 // examples/bank.
 //
+// # Connection pools
+//
+// Use [ConfigurePool] on the pgxpool config so a cancelled context cancels
+// its statement on the server.
+//
+// # Snapshots and schema evolution
+//
+// An aggregate whose pointer type implements [Snapshotter] has its State
+// stored every [SnapshotPolicy].Every events, in the save's round trip;
+// loads start from it. Payloads written under older `version=N` tags are
+// upcast through [RegisterUpcaster] steps and decoded with mapstructure;
+// [RegisterAlias] (or the tag's alias key) loads history written under an
+// old type name; [Registry.Check] reports unfinished upcaster chains.
+//
+// # Projections
+//
+// Package projections builds read models from the log, gap-safe and in
+// per-stream order, with leases and fence tokens across replicas. The root
+// package gives it [Store.DecodeEnvelope], [Store.Notify] (coalesced
+// LISTEN/NOTIFY wake-ups) and [Store.AddInline] (projections that run in
+// the saving transaction), without importing it.
+//
 // # Schema
 //
 // [Store.Migrate] applies the embedded migrations of package pgschema; it is
