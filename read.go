@@ -39,7 +39,12 @@ type ReadOpts struct {
 }
 
 // ReadBatchSizeDefault is the number of rows a read fetches per query.
-const ReadBatchSizeDefault = 1000
+// Rows stream in as the iterator yields them, so a batch costs no memory;
+// between batches the server waits for the next query, so fewer, longer
+// batches keep it working while the caller decodes (ReadAll over the
+// benchmark's log went from 0.6-0.7 to 0.7-0.9 of one raw query's speed
+// when this went from 1,000 to 10,000).
+const ReadBatchSizeDefault = 10_000
 
 // ReadStream yields the events of one stream in version order. It fetches
 // them in batches, so a long stream is never held in memory at once. A
