@@ -43,6 +43,8 @@ type sample struct {
 	Attempts  int64           `json:"attempts"`
 	PeakHeap  uint64          `json:"peak_heap_bytes,omitempty"`
 	PeakLive  uint64          `json:"peak_live_heap_bytes,omitempty"`
+	P50       time.Duration   `json:"p50_ns"`
+	P99       time.Duration   `json:"p99_ns"`
 	latencies []time.Duration // of every op, unsorted
 }
 
@@ -63,14 +65,20 @@ func (s *sample) OpsPerSec() float64 { return float64(s.Ops) / s.Elapsed.Seconds
 // UnitsPerSec is the throughput in units (events).
 func (s *sample) UnitsPerSec() float64 { return float64(s.Units) / s.Elapsed.Seconds() }
 
-// quantile returns the q-quantile of the op latencies.
+// finish computes the latency quantiles and drops the latencies, so that
+// a long run does not hold them (workload 9 measures the heap).
+func (s *sample) finish() {
+	slices.Sort(s.latencies)
+	s.P50, s.P99 = s.quantile(0.5), s.quantile(0.99)
+	s.latencies = nil
+}
+
+// quantile returns the q-quantile of the sorted op latencies.
 func (s *sample) quantile(q float64) time.Duration {
 	if len(s.latencies) == 0 {
 		return 0
 	}
-	slices.Sort(s.latencies)
-	i := int(q * float64(len(s.latencies)-1))
-	return s.latencies[i]
+	return s.latencies[int(q*float64(len(s.latencies)-1))]
 }
 
 // measure runs op on writers goroutines for d (every worker completes at

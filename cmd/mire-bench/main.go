@@ -220,6 +220,8 @@ func runCase(ctx context.Context, e *env, o *options, w workload, writers int) (
 	if err != nil {
 		return nil, err
 	}
+	m.finish()
+	b.finish()
 	res = &result{Workload: w.id, Title: w.title, Writers: writers, Unit: w.unit, Mire: m, Baseline: b,
 		Ratio: ratio(m, b, w.byUnits), Target: w.target, byUnits: w.byUnits}
 	if w.met != nil {

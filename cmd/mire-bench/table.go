@@ -38,7 +38,7 @@ func row(r *result) string {
 		}
 		return thousands(v) + " " + r.Unit + "/s"
 	}
-	lat := func(s *sample) string { return ms(s.quantile(0.5)) + " / " + ms(s.quantile(0.99)) + " ms" }
+	lat := func(s *sample) string { return ms(s.P50) + " / " + ms(s.P99) + " ms" }
 	target := r.Target
 	if r.Met != nil {
 		if *r.Met {
