@@ -138,18 +138,11 @@ func (r *Runner) Owner() string { return r.cfg.Owner }
 // store's notifications or, failing those, every PollInterval. Run returns
 // an error only if it is already running.
 func (r *Runner) Run(ctx context.Context) error {
-	r.mu.Lock()
-	if r.running {
-		r.mu.Unlock()
-		return fmt.Errorf("mire: runner %s: already running", r.cfg.Owner)
+	release, err := r.claim("run")
+	if err != nil {
+		return err
 	}
-	r.running = true
-	r.mu.Unlock()
-	defer func() {
-		r.mu.Lock()
-		r.running = false
-		r.mu.Unlock()
-	}()
+	defer release()
 
 	var wg sync.WaitGroup
 	wg.Go(func() { r.listen(ctx) })
@@ -221,18 +214,11 @@ func (r *Runner) wakeAll() {
 // application uses Run. A projection that halts makes CatchUp return an
 // error wrapping ErrHalted.
 func (r *Runner) CatchUp(ctx context.Context) error {
-	r.mu.Lock()
-	if r.running {
-		r.mu.Unlock()
-		return fmt.Errorf("mire: runner %s: catch up: already running", r.cfg.Owner)
+	release, err := r.claim("catch up")
+	if err != nil {
+		return err
 	}
-	r.running = true
-	r.mu.Unlock()
-	defer func() {
-		r.mu.Lock()
-		r.running = false
-		r.mu.Unlock()
-	}()
+	defer release()
 	for _, w := range r.workers {
 		if err := w.catchUp(ctx); err != nil {
 			return err
@@ -249,4 +235,20 @@ func sleep(ctx context.Context, d time.Duration) {
 	case <-ctx.Done():
 	case <-t.C:
 	}
+}
+
+// claim marks the runner running for op (Run or CatchUp, which must not
+// overlap) and returns the function that marks it idle again.
+func (r *Runner) claim(op string) (release func(), err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.running {
+		return nil, fmt.Errorf("mire: runner %s: %s: already running", r.cfg.Owner, op)
+	}
+	r.running = true
+	return func() {
+		r.mu.Lock()
+		r.running = false
+		r.mu.Unlock()
+	}, nil
 }
