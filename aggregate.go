@@ -88,6 +88,18 @@ func LoadOrNew[T any, PT interface {
 	return root, nil
 }
 
+// Create returns a new Root for id at version 0 without reading the store,
+// for a command that creates the aggregate (often under a fresh id). Its
+// first Save expects the stream not to exist: if it does, the Save is a
+// *ConcurrencyError and writes nothing. Use LoadOrNew when the stream may
+// already exist and that is fine.
+func Create[T any, PT interface {
+	*T
+	Aggregate
+}](store *Store, id string) (*Root[T], error) {
+	return newRoot[T, PT](context.Background(), store, id, "create")
+}
+
 // newRoot checks the call and returns an empty Root for id.
 func newRoot[T any, PT interface {
 	*T

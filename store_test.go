@@ -338,3 +338,28 @@ func waitingOnLocks(ctx context.Context) int {
 		WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&n)).To(Succeed())
 	return n
 }
+
+var _ = Describe("Create", func() {
+	It("gives a new Root without a read, whose save refuses a stream that exists", func(ctx SpecContext) {
+		store := newStore(db.Pool)
+		id := mtest.Unique("create")
+		acc, err := mire.Create[Account](store, id)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(acc.Version).To(BeZero())
+		Expect(acc.Record(Opened{Owner: "c", Initial: 5})).To(Succeed())
+		Expect(store.Save(ctx, acc)).To(Succeed())
+		Expect(acc.Version).To(BeEquivalentTo(1))
+
+		again, err := mire.Create[Account](store, id)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(again.Record(Opened{Owner: "d"})).To(Succeed())
+		err = store.Save(ctx, again)
+		var conflict *mire.ConcurrencyError
+		Expect(errors.As(err, &conflict)).To(BeTrue(), "%v", err)
+		Expect(*conflict).To(Equal(mire.ConcurrencyError{StreamID: "account-" + id, Expected: 0, Actual: 1}))
+		Expect(mtest.Count(ctx, db.Pool, "events", "stream_id = $1", "account-"+id)).To(Equal(1))
+
+		_, err = mire.Create[Account](store, "")
+		Expect(err).To(MatchError(mire.ErrInvalidID))
+	})
+})
