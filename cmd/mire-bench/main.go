@@ -8,7 +8,7 @@
 // synchronous_commit on, as in production) unless DATABASE_URL names a
 // server, on which it creates and drops one database per case (the role
 // needs CREATEDB). Each case runs mire and the baseline in alternating
-// rounds, after a short warm-up of each. See PERFORMANCE.md for what each
+// rounds, after a short warm-up of each. See the README's Performance section for what each
 // workload means.
 package main
 
