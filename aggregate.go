@@ -123,13 +123,24 @@ func newRoot[T any, PT interface {
 // checking that versions run on without a gap. A new Root of an aggregate
 // that takes snapshots starts from its snapshot (snapshot.go).
 func (s *Store) replay(ctx context.Context, db dbtx, root applier) error {
-	streamID := root.StreamID()
 	query, args := s.replayQuery(root)
 	rows, err := db.Query(ctx, query, args...)
 	if err != nil {
-		return fmt.Errorf("mire: load stream %q: %w", streamID, translate(ctx, err))
+		return fmt.Errorf("mire: load stream %q: %w", root.StreamID(), translate(ctx, err))
 	}
+	err = s.fold(ctx, root, rows)
+	if errors.Is(err, errSnapshotUnusable) {
+		return s.replay(ctx, db, fullReplay{root})
+	}
+	return err
+}
+
+// fold applies the rows of replayQuery to root, checking that versions run
+// on without a gap. It returns errSnapshotUnusable, with root unchanged, if
+// the rows start with a snapshot that does not decode.
+func (s *Store) fold(ctx context.Context, root applier, rows pgx.Rows) error {
 	defer rows.Close()
+	streamID := root.StreamID()
 	var (
 		version, position int64
 		typ               string
@@ -137,7 +148,7 @@ func (s *Store) replay(ctx context.Context, db dbtx, root applier) error {
 		data              []byte
 	)
 	expected := root.version() + 1
-	_, err = pgx.ForEachRow(rows, []any{&version, &position, &typ, &schema, &data}, func() error {
+	_, err := pgx.ForEachRow(rows, []any{&version, &position, &typ, &schema, &data}, func() error {
 		if position == 0 { // the snapshot row, first if any
 			if err := s.restoreSnapshot(ctx, root, version, data); err != nil {
 				return err
@@ -157,13 +168,10 @@ func (s *Store) replay(ctx context.Context, db dbtx, root applier) error {
 		expected++
 		return nil
 	})
-	if errors.Is(err, errSnapshotUnusable) {
-		return s.replay(ctx, db, fullReplay{root})
-	}
-	if err != nil {
+	if err != nil && !errors.Is(err, errSnapshotUnusable) {
 		return fmt.Errorf("mire: load stream %q: %w", streamID, translate(ctx, err))
 	}
-	return nil
+	return err
 }
 
 // applier is the non-generic face of a Root that replay folds into.

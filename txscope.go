@@ -193,7 +193,7 @@ func LoadManyForUpdate[T any, PT interface {
 			return nil, fmt.Errorf("mire: load for update: stream %q given twice", streamIDs[i])
 		}
 	}
-	locked, err := scope.lock(ctx, streamIDs)
+	locked, err := lockAndLoad(ctx, scope, streamIDs, roots)
 	if err != nil {
 		return nil, err
 	}
@@ -204,27 +204,49 @@ func LoadManyForUpdate[T any, PT interface {
 			}
 		}
 	}
-	for _, root := range roots {
-		if err := scope.store.replay(ctx, scope.tx, root); err != nil {
-			return nil, err
-		}
-	}
 	return roots, nil
 }
 
-// lock row-locks the given streams, in stream id order, and returns those
-// that exist. A failure aborts the transaction, so it poisons the scope.
-func (t *TxScope) lock(ctx context.Context, streamIDs []string) ([]string, error) {
-	rows, err := t.tx.Query(ctx, t.store.sql.lockStreams, streamIDs)
-	if err == nil {
-		var locked []string
-		if locked, err = pgx.CollectRows(rows, pgx.RowTo[string]); err == nil {
-			return locked, nil
+// lockAndLoad row-locks the given streams, in stream id order, then replays
+// every root, in one pipelined round trip: the statements run in order, so
+// each replay reads its stream after the lock is held. It returns the
+// streams that exist. A failure of the lock aborts the transaction, so it
+// poisons the scope.
+func lockAndLoad[T any](ctx context.Context, t *TxScope, streamIDs []string, roots []*Root[T]) ([]string, error) {
+	var locked []string
+	var lockErr error
+	batch := &pgx.Batch{}
+	batch.Queue(t.store.sql.lockStreams, streamIDs).Query(func(rows pgx.Rows) error {
+		locked, lockErr = pgx.CollectRows(rows, pgx.RowTo[string])
+		return lockErr
+	})
+	var unusable []*Root[T] // roots whose snapshot did not decode: replay them whole
+	for _, root := range roots {
+		query, args := t.store.replayQuery(root)
+		batch.Queue(query, args...).Query(func(rows pgx.Rows) error {
+			err := t.store.fold(ctx, root, rows)
+			if errors.Is(err, errSnapshotUnusable) {
+				unusable = append(unusable, root)
+				return nil
+			}
+			return err
+		})
+	}
+	err := t.tx.SendBatch(ctx, batch).Close()
+	if lockErr != nil || (err != nil && locked == nil) {
+		err = fmt.Errorf("mire: lock streams %q: %w", streamIDs, translate(ctx, cmp.Or(lockErr, err)))
+		t.failed = err
+		return nil, err
+	}
+	if err != nil {
+		return nil, err
+	}
+	for _, root := range unusable {
+		if err := t.store.replay(ctx, t.tx, fullReplay{root}); err != nil {
+			return nil, err
 		}
 	}
-	err = fmt.Errorf("mire: lock streams %q: %w", streamIDs, translate(ctx, err))
-	t.failed = err
-	return nil, err
+	return locked, nil
 }
 
 // Save writes the pending events of each root inside the scope, with the
