@@ -9,8 +9,8 @@ import (
 	"fmt"
 	"strings"
 
-	. "github.com/onsi/ginkgo/v2" //nolint:staticcheck // Ginkgo's DSL reads best dot-imported.
-	. "github.com/onsi/gomega"    //nolint:staticcheck
+	"github.com/onsi/ginkgo/v2"
+	"github.com/onsi/gomega"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/mire-go/mire"
@@ -31,12 +31,12 @@ type DB struct {
 //	var db = mtest.Suite()
 func Suite() *DB {
 	db := &DB{}
-	SynchronizedBeforeSuite(func(ctx SpecContext) []byte {
+	ginkgo.SynchronizedBeforeSuite(func(ctx ginkgo.SpecContext) []byte {
 		srv, err := pgtest.Start(ctx, pgtest.EnvTestDatabase)
-		Expect(err).NotTo(HaveOccurred())
-		DeferCleanup(srv.Stop)
+		gomega.Expect(err).NotTo(gomega.HaveOccurred())
+		ginkgo.DeferCleanup(srv.Stop)
 		return []byte(srv.URL())
-	}, func(ctx SpecContext, serverURL []byte) {
+	}, func(ctx ginkgo.SpecContext, serverURL []byte) {
 		db.ServerURL = string(serverURL)
 		db.URL, db.Pool = db.Fresh(ctx)
 	})
@@ -47,16 +47,16 @@ func Suite() *DB {
 // when the current node ends.
 func (db *DB) Fresh(ctx context.Context) (string, *pgxpool.Pool) {
 	url, drop, err := pgtest.NewDatabase(ctx, db.ServerURL)
-	Expect(err).NotTo(HaveOccurred())
-	DeferCleanup(func(ctx SpecContext) { Expect(drop(ctx)).To(Succeed()) })
+	gomega.Expect(err).NotTo(gomega.HaveOccurred())
+	ginkgo.DeferCleanup(func(ctx ginkgo.SpecContext) { gomega.Expect(drop(ctx)).To(gomega.Succeed()) })
 	return url, db.Connect(ctx, url)
 }
 
 // Empty returns a new database without mire's schema and a pool on it.
 func (db *DB) Empty(ctx context.Context) (string, *pgxpool.Pool) {
 	url, drop, err := pgtest.NewEmptyDatabase(ctx, db.ServerURL)
-	Expect(err).NotTo(HaveOccurred())
-	DeferCleanup(func(ctx SpecContext) { Expect(drop(ctx)).To(Succeed()) })
+	gomega.Expect(err).NotTo(gomega.HaveOccurred())
+	ginkgo.DeferCleanup(func(ctx ginkgo.SpecContext) { gomega.Expect(drop(ctx)).To(gomega.Succeed()) })
 	return url, db.Connect(ctx, url)
 }
 
@@ -64,12 +64,12 @@ func (db *DB) Empty(ctx context.Context) (string, *pgxpool.Pool) {
 // when the current node ends.
 func (db *DB) Connect(ctx context.Context, url string) *pgxpool.Pool {
 	cfg, err := pgxpool.ParseConfig(url)
-	Expect(err).NotTo(HaveOccurred())
+	gomega.Expect(err).NotTo(gomega.HaveOccurred())
 	cfg.MaxConns = 40
 	mire.ConfigurePool(cfg)
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	Expect(err).NotTo(HaveOccurred())
-	DeferCleanup(pool.Close)
+	gomega.Expect(err).NotTo(gomega.HaveOccurred())
+	ginkgo.DeferCleanup(pool.Close)
 	return pool
 }
 
@@ -81,13 +81,13 @@ func Count(ctx context.Context, pool *pgxpool.Pool, table, where string, args ..
 		sql += " WHERE " + where
 	}
 	var n int
-	Expect(pool.QueryRow(ctx, sql, args...).Scan(&n)).To(Succeed())
+	gomega.Expect(pool.QueryRow(ctx, sql, args...).Scan(&n)).To(gomega.Succeed())
 	return n
 }
 
 // Unique returns a name unique to this spec run, for stream ids.
 func Unique(prefix string) string {
-	return fmt.Sprintf("%s%d%s", prefix, GinkgoParallelProcess(), randomID())
+	return fmt.Sprintf("%s%d%s", prefix, ginkgo.GinkgoParallelProcess(), randomID())
 }
 
 func randomID() string { return rand.Text()[:12] }
