@@ -26,13 +26,13 @@
 // [Store.Save] writes them in one statement, refusing with a
 // [*ConcurrencyError] if another writer got there first:
 //
-// [Create] gives a new Root without a read, for a command that creates the
-// aggregate; its first save refuses a stream that already exists.
-//
 //	acc, err := mire.LoadOrNew[Account](ctx, store, "alice")
 //	err = acc.Record(Debited{Amount: 30})
 //	err = store.Save(ctx, acc)
 //	if errors.Is(err, mire.ErrConcurrency) { /* reload and decide again */ }
+//
+// [Create] gives a new Root without a read, for a command that creates the
+// aggregate; its first save refuses a stream that already exists.
 //
 // # Lower-level writes and reads
 //
