@@ -245,7 +245,7 @@ func batchCase(ctx context.Context, e *env, writers int) (*bcase, error) {
 	return &bcase{
 		mire: side{op: func(ctx context.Context, w *worker) (int, error) {
 			id := e.newID("n")
-			acc, err := mire.LoadOrNew[Account](ctx, e.store, id)
+			acc, err := mire.Create[Account](e.store, id)
 			if err != nil {
 				return 0, err
 			}
