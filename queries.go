@@ -15,10 +15,12 @@ import (
 // The statement returns how many events it wrote and the stream's new
 // version. Parameters: $1 event ids, $2 types, $3 schema versions, $4 data,
 // $5 metadata, $6 stream id, $7 category, $8 event count, $9 expected version.
+// The append's first row carries its size (append_size), the rest 0: the
+// projections' readers index only first rows (see migration 0003).
 const (
 	appendTail = `
-INSERT INTO {{schema}}.events (stream_id, version, category, event_id, type, schema_version, data, metadata, prev_xid)
-SELECT $6, s.before + e.ord, $7, e.id, e.type, e.sv, e.data, $5::jsonb, s.prev_xid
+INSERT INTO {{schema}}.events (stream_id, version, category, event_id, type, schema_version, data, metadata, prev_xid, append_size)
+SELECT $6, s.before + e.ord, $7, e.id, e.type, e.sv, e.data, $5::jsonb, s.prev_xid, CASE WHEN e.ord = 1 THEN $8::bigint ELSE 0 END
 FROM s, unnest($1::uuid[], $2::text[], $3::int[], $4::jsonb[]) WITH ORDINALITY AS e(id, type, sv, data, ord)
 RETURNING version)
 SELECT count(*), coalesce(max(version), 0) FROM ins`

@@ -11,22 +11,73 @@ import (
 // database's clock (clock_timestamp), so replicas' clocks need not agree.
 const (
 	rowColumns = `e.xid, e.prev_xid, e.event_id, e.stream_id, e.category, e.version, e.position,
-e.type, e.schema_version, e.data, e.metadata, e.recorded_at`
+e.type, e.schema_version, e.data, e.metadata, e.recorded_at, e.append_size`
 
-	// readBatch reads the next events after the cursor ($1 xid, $2
-	// position), above the floor $3, at most $4, from transactions below
-	// the oldest one still running: every transaction that can still
-	// commit sorts after them, so nothing can land behind the cursor.
-	readBatch = `SELECT ` + rowColumns + ` FROM {{schema}}.events e
-WHERE (e.xid, e.position) > ($1::xid8, $2::bigint) AND e.position > $3::bigint
-AND e.xid < pg_snapshot_xmin(pg_current_snapshot())
+	// Only the first row of each append is indexed by (xid, position)
+	// (migration 0003). It carries the append's size; the append's other
+	// rows follow it at consecutive versions of its stream. The reader
+	// takes the next first rows ("heads") in (xid, position) order, then
+	// the rest of the multi-event appends among them through the
+	// (stream_id, version) key (see worker.read).
+
+	// cursorHead finds the position of the first row of the append that
+	// holds the cursor ($1 xid, $2 position), or 0: appends in one
+	// transaction are successive statements, so their positions do not
+	// interleave, and the last head at or before the cursor begins its
+	// append. A worker looks it up when it takes the lease, and then
+	// follows it from the rows it reads.
+	cursorHead = `SELECT coalesce(max(position), 0) FROM {{schema}}.events
+WHERE append_size > 0 AND xid = $1::xid8 AND position <= $2::bigint`
+
+	// readHeads reads the heads from the cursor's own append on ($1 xid,
+	// $2 the position of that append's head), above the floor $3, at most
+	// $4, from transactions below the oldest one still running: every
+	// transaction that can still commit sorts after them, so nothing can
+	// land behind the cursor. (It compares with > $2 - 1, not >= $2: with
+	// a >= row comparison beside the floor's condition, PostgreSQL 15
+	// starts the index scan at the start of the cursor's transaction.)
+	readHeads = `SELECT ` + rowColumns + ` FROM {{schema}}.events e
+WHERE e.append_size > 0 AND (e.xid, e.position) > ($1::xid8, $2::bigint - 1)
+AND e.position > $3::bigint AND e.xid < pg_snapshot_xmin(pg_current_snapshot())
 ORDER BY e.xid, e.position LIMIT $4`
 
-	// readBatchCategories is readBatch limited to the categories $5.
-	readBatchCategories = `SELECT ` + rowColumns + ` FROM {{schema}}.events e
-WHERE (e.xid, e.position) > ($1::xid8, $2::bigint) AND e.position > $3::bigint
-AND e.xid < pg_snapshot_xmin(pg_current_snapshot()) AND e.category = ANY($5::text[])
+	// readHeadsCategories is readHeads limited to the categories $5.
+	readHeadsCategories = `SELECT ` + rowColumns + ` FROM {{schema}}.events e
+WHERE e.append_size > 0 AND (e.xid, e.position) > ($1::xid8, $2::bigint - 1)
+AND e.position > $3::bigint AND e.xid < pg_snapshot_xmin(pg_current_snapshot())
+AND e.category = ANY($5::text[])
 ORDER BY e.xid, e.position LIMIT $4`
+
+	// readRest reads the rest of the appends whose heads are at versions
+	// $2 of streams $1, up to versions $3, append by append. A first
+	// version of 0 marks the cursor's own append: it starts after the
+	// cursor's event, at position $4.
+	readRest = `SELECT ` + rowColumns + `
+FROM unnest($1::text[], $2::bigint[], $3::bigint[]) WITH ORDINALITY AS a(stream_id, first, last, ord)
+JOIN {{schema}}.events e ON e.stream_id = a.stream_id AND e.version <= a.last
+AND e.version >= CASE WHEN a.first > 0 THEN a.first
+    ELSE (SELECT c.version + 1 FROM {{schema}}.events c WHERE c.position = $4::bigint) END
+ORDER BY a.ord, e.version`
+
+	// lag counts the events a projection has still to read after its
+	// cursor: whole appends in later transactions and later in the
+	// cursor's transaction, plus what is left of the cursor's own append
+	// (its versions are consecutive). Like the reader, it skips appends
+	// whose first row lies at or below the floor. (The floor is tested in
+	// a form no index serves, or the planner may walk the primary key
+	// from the floor instead of the heads from the cursor.)
+	lag = `(SELECT coalesce(sum(h.append_size), 0) FROM {{schema}}.events h
+    WHERE h.append_size > 0 AND h.xid > s.cursor_xid AND (h.position > s.floor_position OR s.floor_position = 0)
+    AND (s.categories IS NULL OR h.category = ANY(s.categories)))
++ (SELECT coalesce(sum(h.append_size), 0) FROM {{schema}}.events h
+    WHERE h.append_size > 0 AND h.xid = s.cursor_xid AND h.position > s.cursor_position
+    AND (h.position > s.floor_position OR s.floor_position = 0)
+    AND (s.categories IS NULL OR h.category = ANY(s.categories)))
++ coalesce((SELECT h.version + h.append_size - 1 - c.version FROM {{schema}}.events c
+    CROSS JOIN LATERAL (SELECT * FROM {{schema}}.events h WHERE h.append_size > 0 AND h.xid = c.xid
+        AND h.position <= c.position ORDER BY h.position DESC LIMIT 1) h
+    WHERE c.position = s.cursor_position AND h.position > s.floor_position
+    AND (s.categories IS NULL OR h.category = ANY(s.categories))), 0)`
 
 	readPositions = `SELECT ` + rowColumns + ` FROM {{schema}}.events e
 WHERE e.position = ANY($1::bigint[]) ORDER BY e.xid, e.position`
@@ -93,23 +144,23 @@ WHERE name = $1`
 	status = `SELECT s.name, s.cursor_xid, s.cursor_position, s.floor_position, cardinality(s.held), s.delivered,
     coalesce(s.owner, ''), s.lease_until, s.fence, s.state, coalesce(s.last_error, ''),
     s.error_position, coalesce(s.error_stream, ''), coalesce(s.error_version, 0), coalesce(s.error_type, ''),
-    s.updated_at, cardinality(s.held) + (SELECT count(*) FROM {{schema}}.events e
-        WHERE (e.xid, e.position) > (s.cursor_xid, s.cursor_position) AND e.position > s.floor_position
-        AND (s.categories IS NULL OR e.category = ANY(s.categories)))
+    s.updated_at, cardinality(s.held) + ` + lag + `
 FROM {{schema}}.subscriptions s WHERE s.name = $1`
 )
 
 type queries struct {
-	readBatch, readBatchCategories, readPositions, selectPosition string
-	acquire, renew, release, checkpoint, halt                     string
-	resume, reset, toWatermark, lockSubscription, status          string
+	readHeads, readHeadsCategories, readRest, readPositions, selectPosition, cursorHead string
+	acquire, renew, release, checkpoint, halt                                           string
+	resume, reset, toWatermark, lockSubscription, status                                string
 }
 
 func newQueries(schema string) queries {
 	fill := strings.NewReplacer("{{schema}}", pgx.Identifier{schema}.Sanitize()).Replace
 	return queries{
-		readBatch:           fill(readBatch),
-		readBatchCategories: fill(readBatchCategories),
+		readHeads:           fill(readHeads),
+		readHeadsCategories: fill(readHeadsCategories),
+		readRest:            fill(readRest),
+		cursorHead:          fill(cursorHead),
 		readPositions:       fill(readPositions),
 		selectPosition:      fill(selectPosition),
 		acquire:             fill(acquire),

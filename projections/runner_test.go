@@ -3,6 +3,7 @@ package projections_test
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/mire-go/mire"
+	"github.com/mire-go/mire/internal/mtest"
 	"github.com/mire-go/mire/projections"
 )
 
@@ -181,6 +183,80 @@ var _ = Describe("Runner", func() {
 		Expect(s.streamVersions(a)).To(Equal([]int64{1, 3}))
 		Expect(status(ctx, e.store, "floored").Held).To(BeZero())
 	})
+
+	// Only an append's first row is indexed for the reader; the rest of the
+	// append is joined to it. A batch smaller than an append must stop
+	// inside it, and the next batch (or the next runner, or Status) must
+	// pick up exactly there.
+	DescribeTable("reads appends larger than its batch whole, in log order, resuming inside an append",
+		func(ctx SpecContext, batch int, categories []string) {
+			deposits := func(n int) []any {
+				out := make([]any, n)
+				for i := range out {
+					out[i] = Deposited{Amount: int64(i + 1)}
+				}
+				return out
+			}
+			a := mire.StreamID("account", mtest.Unique("big"))
+			_, err := e.store.Append(ctx, a, mire.NoStream, append([]any{Opened{Initial: 1}}, deposits(6)...)...)
+			Expect(err).NotTo(HaveOccurred())
+			tx, err := e.pool.Begin(ctx) // three appends in one transaction
+			Expect(err).NotTo(HaveOccurred())
+			_, err = e.store.AppendTx(ctx, tx, mire.StreamID("account", mtest.Unique("b")), mire.NoStream,
+				append([]any{Opened{Initial: 2}}, deposits(2)...)...)
+			Expect(err).NotTo(HaveOccurred())
+			_, err = e.store.AppendTx(ctx, tx, mire.StreamID("note", mtest.Unique("n")), mire.NoStream, Noted{Text: "x"})
+			Expect(err).NotTo(HaveOccurred())
+			_, err = e.store.AppendTx(ctx, tx, mire.StreamID("account", mtest.Unique("c")), mire.NoStream, Opened{Initial: 3})
+			Expect(err).NotTo(HaveOccurred())
+			Expect(tx.Commit(ctx)).To(Succeed())
+			_, err = e.store.Append(ctx, a, mire.StreamExists, deposits(5)...)
+			Expect(err).NotTo(HaveOccurred())
+
+			var want []int64 // the log's order: (xid, position)
+			rows, err := e.pool.Query(ctx, `SELECT position FROM mire.events
+				WHERE $1::text[] IS NULL OR category = ANY($1) ORDER BY xid, position`, categories)
+			Expect(err).NotTo(HaveOccurred())
+			want, err = pgx.CollectRows(rows, pgx.RowTo[int64])
+			Expect(err).NotTo(HaveOccurred())
+			Expect(want).To(HaveLen(map[bool]int{true: 17, false: 16}[categories == nil]))
+
+			_, err = e.pool.Exec(ctx, `CREATE TABLE handled (n serial PRIMARY KEY, position bigint NOT NULL UNIQUE)`)
+			Expect(err).NotTo(HaveOccurred())
+			poison := positionOf(ctx, e.store, a, 4) // inside the first append
+			var fixed atomic.Bool
+			r := newRunner(e.store, "", projections.Projection{Name: "big", BatchSize: batch, Categories: categories,
+				Handler: projections.HandlerFunc(func(ctx context.Context, tx pgx.Tx, env mire.Envelope) error {
+					if env.Position == poison && !fixed.Load() {
+						return errors.New("not yet")
+					}
+					// UNIQUE: an event handled twice fails the spec.
+					_, err := tx.Exec(ctx, `INSERT INTO handled (position) VALUES ($1)`, env.Position)
+					return err
+				})})
+			Expect(errors.Is(r.CatchUp(ctx), projections.ErrHalted)).To(BeTrue())
+			st := status(ctx, e.store, "big")
+			Expect(st.Delivered).To(BeEquivalentTo(3))
+			Expect(st.Lag).To(BeEquivalentTo(len(want)-3), "the lag counts the rest of the cursor's append")
+
+			fixed.Store(true)
+			Expect(projections.Resume(ctx, e.store, "big")).To(Succeed())
+			Expect(r.CatchUp(ctx)).To(Succeed())
+			rows, err = e.pool.Query(ctx, `SELECT position FROM handled ORDER BY n`)
+			Expect(err).NotTo(HaveOccurred())
+			got, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+			Expect(err).NotTo(HaveOccurred())
+			Expect(got).To(Equal(want))
+			st = status(ctx, e.store, "big")
+			Expect(st.Delivered).To(BeEquivalentTo(len(want)))
+			Expect(st.Lag).To(BeZero())
+		},
+		Entry("batch size 1", 1, nil),
+		Entry("batch size 2", 2, nil),
+		Entry("batch size 3", 3, nil),
+		Entry("default batch size", 0, nil),
+		Entry("batch size 2, one category", 2, []string{"account"}),
+	)
 
 	It("reports a projection that never ran as not found", func(ctx SpecContext) {
 		_, err := projections.StatusOf(ctx, e.store, "nothing")

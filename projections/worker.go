@@ -36,14 +36,16 @@ type worker struct {
 	p    Projection
 	wake chan struct{}
 
-	fence     int64 // 0: no lease
-	cursorXid uint64
-	cursorPos int64
-	floor     int64
-	order     *order
-	halted    bool
-	renewedAt time.Time
+	fence      int64 // 0: no lease
+	cursorXid  uint64
+	cursorPos  int64
+	cursorHead int64 // the position of the first row of the cursor's append
+	floor      int64
+	order      *order
+	halted     bool
+	renewedAt  time.Time
 
+	heads     int   // how many heads (appends' first rows) the next read asks for; 0: limit + 1
 	failPos   int64 // the position of the event that failed last, 0 if none
 	failCount int   // how many times in a row it failed
 	single    int   // after a failure: how many more batches read one event each
@@ -206,7 +208,11 @@ func (w *worker) acquire(ctx context.Context) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	w.fence, w.cursorXid, w.cursorPos, w.floor = fence, cursorXid, cursorPos, floor
+	var cursorHead int64
+	if err := w.r.store.Pool().QueryRow(ctx, w.r.sql.cursorHead, cursorXid, cursorPos).Scan(&cursorHead); err != nil {
+		return false, fmt.Errorf("mire: projection %q: find the cursor's append: %w", w.p.Name, err)
+	}
+	w.fence, w.cursorXid, w.cursorPos, w.cursorHead, w.floor = fence, cursorXid, cursorPos, cursorHead, floor
 	w.order, w.halted, w.renewedAt = newOrder(rows), state == string(Halted), renewedAt
 	w.failPos, w.failCount, w.single = 0, 0, 0
 	w.r.cfg.Logger.Info("mire: projection: lease acquired", "projection", w.p.Name, "owner", w.r.cfg.Owner, "fence", fence)
@@ -267,10 +273,14 @@ func (w *worker) stop() {
 	w.fence = 0
 }
 
-// scannedRow is a row with its decoding error, if any.
+// scannedRow is a row with its decoding error, if any, the size of the
+// append it begins (0 if it is not an append's first row), and the
+// position of that append's first row (set by read).
 type scannedRow struct {
 	row
-	err error
+	size int64
+	head int64
+	err  error
 }
 
 func (w *worker) scan(rows pgx.Rows) ([]scannedRow, error) {
@@ -285,7 +295,7 @@ func (w *worker) scan(rows pgx.Rows) ([]scannedRow, error) {
 		// As in the store's reads: the id as [16]byte and the payload as
 		// []byte skip pgx's text round trip and a second JSON validation.
 		if err := rows.Scan(&r.xid, &prev, (*[16]byte)(&e.ID), &e.StreamID, &e.Category, &e.Version, &e.Position,
-			&e.Type, &schema, &raw, &meta, &e.RecordedAt); err != nil {
+			&e.Type, &schema, &raw, &meta, &e.RecordedAt, &r.size); err != nil {
 			return nil, fmt.Errorf("mire: projection %q: read events: %w", w.p.Name, err)
 		}
 		e.Raw = raw
@@ -317,16 +327,7 @@ func (w *worker) step(ctx context.Context) (more bool, err error) {
 		return false, fmt.Errorf("mire: projection %q: begin: %w", w.p.Name, err)
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	var q pgx.Rows
-	if len(w.p.Categories) == 0 {
-		q, err = tx.Query(ctx, w.r.sql.readBatch, w.cursorXid, w.cursorPos, w.floor, limit)
-	} else {
-		q, err = tx.Query(ctx, w.r.sql.readBatchCategories, w.cursorXid, w.cursorPos, w.floor, limit, w.p.Categories)
-	}
-	if err != nil {
-		return false, fmt.Errorf("mire: projection %q: read events: %w", w.p.Name, err)
-	}
-	rows, err := w.scan(q)
+	rows, more, err := w.read(ctx, tx, limit)
 	if err != nil || len(rows) == 0 {
 		return false, err
 	}
@@ -386,14 +387,14 @@ func (w *worker) step(ctx context.Context) (more bool, err error) {
 	if err := tx.Commit(ctx); err != nil {
 		return false, fmt.Errorf("mire: projection %q: commit checkpoint: %w", w.p.Name, err)
 	}
-	w.cursorXid, w.cursorPos, w.order, w.renewedAt = last.xid, last.env.Position, ord, time.Now()
+	w.cursorXid, w.cursorPos, w.cursorHead, w.order, w.renewedAt = last.xid, last.env.Position, last.head, ord, time.Now()
 	if clearedFailure {
 		w.failPos, w.failCount = 0, 0
 	}
 	if w.single > 0 {
 		w.single--
 	}
-	return len(rows) == limit, nil
+	return more, nil
 }
 
 // mustWait applies the stream order (see order), with one exception: below

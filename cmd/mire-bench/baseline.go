@@ -59,12 +59,20 @@ ORDER BY stream_id, version`
 
 	baseBumpVersions = `UPDATE baseline.streams SET version = version + 1 WHERE stream_id = ANY($1::text[])`
 
+	// baseCopyLog copies mire's log, once filled, into the baseline's own
+	// log table with the plain index a hand-written gap-safe consumer
+	// reads through: (xid, position) on every row. (mire indexes only the
+	// first row of each append, and joins the rest; see migration 0003.)
+	baseCopyLog = `DROP TABLE IF EXISTS baseline.log;
+CREATE TABLE baseline.log AS SELECT * FROM mire.events;
+CREATE INDEX ON baseline.log (xid, position)`
+
 	// baseReadBatch is a gap-safe consumer's read: the next events after
 	// the cursor ($1 xid, $2 position) from transactions older than every
 	// one still running, in (xid, position) order, the columns mire's
 	// projections read.
 	baseReadBatch = `SELECT e.xid, e.prev_xid, e.event_id, e.stream_id, e.category, e.version, e.position,
-e.type, e.schema_version, e.data, e.metadata, e.recorded_at FROM mire.events e
+e.type, e.schema_version, e.data, e.metadata, e.recorded_at FROM baseline.log e
 WHERE (e.xid, e.position) > ($1::xid8, $2::bigint) AND e.xid < pg_snapshot_xmin(pg_current_snapshot())
 ORDER BY e.xid, e.position LIMIT $3`
 

@@ -22,7 +22,8 @@ var runnerConfig = &projections.Config{Logger: slog.New(slog.NewTextHandler(os.S
 // (each op resets it and catches up to the end) into a transactional
 // handler that does nothing, or that upserts a balance per stream.
 // Baseline: the minimum gap-safe consumer in raw pgx, with the same batch
-// size: in one transaction per batch, read the next events below the
+// size, over a copy of the same log with its own (xid, position) index:
+// in one transaction per batch, read the next events below the
 // oldest running transaction in (xid, position) order, decode them into
 // the same structs, run the same handler SQL, and update a checkpoint row.
 // It does none of mire's per-stream order keeping, leases or fencing.
@@ -33,6 +34,12 @@ func catchUpCase(upsert bool) func(ctx context.Context, e *env, writers int) (*b
 			n = e.scale.ProjUpsert
 		}
 		if err := fill(ctx, e, (n+per-1)/per, per, n); err != nil {
+			return nil, err
+		}
+		if _, err := e.pool.Exec(ctx, baseCopyLog); err != nil {
+			return nil, fmt.Errorf("copy the log for the baseline: %w", err)
+		}
+		if _, err := e.pool.Exec(ctx, `VACUUM ANALYZE baseline.log`); err != nil {
 			return nil, err
 		}
 		handle := func(table string) func(ctx context.Context, tx pgx.Tx, env *mire.Envelope) error {
