@@ -36,17 +36,17 @@ WHERE append_size > 0 AND xid = $1::xid8 AND position <= $2::bigint`
 	// land behind the cursor. (It compares with > $2 - 1, not >= $2: with
 	// a >= row comparison beside the floor's condition, PostgreSQL 15
 	// starts the index scan at the start of the cursor's transaction.)
-	readHeads = `SELECT ` + rowColumns + ` FROM {{schema}}.events e
-WHERE e.append_size > 0 AND (e.xid, e.position) > ($1::xid8, $2::bigint - 1)
-AND e.position > $3::bigint AND e.xid < pg_snapshot_xmin(pg_current_snapshot())
-ORDER BY e.xid, e.position LIMIT $4`
+	readHeads = headsWhere + headsOrder
 
 	// readHeadsCategories is readHeads limited to the categories $5.
-	readHeadsCategories = `SELECT ` + rowColumns + ` FROM {{schema}}.events e
+	readHeadsCategories = headsWhere + `AND e.category = ANY($5::text[])
+` + headsOrder
+
+	headsWhere = `SELECT ` + rowColumns + ` FROM {{schema}}.events e
 WHERE e.append_size > 0 AND (e.xid, e.position) > ($1::xid8, $2::bigint - 1)
 AND e.position > $3::bigint AND e.xid < pg_snapshot_xmin(pg_current_snapshot())
-AND e.category = ANY($5::text[])
-ORDER BY e.xid, e.position LIMIT $4`
+`
+	headsOrder = `ORDER BY e.xid, e.position LIMIT $4`
 
 	// readRest reads the rest of the appends whose heads are at versions
 	// $2 of streams $1, up to versions $3, append by append. A first
