@@ -276,7 +276,8 @@ func (r *Root[T]) restore(version int64, pending []pendingEvent) {
 
 // Save writes the pending events of each root, checking that no other
 // writer appended to its stream since it was loaded. One root is one
-// statement; several are one transaction: all are saved or none.
+// statement; several are one transaction, all saved or none, whose
+// appends go to the server together in one round trip.
 //
 // On success each Root's Version advances and its pending list empties. On
 // a conflict the error is a *ConcurrencyError (errors.Is(err,
@@ -305,15 +306,11 @@ func (s *Store) Save(ctx context.Context, roots ...Saveable) error {
 		s.notifyCommitted()
 		return nil
 	}
-	versions := make([]int64, len(writes))
+	var versions []int64
 	var appendErr error // already in mire's terms; only begin and commit errors need translating
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		for i, w := range writes {
-			if versions[i], appendErr = s.append(ctx, tx, w.write, meta); appendErr != nil {
-				return appendErr
-			}
-		}
-		return nil
+		versions, appendErr = s.appendAll(ctx, tx, writes, meta)
+		return appendErr
 	})
 	if appendErr != nil {
 		return appendErr
@@ -329,8 +326,10 @@ func (s *Store) Save(ctx context.Context, roots ...Saveable) error {
 }
 
 // SaveTx is Save inside the caller's transaction, so the events commit or
-// roll back with the caller's own rows. The Roots advance when the
-// statements succeed: if the caller then rolls back, reload them.
+// roll back with the caller's own rows. Several roots go in one pipelined
+// round trip. The Roots advance when the statements succeed: if the caller
+// then rolls back, reload them. If SaveTx fails, roll tx back: the other
+// roots' events may be written in it.
 func (s *Store) SaveTx(ctx context.Context, tx pgx.Tx, roots ...Saveable) error {
 	if err := s.check(ctx, "save"); err != nil {
 		return err
@@ -346,11 +345,9 @@ func (s *Store) SaveTx(ctx context.Context, tx pgx.Tx, roots ...Saveable) error 
 	if err != nil {
 		return err
 	}
-	versions := make([]int64, len(writes))
-	for i, w := range writes {
-		if versions[i], err = s.append(ctx, tx, w.write, meta); err != nil {
-			return err
-		}
+	versions, err := s.appendAll(ctx, tx, writes, meta)
+	if err != nil {
+		return err
 	}
 	for i, w := range writes {
 		w.root.saved(versions[i])

@@ -110,6 +110,20 @@ func (s *Store) appendEvents(ctx context.Context, db dbtx, streamID string, expe
 // already stored, which is what a retry after a lost acknowledgement sees,
 // and reports success if so; otherwise a *ConcurrencyError.
 func (s *Store) append(ctx context.Context, db dbtx, w streamWrite, meta []byte) (int64, error) {
+	sql, args := s.appendStatement(w, meta)
+	var written, version int64
+	var err error
+	if w.snapshot != nil {
+		written, version, err = s.appendWithSnapshot(ctx, db, w, sql, args)
+	} else {
+		err = db.QueryRow(ctx, sql, args...).Scan(&written, &version)
+	}
+	return s.appended(ctx, db, w, written, version, err)
+}
+
+// appendStatement picks the append statement for w's expectation and
+// builds its arguments.
+func (s *Store) appendStatement(w streamWrite, meta []byte) (string, []any) {
 	n := len(w.events)
 	// Ids go as [16]byte, which pgx encodes as binary uuid directly; a
 	// uuid.UUID would go through its driver.Valuer text form, element by
@@ -122,26 +136,23 @@ func (s *Store) append(ctx context.Context, db dbtx, w streamWrite, meta []byte)
 		ids[i], types[i], schemas[i], data[i] = e.id, e.typ, e.schema, e.data
 	}
 	args := []any{ids, types, schemas, data, meta, w.streamID, w.category, int64(n)}
-	var sql string
 	switch {
 	case w.expected == Any:
-		sql = s.sql.appendAny
+		return s.sql.appendAny, args
 	case w.expected == StreamExists:
-		sql = s.sql.appendStreamExists
+		return s.sql.appendStreamExists, args
 	case w.expected == NoStream:
-		sql = s.sql.appendNoStream
-	default:
-		sql = s.sql.appendExact
-		args = append(args, int64(w.expected))
+		return s.sql.appendNoStream, args
 	}
-	var written, version int64
-	var err error
-	if w.snapshot != nil {
-		written, version, err = s.appendWithSnapshot(ctx, db, w, sql, args)
-	} else {
-		err = db.QueryRow(ctx, sql, args...).Scan(&written, &version)
-	}
-	if err == nil && written == int64(n) {
+	return s.sql.appendExact, append(args, int64(w.expected))
+}
+
+// appended turns what w's append statement returned (the rows it wrote,
+// the stream's new version, its error) into the stream's new version or
+// mire's error, resolving a refusal as append describes, then runs the
+// inline projections.
+func (s *Store) appended(ctx context.Context, db dbtx, w streamWrite, written, version int64, err error) (int64, error) {
+	if err == nil && written == int64(len(w.events)) {
 		return version, s.runInline(ctx, db, w, version)
 	}
 	if err != nil && !isUniqueViolation(err, "event_id") {
@@ -154,6 +165,77 @@ func (s *Store) append(ctx context.Context, db dbtx, w streamWrite, meta []byte)
 		return 0, fmt.Errorf("mire: append to stream %q: %w", w.streamID, translate(ctx, err))
 	}
 	return version, resolveErr
+}
+
+// appendAll writes several streams' events inside tx, in the order given,
+// and returns their new versions. Without inline projections it sends every
+// append, with its snapshot if any, in one pipelined batch: one round trip
+// however many streams the save spans. With them, the appends run one by
+// one, each followed by its inline projections.
+//
+// On an error some of the appends may be written in tx; the caller rolls
+// it back. A refusal that a statement error in the same batch makes
+// impossible to look into (the error aborted the transaction) gives way to
+// that error.
+func (s *Store) appendAll(ctx context.Context, tx pgx.Tx, writes []rootWrite, meta []byte) ([]int64, error) {
+	versions := make([]int64, len(writes))
+	if len(writes) == 1 || len(s.inline.load()) > 0 {
+		for i, w := range writes {
+			var err error
+			if versions[i], err = s.append(ctx, tx, w.write, meta); err != nil {
+				return nil, err
+			}
+		}
+		return versions, nil
+	}
+	batch := &pgx.Batch{}
+	for _, w := range writes {
+		sql, args := s.appendStatement(w.write, meta)
+		batch.Queue(sql, args...)
+		if snap := w.write.snapshot; snap != nil {
+			if snap.err != nil {
+				s.logger.WarnContext(ctx, "mire: snapshot not taken, saving without it",
+					"stream", w.write.streamID, "version", snap.version, "error", snap.err)
+				continue
+			}
+			batch.Queue(s.sql.snapshot.upsert, w.write.streamID, snap.version, snap.schema, snap.state, w.write.events[len(w.write.events)-1].id)
+		}
+	}
+	type outcome struct {
+		written, version int64
+		err              error
+	}
+	outcomes := make([]outcome, len(writes))
+	aborted := -1 // the first write whose statements failed, if any
+	results := tx.SendBatch(ctx, batch)
+	for i, w := range writes {
+		o := &outcomes[i]
+		o.err = results.QueryRow().Scan(&o.written, &o.version)
+		if snap := w.write.snapshot; snap != nil && snap.err == nil {
+			if _, err := results.Exec(); err != nil && o.err == nil {
+				o.err = fmt.Errorf("store snapshot at version %d: %w", snap.version, err)
+			}
+		}
+		if o.err != nil && aborted < 0 {
+			aborted = i
+		}
+	}
+	if err := results.Close(); err != nil && aborted < 0 {
+		return nil, fmt.Errorf("mire: save: %w", translate(ctx, err))
+	}
+	if aborted >= 0 {
+		o := outcomes[aborted]
+		_, err := s.appended(ctx, tx, writes[aborted].write, o.written, o.version, o.err)
+		return nil, err
+	}
+	for i, w := range writes {
+		o := outcomes[i]
+		var err error
+		if versions[i], err = s.appended(ctx, tx, w.write, o.written, o.version, o.err); err != nil {
+			return nil, err
+		}
+	}
+	return versions, nil
 }
 
 // resolveRefused decides what a refused append means: the same events

@@ -126,6 +126,35 @@ var _ = Describe("Append", func() {
 		Expect([]int64{rootA.Version, rootB.Version}).To(Equal([]int64{2, 3}))
 	})
 
+	It("does not duplicate the events of a multi-root save retried after a lost acknowledgement", func(ctx SpecContext) {
+		a, b := openAccount(ctx, store, 10), openAccount(ctx, store, 10)
+		rootA, err := mire.Load[Account](ctx, store, a)
+		Expect(err).NotTo(HaveOccurred())
+		rootB, err := mire.Load[Account](ctx, store, b)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(rootA.Record(Withdrawn{Amount: 3})).To(Succeed())
+		Expect(rootB.Record(Deposited{Amount: 3})).To(Succeed())
+		Expect(rootB.Record(Deposited{Amount: 4})).To(Succeed())
+		unackedA, unackedB := *rootA, *rootB // the Roots as the caller holds them when the ack is lost
+
+		Expect(store.Save(ctx, rootA, rootB)).To(Succeed())
+		Expect(store.Save(ctx, &unackedA, &unackedB)).To(Succeed(), "the retry is recognised, root by root")
+		Expect([]int64{unackedA.Version, unackedB.Version}).To(Equal([]int64{2, 3}))
+		Expect(mtest.Count(ctx, db.Pool, "events", "stream_id = $1", "account-"+a)).To(Equal(2))
+		Expect(mtest.Count(ctx, db.Pool, "events", "stream_id = $1", "account-"+b)).To(Equal(3))
+
+		// New events on both, and b moved on meanwhile: a conflict, and a writes nothing.
+		Expect(rootA.Record(Withdrawn{Amount: 1})).To(Succeed())
+		Expect(rootB.Record(Deposited{Amount: 1})).To(Succeed())
+		_, err = store.Append(ctx, "account-"+b, mire.Any, Deposited{Amount: 9})
+		Expect(err).NotTo(HaveOccurred())
+		err = store.Save(ctx, rootA, rootB)
+		var conflict *mire.ConcurrencyError
+		Expect(errors.As(err, &conflict)).To(BeTrue(), "got %v", err)
+		Expect(conflict.StreamID).To(Equal("account-" + b))
+		Expect(mtest.Count(ctx, db.Pool, "events", "stream_id = $1", "account-"+a)).To(Equal(2), "a's event rolled back")
+	})
+
 	It("saves the same streams from many goroutines in opposite orders without deadlock", func(ctx SpecContext) {
 		a, b := openAccount(ctx, store, 0), openAccount(ctx, store, 0)
 		var wg sync.WaitGroup

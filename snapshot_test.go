@@ -439,6 +439,56 @@ var _ = Describe("Snapshots", func() {
 		Expect(withoutApplied(loaded.State.LedgerState)).To(Equal(withoutApplied(led.State.LedgerState)))
 	})
 
+	It("stores a snapshot for each root of a multi-root save that crosses Every, and none for the others", func(ctx SpecContext) {
+		a, err := mire.LoadOrNew[Ledger](ctx, store, mtest.Unique("l"))
+		Expect(err).NotTo(HaveOccurred())
+		b, err := mire.LoadOrNew[Ledger](ctx, store, mtest.Unique("l"))
+		Expect(err).NotTo(HaveOccurred())
+		fragile, err := mire.LoadOrNew[FragileLedger](ctx, store, mtest.Unique("l"))
+		Expect(err).NotTo(HaveOccurred())
+		postLedger(ctx, store, a, 90, 90)
+		postLedger(ctx, store, b, 50, 50)
+		Expect(fragile.Record(LedgerOpened{Name: fragile.ID})).To(Succeed())
+		post := func(root interface{ Record(any) error }, n int) {
+			for range n {
+				Expect(root.Record(LedgerPosted{Amount: 1})).To(Succeed())
+			}
+		}
+		post(a, 30)       // 90 -> 120 crosses 100
+		post(b, 30)       // 50 -> 80 crosses nothing
+		post(fragile, 14) // 0 -> 15 crosses 10, with a State JSON cannot encode
+
+		Expect(store.Save(ctx, a, b, fragile)).To(Succeed())
+		Expect([]int64{a.Version, b.Version, fragile.Version}).To(Equal([]int64{120, 80, 15}))
+		version, _, _ := snapshotRow(ctx, pool, a.StreamID())
+		Expect(version).To(BeEquivalentTo(120))
+		_, _, n := snapshotRow(ctx, pool, b.StreamID())
+		Expect(n).To(BeZero())
+		_, _, n = snapshotRow(ctx, pool, fragile.StreamID())
+		Expect(n).To(BeZero())
+		Expect(logs.all()).To(ConsistOf(And(ContainSubstring("snapshot not taken"), ContainSubstring(fragile.StreamID()))))
+
+		// The same in a scope: b crosses 100 this time, a crosses nothing.
+		err = store.InTx(ctx, func(scope *mire.TxScope) error {
+			both, err := mire.LoadManyForUpdate[Ledger](ctx, scope, a.ID, b.ID)
+			if err != nil {
+				return err
+			}
+			post(both[0], 10) // 120 -> 130
+			post(both[1], 30) // 80 -> 110
+			return scope.Save(ctx, both[0], both[1])
+		})
+		Expect(err).NotTo(HaveOccurred())
+		version, _, _ = snapshotRow(ctx, pool, a.StreamID())
+		Expect(version).To(BeEquivalentTo(120))
+		version, _, _ = snapshotRow(ctx, pool, b.StreamID())
+		Expect(version).To(BeEquivalentTo(110))
+		loaded, err := mire.Load[Ledger](ctx, store, b.ID)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(loaded.Version).To(BeEquivalentTo(110))
+		Expect(loaded.State.Applied).To(BeZero(), "b loads from the snapshot the scope stored, with nothing to replay")
+	})
+
 	It("logs and saves without a snapshot when State cannot be encoded", func(ctx SpecContext) {
 		id := mtest.Unique("l")
 		led, err := mire.LoadOrNew[FragileLedger](ctx, store, id)

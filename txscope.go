@@ -250,8 +250,9 @@ func lockAndLoad[T any](ctx context.Context, t *TxScope, streamIDs []string, roo
 }
 
 // Save writes the pending events of each root inside the scope, with the
-// same optimistic checks as Store.Save; streams are written in stream id
-// order, so two scopes saving the same streams do not deadlock. The roots
+// same optimistic checks as Store.Save, all in one pipelined round trip;
+// streams are written in stream id order, so two scopes saving the same
+// streams do not deadlock. The roots
 // advance at once (they can record and save again in the scope); if the
 // scope then rolls back or fails to commit, each is put back as it was
 // before its first Save in the scope, version and pending events, so the
@@ -274,15 +275,15 @@ func (t *TxScope) Save(ctx context.Context, roots ...Saveable) error {
 	if err != nil {
 		return err
 	}
-	for _, w := range writes {
-		version, err := t.store.append(ctx, t.tx, w.write, meta)
-		if err != nil {
-			t.failed = err
-			t.restore()
-			return err
-		}
+	versions, err := t.store.appendAll(ctx, t.tx, writes, meta)
+	if err != nil {
+		t.failed = err
+		t.restore()
+		return err
+	}
+	for i, w := range writes {
 		t.saved = append(t.saved, savedRoot{root: w.root, version: int64(w.write.expected), pending: w.write.events})
-		w.root.saved(version)
+		w.root.saved(versions[i])
 	}
 	return nil
 }

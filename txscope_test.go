@@ -307,6 +307,61 @@ var _ = Describe("TxScope", func() {
 			Expect(rowCounts(ctx, pool)).To(Equal([2]int{2, 5}))
 		})
 
+		It("commits nothing when its first root conflicts, though the second's append runs in the same round trip", func(ctx SpecContext) {
+			scope, err := store.Begin(ctx)
+			Expect(err).NotTo(HaveOccurred())
+			defer func() { Expect(scope.Rollback(ctx)).To(Succeed()) }()
+			a, err := mire.Load[Account](ctx, scope, first) // no lock: another writer gets in
+			Expect(err).NotTo(HaveOccurred())
+			b, err := mire.LoadForUpdate[Account](ctx, scope, second)
+			Expect(err).NotTo(HaveOccurred())
+			_, err = store.Append(ctx, a.StreamID(), mire.Exactly(1), Deposited{Amount: 1})
+			Expect(err).NotTo(HaveOccurred())
+
+			Expect(a.Record(Withdrawn{Amount: 10})).To(Succeed())
+			Expect(b.Record(Deposited{Amount: 10})).To(Succeed())
+			err = scope.Save(ctx, b, a)
+			var conflict *mire.ConcurrencyError
+			Expect(errors.As(err, &conflict)).To(BeTrue(), "got %v", err)
+			Expect(conflict.StreamID).To(Equal(a.StreamID()))
+			Expect([]int64{conflict.Expected, conflict.Actual}).To(Equal([]int64{1, 2}))
+			Expect([]int64{a.Version, b.Version}).To(Equal([]int64{1, 1}), "both roots are back at their loaded versions")
+			Expect(scope.Commit(ctx)).To(MatchError(mire.ErrConcurrency))
+
+			Expect(balance(ctx, store, first)).To(BeEquivalentTo(101))
+			Expect(balance(ctx, store, second)).To(BeEquivalentTo(100), "b's deposit went with the rolled-back scope")
+			Expect(rowCounts(ctx, pool)).To(Equal([2]int{2, 3}))
+			Expect(mtest.Count(ctx, pool, "streams", "stream_id = $1 AND version = 1", b.StreamID())).To(Equal(1))
+		})
+
+		It("reports the lock timeout of its second root over the conflict of its first, and commits nothing", func(ctx SpecContext) {
+			holder, err := store.Begin(ctx)
+			Expect(err).NotTo(HaveOccurred())
+			defer func() { Expect(holder.Rollback(ctx)).To(Succeed()) }()
+			_, err = mire.LoadForUpdate[Account](ctx, holder, second)
+			Expect(err).NotTo(HaveOccurred())
+
+			scope, err := store.BeginTx(ctx, &mire.TxOpts{LockTimeout: 20 * time.Millisecond})
+			Expect(err).NotTo(HaveOccurred())
+			defer func() { Expect(scope.Rollback(ctx)).To(Succeed()) }()
+			a, err := mire.Load[Account](ctx, scope, first)
+			Expect(err).NotTo(HaveOccurred())
+			b, err := mire.Load[Account](ctx, scope, second)
+			Expect(err).NotTo(HaveOccurred())
+			_, err = store.Append(ctx, a.StreamID(), mire.Exactly(1), Deposited{Amount: 1})
+			Expect(err).NotTo(HaveOccurred())
+			Expect(a.Record(Withdrawn{Amount: 10})).To(Succeed())
+			Expect(b.Record(Deposited{Amount: 10})).To(Succeed())
+
+			// a's append is refused; b's waits on the holder's lock past the
+			// timeout, which aborts the transaction, so the refusal cannot
+			// be looked into and the timeout is what the save reports.
+			Expect(scope.Save(ctx, a, b)).To(MatchError(mire.ErrLockTimeout))
+			Expect([]int64{a.Version, b.Version}).To(Equal([]int64{1, 1}))
+			Expect(scope.Commit(ctx)).To(MatchError(mire.ErrLockTimeout))
+			Expect(rowCounts(ctx, pool)).To(Equal([2]int{2, 3}), "two opens and the other writer's deposit")
+		})
+
 		It("puts saved roots back as they were when the scope rolls back, so they can be saved again", func(ctx SpecContext) {
 			scope, err := store.Begin(ctx)
 			Expect(err).NotTo(HaveOccurred())
