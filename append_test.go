@@ -1,6 +1,7 @@
 package mire_test
 
 import (
+	"context"
 	"errors"
 	"sync"
 
@@ -103,15 +104,9 @@ var _ = Describe("Append", func() {
 	})
 
 	It("saves several roots in one transaction: all or none", func(ctx SpecContext) {
-		a := openAccount(ctx, store, 10)
-		b := openAccount(ctx, store, 10)
-		rootA, err := mire.Load[Account](ctx, store, a)
-		Expect(err).NotTo(HaveOccurred())
-		rootB, err := mire.Load[Account](ctx, store, b)
-		Expect(err).NotTo(HaveOccurred())
-		Expect(rootA.Record(Withdrawn{Amount: 3})).To(Succeed())
-		Expect(rootB.Record(Deposited{Amount: 3})).To(Succeed())
-		_, err = store.Append(ctx, "account-"+b, mire.Any, Deposited{Amount: 1}) // b moves on
+		a, b := openAccount(ctx, store, 10), openAccount(ctx, store, 10)
+		rootA, rootB := transferRoots(ctx, store, a, b, 3)
+		_, err := store.Append(ctx, "account-"+b, mire.Any, Deposited{Amount: 1}) // b moves on
 		Expect(err).NotTo(HaveOccurred())
 
 		Expect(store.Save(ctx, rootA, rootB)).To(MatchError(mire.ErrConcurrency))
@@ -128,12 +123,7 @@ var _ = Describe("Append", func() {
 
 	It("does not duplicate the events of a multi-root save retried after a lost acknowledgement", func(ctx SpecContext) {
 		a, b := openAccount(ctx, store, 10), openAccount(ctx, store, 10)
-		rootA, err := mire.Load[Account](ctx, store, a)
-		Expect(err).NotTo(HaveOccurred())
-		rootB, err := mire.Load[Account](ctx, store, b)
-		Expect(err).NotTo(HaveOccurred())
-		Expect(rootA.Record(Withdrawn{Amount: 3})).To(Succeed())
-		Expect(rootB.Record(Deposited{Amount: 3})).To(Succeed())
+		rootA, rootB := transferRoots(ctx, store, a, b, 3)
 		Expect(rootB.Record(Deposited{Amount: 4})).To(Succeed())
 		unackedA, unackedB := *rootA, *rootB // the Roots as the caller holds them when the ack is lost
 
@@ -146,7 +136,7 @@ var _ = Describe("Append", func() {
 		// New events on both, and b moved on meanwhile: a conflict, and a writes nothing.
 		Expect(rootA.Record(Withdrawn{Amount: 1})).To(Succeed())
 		Expect(rootB.Record(Deposited{Amount: 1})).To(Succeed())
-		_, err = store.Append(ctx, "account-"+b, mire.Any, Deposited{Amount: 9})
+		_, err := store.Append(ctx, "account-"+b, mire.Any, Deposited{Amount: 9})
 		Expect(err).NotTo(HaveOccurred())
 		err = store.Save(ctx, rootA, rootB)
 		var conflict *mire.ConcurrencyError
@@ -200,3 +190,15 @@ var _ = Describe("Append", func() {
 		Expect(store.Save(ctx, nil)).To(MatchError(ContainSubstring("root 0 is nil")))
 	})
 })
+
+// transferRoots loads accounts a and b and records a transfer of amount
+// from a to b, unsaved.
+func transferRoots(ctx context.Context, store *mire.Store, a, b string, amount int64) (*mire.Root[Account], *mire.Root[Account]) {
+	rootA, err := mire.Load[Account](ctx, store, a)
+	Expect(err).NotTo(HaveOccurred())
+	rootB, err := mire.Load[Account](ctx, store, b)
+	Expect(err).NotTo(HaveOccurred())
+	Expect(rootA.Record(Withdrawn{Amount: amount})).To(Succeed())
+	Expect(rootB.Record(Deposited{Amount: amount})).To(Succeed())
+	return rootA, rootB
+}
