@@ -188,6 +188,11 @@ func (s *Store) appendAll(ctx context.Context, tx pgx.Tx, writes []rootWrite, me
 		}
 		return versions, nil
 	}
+	return s.appendBatch(ctx, tx, writes, meta)
+}
+
+// appendBatch is appendAll's pipelined path.
+func (s *Store) appendBatch(ctx context.Context, tx pgx.Tx, writes []rootWrite, meta []byte) ([]int64, error) {
 	batch := &pgx.Batch{}
 	for _, w := range writes {
 		sql, args := s.appendStatement(w.write, meta)
@@ -228,6 +233,7 @@ func (s *Store) appendAll(ctx context.Context, tx pgx.Tx, writes []rootWrite, me
 		_, err := s.appended(ctx, tx, writes[aborted].write, o.written, o.version, o.err)
 		return nil, err
 	}
+	versions := make([]int64, len(writes))
 	for i, w := range writes {
 		o := outcomes[i]
 		var err error
