@@ -194,17 +194,11 @@ func (s *Store) appendAll(ctx context.Context, tx pgx.Tx, writes []rootWrite, me
 // appendBatch is appendAll's pipelined path.
 func (s *Store) appendBatch(ctx context.Context, tx pgx.Tx, writes []rootWrite, meta []byte) ([]int64, error) {
 	batch := &pgx.Batch{}
-	for _, w := range writes {
+	snapshots := make([]bool, len(writes)) // whether writes[i]'s snapshot follows its append
+	for i, w := range writes {
 		sql, args := s.appendStatement(w.write, meta)
 		batch.Queue(sql, args...)
-		if snap := w.write.snapshot; snap != nil {
-			if snap.err != nil {
-				s.logger.WarnContext(ctx, "mire: snapshot not taken, saving without it",
-					"stream", w.write.streamID, "version", snap.version, "error", snap.err)
-				continue
-			}
-			batch.Queue(s.sql.snapshot.upsert, w.write.streamID, snap.version, snap.schema, snap.state, w.write.events[len(w.write.events)-1].id)
-		}
+		snapshots[i] = s.queueSnapshot(ctx, batch, w.write)
 	}
 	type outcome struct {
 		written, version int64
@@ -216,9 +210,9 @@ func (s *Store) appendBatch(ctx context.Context, tx pgx.Tx, writes []rootWrite, 
 	for i, w := range writes {
 		o := &outcomes[i]
 		o.err = results.QueryRow().Scan(&o.written, &o.version)
-		if snap := w.write.snapshot; snap != nil && snap.err == nil {
+		if snapshots[i] {
 			if _, err := results.Exec(); err != nil && o.err == nil {
-				o.err = fmt.Errorf("store snapshot at version %d: %w", snap.version, err)
+				o.err = fmt.Errorf("store snapshot at version %d: %w", w.write.snapshot.version, err)
 			}
 		}
 		if o.err != nil && aborted < 0 {

@@ -191,6 +191,23 @@ type batcher interface {
 	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
 }
 
+// queueSnapshot queues the upsert of w's snapshot, if it has one, on batch
+// and reports whether it did. A State that could not be encoded is logged
+// instead: the save goes on without it.
+func (s *Store) queueSnapshot(ctx context.Context, batch *pgx.Batch, w streamWrite) bool {
+	snap := w.snapshot
+	if snap == nil {
+		return false
+	}
+	if snap.err != nil {
+		s.logger.WarnContext(ctx, "mire: snapshot not taken, saving without it",
+			"stream", w.streamID, "version", snap.version, "error", snap.err)
+		return false
+	}
+	batch.Queue(s.sql.snapshot.upsert, w.streamID, snap.version, snap.schema, snap.state, w.events[len(w.events)-1].id)
+	return true
+}
+
 // appendWithSnapshot runs the append statement sql of w and the snapshot
 // upsert as one pipelined batch: one round trip, and, on a pool, one
 // implicit transaction. It returns what the append statement returned.
@@ -203,18 +220,14 @@ type batcher interface {
 // server failing).
 func (s *Store) appendWithSnapshot(ctx context.Context, db dbtx, w streamWrite, sql string, args []any) (written, version int64, err error) {
 	snap := w.snapshot
+	batch := &pgx.Batch{}
+	batch.Queue(sql, args...)
+	queued := s.queueSnapshot(ctx, batch, w)
 	b, ok := db.(batcher)
-	if snap.err != nil || !ok {
-		if snap.err != nil {
-			s.logger.WarnContext(ctx, "mire: snapshot not taken, saving without it",
-				"stream", w.streamID, "version", snap.version, "error", snap.err)
-		}
+	if !queued || !ok {
 		err = db.QueryRow(ctx, sql, args...).Scan(&written, &version)
 		return written, version, err
 	}
-	batch := &pgx.Batch{}
-	batch.Queue(sql, args...)
-	batch.Queue(s.sql.snapshot.upsert, w.streamID, snap.version, snap.schema, snap.state, w.events[len(w.events)-1].id)
 	results := b.SendBatch(ctx, batch)
 	err = results.QueryRow().Scan(&written, &version)
 	_, snapErr := results.Exec()

@@ -122,26 +122,21 @@ func balanceHandler() projections.Handler {
 
 // balances returns the read model: stream -> balance.
 func balances(ctx context.Context, pool *pgxpool.Pool) map[string]int64 {
-	rows, err := pool.Query(ctx, `SELECT stream, balance FROM balances`)
-	Expect(err).NotTo(HaveOccurred())
-	out := map[string]int64{}
-	for rows.Next() {
-		var s string
-		var b int64
-		Expect(rows.Scan(&s, &b)).To(Succeed())
-		out[s] = b
-	}
-	Expect(rows.Err()).NotTo(HaveOccurred())
-	return out
+	return balanceMap(ctx, pool, `SELECT stream, balance FROM balances`)
 }
 
 // foldedBalances computes the balances straight from the log.
 func foldedBalances(ctx context.Context, pool *pgxpool.Pool) map[string]int64 {
-	rows, err := pool.Query(ctx, `SELECT stream_id, sum(CASE type
+	return balanceMap(ctx, pool, `SELECT stream_id, sum(CASE type
 		WHEN 'Opened' THEN (data->>'initial')::bigint
 		WHEN 'Deposited' THEN (data->>'amount')::bigint
 		ELSE -(data->>'amount')::bigint END)::bigint
 		FROM mire.events WHERE category = 'account' GROUP BY stream_id`)
+}
+
+// balanceMap runs sql, which selects (stream, balance) rows, into a map.
+func balanceMap(ctx context.Context, pool *pgxpool.Pool, sql string) map[string]int64 {
+	rows, err := pool.Query(ctx, sql)
 	Expect(err).NotTo(HaveOccurred())
 	out := map[string]int64{}
 	for rows.Next() {
