@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/mire-go/mire/internal/pgerr"
 )
 
 // Sentinel errors. Test for them with errors.Is; the typed errors below wrap
@@ -43,6 +44,9 @@ var (
 	ErrSerialization = errors.New("mire: serialization failure")
 	// ErrTxDone is returned by a TxScope used after Commit or Rollback.
 	ErrTxDone = errors.New("mire: transaction scope already committed or rolled back")
+	// ErrNotMigrated is returned when the store's schema or its tables do
+	// not exist: call Store.Migrate (or run `mire migrate`) first.
+	ErrNotMigrated = errors.New("mire: schema not migrated (call Store.Migrate)")
 )
 
 // ConcurrencyError reports an optimistic concurrency conflict on one stream.
@@ -133,15 +137,6 @@ func (e *DecodeError) Error() string {
 // Unwrap returns ErrDecode and the underlying cause.
 func (e *DecodeError) Unwrap() []error { return []error{ErrDecode, e.Err} }
 
-// Postgres error codes translated at the boundary.
-const (
-	pgUniqueViolation      = "23505"
-	pgSerializationFailure = "40001"
-	pgDeadlockDetected     = "40P01"
-	pgLockNotAvailable     = "55P03"
-	pgQueryCanceled        = "57014"
-)
-
 // translate turns driver errors into mire's errors. It is the one place pgx
 // error types are inspected; everything else wraps what it returns. A
 // statement the server cancelled because ctx ended (see ConfigurePool)
@@ -156,18 +151,21 @@ func translate(ctx context.Context, err error) error {
 	if errors.Is(err, pgx.ErrTxClosed) {
 		return ErrTxDone
 	}
+	if pgerr.NotMigrated(err) {
+		return fmt.Errorf("%w: %v", ErrNotMigrated, err)
+	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
 		switch pgErr.Code {
-		case pgUniqueViolation:
+		case pgerr.UniqueViolation:
 			if strings.Contains(pgErr.ConstraintName, "stream_id_version") {
 				return fmt.Errorf("%w: %s", ErrConcurrency, pgErr.Message)
 			}
-		case pgSerializationFailure, pgDeadlockDetected:
+		case pgerr.SerializationFail, pgerr.DeadlockDetected:
 			return fmt.Errorf("%w: %s", ErrSerialization, pgErr.Message)
-		case pgLockNotAvailable:
+		case pgerr.LockNotAvailable:
 			return fmt.Errorf("%w: %s", ErrLockTimeout, pgErr.Message)
-		case pgQueryCanceled:
+		case pgerr.QueryCanceled:
 			if ctx.Err() != nil {
 				return fmt.Errorf("%w: %s", ctx.Err(), pgErr.Message)
 			}
@@ -180,7 +178,7 @@ func translate(ctx context.Context, err error) error {
 // whose name contains part.
 func isUniqueViolation(err error, part string) bool {
 	var pgErr *pgconn.PgError
-	return errors.As(err, &pgErr) && pgErr.Code == pgUniqueViolation && strings.Contains(pgErr.ConstraintName, part)
+	return errors.As(err, &pgErr) && pgErr.Code == pgerr.UniqueViolation && strings.Contains(pgErr.ConstraintName, part)
 }
 
 // checkContext returns a wrapped context error if ctx is already done, so a
