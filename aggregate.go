@@ -41,6 +41,7 @@ type pendingEvent struct {
 	schema int32
 	data   []byte
 	value  any
+	given  bool // the id came with the event (WithID)
 }
 
 // Source is what Load reads from: a *Store, or a *TxScope to read inside
@@ -206,7 +207,7 @@ func (r *Root[T]) Record(event any) error {
 	if err != nil {
 		return fmt.Errorf("mire: record on stream %q: %w", r.StreamID(), err)
 	}
-	any(&r.State).(Aggregate).Apply(event)
+	any(&r.State).(Aggregate).Apply(p.value)
 	r.pending = append(r.pending, p)
 	return nil
 }
@@ -223,6 +224,13 @@ func (r *Root[T]) Pending() []any {
 // prepare checks, validates and encodes an event bound for a stream of
 // category.
 func (reg *Registry) prepare(category string, event any) (pendingEvent, error) {
+	var id uuid.UUID
+	if ie, ok := event.(IdentifiedEvent); ok {
+		if ie.id == uuid.Nil {
+			return pendingEvent{}, fmt.Errorf("%w: the event id is the nil uuid", ErrInvalidEvent)
+		}
+		id, event = ie.id, ie.event
+	}
 	if event != nil {
 		if v := reflect.ValueOf(event); v.Kind() == reflect.Pointer && v.IsNil() {
 			return pendingEvent{}, fmt.Errorf("%w: nil %T", ErrInvalidEvent, event)
@@ -242,27 +250,46 @@ func (reg *Registry) prepare(category string, event any) (pendingEvent, error) {
 	if err != nil {
 		return pendingEvent{}, fmt.Errorf("%w: encode %v: %v", ErrInvalidEvent, et.goType, err)
 	}
-	id, err := uuid.NewV7()
-	if err != nil {
-		return pendingEvent{}, fmt.Errorf("mire: new event id: %w", err)
+	given := id != uuid.Nil
+	if !given {
+		if id, err = uuid.NewV7(); err != nil {
+			return pendingEvent{}, fmt.Errorf("mire: new event id: %w", err)
+		}
 	}
-	return pendingEvent{id: id, typ: et.tag.Type, schema: int32(et.tag.Version), data: data, value: event}, nil
+	return pendingEvent{id: id, typ: et.tag.Type, schema: int32(et.tag.Version), data: data, value: event, given: given}, nil
 }
 
 // Saveable is a Root with events to save. Only *Root[T] implements it.
 type Saveable interface {
 	StreamID() string
-	// write returns the Root's pending append.
-	write() streamWrite
+	// write returns the Root's pending append, or why the Root cannot be
+	// saved (an id or version edited by hand).
+	write() (streamWrite, error)
+	// pendingEvents returns the Root's pending events.
+	pendingEvents() []pendingEvent
 	// saved moves the Root to version after its pending events were written.
 	saved(version int64)
 	// restore puts the Root back to a version and pending list taken earlier.
 	restore(version int64, pending []pendingEvent)
 }
 
-func (r *Root[T]) write() streamWrite {
-	return streamWrite{streamID: r.StreamID(), category: r.category, expected: ExpectedVersion(r.Version), events: r.pending, snapshot: r.snapshot()}
+func (r *Root[T]) write() (streamWrite, error) {
+	if err := validateID("aggregate id", r.ID); err != nil {
+		return streamWrite{}, fmt.Errorf("mire: save %T: %w", r, err)
+	}
+	if err := validateCategory(r.category); err != nil {
+		return streamWrite{}, fmt.Errorf("mire: save %T %q (a Root not made by Create, Load or LoadOrNew?): %w", r, r.ID, err)
+	}
+	if r.Version < 0 {
+		return streamWrite{}, fmt.Errorf("mire: save stream %q: version %d is negative", r.StreamID(), r.Version)
+	}
+	if len(r.pending) == 0 {
+		return streamWrite{}, nil
+	}
+	return streamWrite{streamID: r.StreamID(), category: r.category, expected: ExpectedVersion(r.Version), events: r.pending, snapshot: r.snapshot()}, nil
 }
+
+func (r *Root[T]) pendingEvents() []pendingEvent { return r.pending }
 
 func (r *Root[T]) saved(version int64) {
 	r.Version = version
@@ -362,22 +389,32 @@ type rootWrite struct {
 
 // collectWrites returns the roots that have pending events, sorted by stream
 // id (so two saves of the same streams lock their rows in the same order and
-// cannot deadlock), rejecting nil roots and a stream given twice.
+// cannot deadlock), rejecting nil roots, Roots edited into an invalid id or
+// version, a stream given twice and an event id given twice.
 func collectWrites(roots []Saveable) ([]rootWrite, error) {
 	writes := make([]rootWrite, 0, len(roots))
 	seen := make(map[string]bool, len(roots))
+	var ids eventIDs
 	for i, root := range roots {
 		if root == nil || reflect.ValueOf(root).IsNil() {
 			return nil, fmt.Errorf("mire: save: root %d is nil", i)
+		}
+		w, err := root.write()
+		if err != nil {
+			return nil, err
 		}
 		id := root.StreamID()
 		if seen[id] {
 			return nil, fmt.Errorf("mire: save: stream %q given twice", id)
 		}
 		seen[id] = true
-		if w := root.write(); len(w.events) > 0 {
-			writes = append(writes, rootWrite{root, w})
+		if len(w.events) == 0 {
+			continue
 		}
+		if err := ids.add(w.events); err != nil {
+			return nil, fmt.Errorf("mire: save stream %q: %w", id, err)
+		}
+		writes = append(writes, rootWrite{root, w})
 	}
 	slices.SortFunc(writes, func(a, b rootWrite) int { return cmp.Compare(a.write.streamID, b.write.streamID) })
 	return writes, nil

@@ -2,9 +2,12 @@ package mire
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -76,12 +79,9 @@ func (s *Store) appendEvents(ctx context.Context, db dbtx, streamID string, expe
 	if err := s.check(ctx, "append"); err != nil {
 		return 0, err
 	}
-	if err := validateID("stream id", streamID); err != nil {
+	category, err := validateStreamID(streamID)
+	if err != nil {
 		return 0, fmt.Errorf("mire: append: %w", err)
-	}
-	category := categoryOf(streamID)
-	if err := validateCategory(category); err != nil {
-		return 0, fmt.Errorf("mire: append to stream %q: %w", streamID, err)
 	}
 	if expected < StreamExists {
 		return 0, fmt.Errorf("mire: append to stream %q: invalid expected version %d", streamID, int64(expected))
@@ -97,6 +97,10 @@ func (s *Store) appendEvents(ctx context.Context, db dbtx, streamID string, expe
 		}
 		w.events[i] = p
 	}
+	var ids eventIDs
+	if err := ids.add(w.events); err != nil {
+		return 0, fmt.Errorf("mire: append to stream %q: %w", streamID, err)
+	}
 	meta, err := metadataJSON(ctx)
 	if err != nil {
 		return 0, err
@@ -106,9 +110,9 @@ func (s *Store) appendEvents(ctx context.Context, db dbtx, streamID string, expe
 
 // append writes one stream's events in one statement and returns the
 // stream's new version. When the statement writes nothing (the expectation
-// failed) or hits a taken event id, it checks whether these very events are
-// already stored, which is what a retry after a lost acknowledgement sees,
-// and reports success if so; otherwise a *ConcurrencyError.
+// failed, or an event id is taken) it looks at what is stored, as
+// resolveRefused describes: a retry after a lost acknowledgement is
+// recognised, anything else is a *ConcurrencyError.
 func (s *Store) append(ctx context.Context, db dbtx, w streamWrite, meta []byte) (int64, error) {
 	sql, args := s.appendStatement(w, meta)
 	var written, version int64
@@ -118,7 +122,7 @@ func (s *Store) append(ctx context.Context, db dbtx, w streamWrite, meta []byte)
 	} else {
 		err = db.QueryRow(ctx, sql, args...).Scan(&written, &version)
 	}
-	return s.appended(ctx, db, w, written, version, err)
+	return s.appended(ctx, db, w, meta, written, version, err)
 }
 
 // appendStatement picks the append statement for w's expectation and
@@ -136,29 +140,44 @@ func (s *Store) appendStatement(w streamWrite, meta []byte) (string, []any) {
 		ids[i], types[i], schemas[i], data[i] = e.id, e.typ, e.schema, e.data
 	}
 	args := []any{ids, types, schemas, data, meta, w.streamID, w.category, int64(n)}
+	// Events that came with their ids (WithID) may be a retry: those
+	// statements write nothing when an id is taken, instead of failing on
+	// the unique index, which would abort the caller's transaction before
+	// resolveRefused could look.
+	q := &s.sql.appendNew
+	if slices.ContainsFunc(w.events, func(e pendingEvent) bool { return e.given }) {
+		q = &s.sql.appendGiven
+	}
 	switch {
 	case w.expected == Any:
-		return s.sql.appendAny, args
+		return q.any, args
 	case w.expected == StreamExists:
-		return s.sql.appendStreamExists, args
+		return q.streamExists, args
 	case w.expected == NoStream:
-		return s.sql.appendNoStream, args
+		return q.noStream, args
 	}
-	return s.sql.appendExact, append(args, int64(w.expected))
+	return q.exact, append(args, int64(w.expected))
 }
 
 // appended turns what w's append statement returned (the rows it wrote,
 // the stream's new version, its error) into the stream's new version or
 // mire's error, resolving a refusal as append describes, then runs the
 // inline projections.
-func (s *Store) appended(ctx context.Context, db dbtx, w streamWrite, written, version int64, err error) (int64, error) {
+func (s *Store) appended(ctx context.Context, db dbtx, w streamWrite, meta []byte, written, version int64, err error) (int64, error) {
 	if err == nil && written == int64(len(w.events)) {
 		return version, s.runInline(ctx, db, w, version)
+	}
+	if isUniqueViolation(err, "stream_id_version") {
+		// Event rows the stream row does not account for (a hand-made
+		// repair): the stream is not at the version the writer expected.
+		cerr := &ConcurrencyError{StreamID: w.streamID, Expected: int64(w.expected)}
+		_ = db.QueryRow(ctx, s.sql.selectStreamVersion, w.streamID).Scan(&cerr.Actual) // fails inside the aborted tx: Actual stays 0
+		return 0, cerr
 	}
 	if err != nil && !isUniqueViolation(err, "event_id") {
 		return 0, fmt.Errorf("mire: append to stream %q: %w", w.streamID, translate(ctx, err))
 	}
-	version, resolveErr := s.resolveRefused(ctx, db, w)
+	version, resolveErr := s.resolveRefused(ctx, db, w, meta)
 	if resolveErr != nil && err != nil {
 		// Inside a transaction the failed statement aborted it, so the
 		// lookup cannot run; report the statement's own error.
@@ -191,71 +210,151 @@ func (s *Store) appendAll(ctx context.Context, tx pgx.Tx, writes []rootWrite, me
 	return s.appendBatch(ctx, tx, writes, meta)
 }
 
-// appendBatch is appendAll's pipelined path.
+// appendBatch is appendAll's pipelined path. The snapshots follow every
+// append, under one savepoint, so a snapshot Postgres refuses is undone
+// alone (see queueSnapshots).
 func (s *Store) appendBatch(ctx context.Context, tx pgx.Tx, writes []rootWrite, meta []byte) ([]int64, error) {
 	batch := &pgx.Batch{}
-	snapshots := make([]bool, len(writes)) // whether writes[i]'s snapshot follows its append
+	ws := make([]streamWrite, len(writes))
 	for i, w := range writes {
 		sql, args := s.appendStatement(w.write, meta)
 		batch.Queue(sql, args...)
-		snapshots[i] = s.queueSnapshot(ctx, batch, w.write)
+		ws[i] = w.write
 	}
+	snapshots := s.queueSnapshots(ctx, batch, true, ws...)
 	type outcome struct {
 		written, version int64
 		err              error
 	}
 	outcomes := make([]outcome, len(writes))
-	aborted := -1 // the first write whose statements failed, if any
+	aborted := -1 // the first write whose statement failed, if any
 	results := tx.SendBatch(ctx, batch)
-	for i, w := range writes {
+	for i := range writes {
 		o := &outcomes[i]
 		o.err = results.QueryRow().Scan(&o.written, &o.version)
-		if snapshots[i] {
-			if _, err := results.Exec(); err != nil && o.err == nil {
-				o.err = fmt.Errorf("store snapshot at version %d: %w", w.write.snapshot.version, err)
-			}
-		}
 		if o.err != nil && aborted < 0 {
 			aborted = i
 		}
 	}
-	if err := results.Close(); err != nil && aborted < 0 {
+	snapErr := snapshotsStored(results, snapshots)
+	if err := results.Close(); err != nil && aborted < 0 && snapErr == nil {
 		return nil, fmt.Errorf("mire: save: %w", translate(ctx, err))
 	}
 	if aborted >= 0 {
 		o := outcomes[aborted]
-		_, err := s.appended(ctx, tx, writes[aborted].write, o.written, o.version, o.err)
+		_, err := s.appended(ctx, tx, writes[aborted].write, meta, o.written, o.version, o.err)
 		return nil, err
+	}
+	if snapErr != nil {
+		if err := s.snapshotsRefused(ctx, tx, true, snapErr, ws...); err != nil {
+			return nil, fmt.Errorf("mire: save: %w", translate(ctx, err))
+		}
 	}
 	versions := make([]int64, len(writes))
 	for i, w := range writes {
 		o := outcomes[i]
 		var err error
-		if versions[i], err = s.appended(ctx, tx, w.write, o.written, o.version, o.err); err != nil {
+		if versions[i], err = s.appended(ctx, tx, w.write, meta, o.written, o.version, o.err); err != nil {
 			return nil, err
 		}
 	}
 	return versions, nil
 }
 
-// resolveRefused decides what a refused append means: the same events
-// stored already (success, returning the version they reached), or a
-// conflict with the stream's actual version.
-func (s *Store) resolveRefused(ctx context.Context, db dbtx, w streamWrite) (int64, error) {
-	var storedStream *string
-	var storedVersion, actual *int64
-	err := db.QueryRow(ctx, s.sql.selectRefused, [16]byte(w.events[0].id), w.streamID).Scan(&storedStream, &storedVersion, &actual)
-	switch {
-	case err != nil:
+// resolveRefused decides what a refused append means, from where its event
+// ids are stored and the stream's version, read in one statement:
+//
+//   - none stored: another writer got there first, a *ConcurrencyError;
+//   - all stored, in order, in this stream, from the version the
+//     expectation allows: a retry after a lost acknowledgement, a success
+//     at the version the events reached;
+//   - the first k stored so: a retry that carries more events than the lost
+//     write; the rest are written, expecting the stream where the stored
+//     ones left it (a *ConcurrencyError if another writer followed them);
+//   - any other placement (another stream, another version, a gap): the
+//     ids were reused for other events, ErrInvalidEvent.
+func (s *Store) resolveRefused(ctx context.Context, db dbtx, w streamWrite, meta []byte) (int64, error) {
+	ids := make([][16]byte, len(w.events))
+	for i, e := range w.events {
+		ids[i] = e.id
+	}
+	rows, err := db.Query(ctx, s.sql.selectRefused, ids, w.streamID)
+	if err != nil {
 		return 0, fmt.Errorf("mire: append to stream %q: %w", w.streamID, translate(ctx, err))
-	case storedStream != nil && *storedStream == w.streamID:
-		return *storedVersion + int64(len(w.events)) - 1, nil
-	case storedStream != nil:
-		return 0, fmt.Errorf("%w: append to stream %q: event id %s is already stored in stream %q", ErrInvalidEvent, w.streamID, w.events[0].id, *storedStream)
+	}
+	type placement struct {
+		stream  *string
+		version *int64
+	}
+	var (
+		actual *int64 // the stream's version; nil if it does not exist
+		ord    int64
+		p      placement
+	)
+	stored := make([]placement, 0, len(w.events))
+	if _, err := pgx.ForEachRow(rows, []any{&actual, &ord, &p.stream, &p.version}, func() error {
+		stored = append(stored, p)
+		return nil
+	}); err != nil {
+		return 0, fmt.Errorf("mire: append to stream %q: %w", w.streamID, translate(ctx, err))
+	}
+	k := 0 // the events stored as a retry's prefix
+	for i, p := range stored {
+		switch {
+		case p.stream == nil:
+			continue
+		case *p.stream != w.streamID:
+			return 0, fmt.Errorf("%w: append to stream %q: event %d: event id %s is already stored in stream %q",
+				ErrInvalidEvent, w.streamID, i, w.events[i].id, *p.stream)
+		case i != k:
+			return 0, fmt.Errorf("%w: append to stream %q: event %d: event id %s is already stored at version %d, but event %d is not stored",
+				ErrInvalidEvent, w.streamID, i, w.events[i].id, *p.version, k)
+		case i > 0 && *p.version != *stored[0].version+int64(i),
+			i == 0 && w.expected >= 0 && *p.version != int64(w.expected)+1:
+			want := int64(w.expected) + 1 + int64(i)
+			if w.expected < 0 {
+				want = *stored[0].version + int64(i)
+			}
+			return 0, fmt.Errorf("%w: append to stream %q: event %d: event id %s is already stored at version %d, not %d",
+				ErrInvalidEvent, w.streamID, i, w.events[i].id, *p.version, want)
+		}
+		k++
 	}
 	cerr := &ConcurrencyError{StreamID: w.streamID, Expected: int64(w.expected)}
 	if actual != nil {
 		cerr.Actual = *actual
 	}
-	return 0, cerr
+	if k == 0 {
+		return 0, cerr
+	}
+	last := *stored[0].version + int64(k) - 1
+	if k == len(w.events) {
+		return last, nil
+	}
+	if cerr.Actual != last {
+		return 0, cerr
+	}
+	rest := w
+	rest.events, rest.expected = w.events[k:], Exactly(last)
+	version, err := s.append(ctx, db, rest, meta)
+	if errors.As(err, &cerr) {
+		cerr.Expected = int64(w.expected)
+	}
+	return version, err
+}
+
+// eventIDs finds an event id given twice in one write.
+type eventIDs map[uuid.UUID]bool
+
+func (ids *eventIDs) add(events []pendingEvent) error {
+	if *ids == nil {
+		*ids = make(eventIDs, len(events))
+	}
+	for i, e := range events {
+		if (*ids)[e.id] {
+			return fmt.Errorf("%w: event %d: event id %s is given twice", ErrInvalidEvent, i, e.id)
+		}
+		(*ids)[e.id] = true
+	}
+	return nil
 }

@@ -54,7 +54,7 @@ var (
 type ConcurrencyError struct {
 	StreamID string
 	Expected int64 // the version the writer expected (or an ExpectedVersion constant)
-	Actual   int64 // the stream's version when the write was refused; 0 if it does not exist
+	Actual   int64 // the stream's version when the write was refused; 0 if it does not exist or could not be read
 }
 
 func (e *ConcurrencyError) Error() string {
@@ -66,7 +66,8 @@ func (e *ConcurrencyError) Error() string {
 func (e *ConcurrencyError) Unwrap() error { return ErrConcurrency }
 
 // ValidationError reports an event whose payload failed its `validate` tags.
-// Nothing is recorded or written when it is returned.
+// Nothing is recorded or written when it is returned. errors.Is(err,
+// ErrInvalidEvent) is true for it.
 type ValidationError struct {
 	Type   reflect.Type // the Go type of the event
 	Fields []FieldError // one per failing field, in struct order
@@ -101,8 +102,8 @@ func (e *ValidationError) Error() string {
 	return b.String()
 }
 
-// Unwrap returns the validator's error.
-func (e *ValidationError) Unwrap() error { return e.Err }
+// Unwrap returns ErrInvalidEvent and the validator's error.
+func (e *ValidationError) Unwrap() []error { return []error{ErrInvalidEvent, e.Err} }
 
 // RegistrationError reports an event type that cannot be registered: a bad
 // tag, a duplicate (entity, type), a type that is not a struct.

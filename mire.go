@@ -133,8 +133,8 @@ type dbtx interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
-// validateID checks an aggregate id or a stream id: not empty, at most
-// MaxIDLength bytes, valid UTF-8 without control characters.
+// validateID checks an aggregate id: not empty, at most MaxIDLength bytes,
+// valid UTF-8 without control characters.
 func validateID(kind, id string) error {
 	switch {
 	case id == "":
@@ -159,13 +159,27 @@ func validateCategory(category string) error {
 	return nil
 }
 
+// validateStreamID checks a stream id by the one rule that makes every
+// stream addressable by Load: "category-id", with a category that matches
+// the entity grammar and an id that passes validateID. It returns the
+// category.
+func validateStreamID(streamID string) (string, error) {
+	if streamID == "" {
+		return "", fmt.Errorf("%w: stream id is empty", ErrInvalidID)
+	}
+	category, id, ok := strings.Cut(streamID, "-")
+	if !ok {
+		return "", fmt.Errorf("%w: stream id %.40q has no \"-\" between category and id", ErrInvalidID, streamID)
+	}
+	if err := validateCategory(category); err != nil {
+		return "", fmt.Errorf("stream id %.40q: %w", streamID, err)
+	}
+	if err := validateID("aggregate id", id); err != nil {
+		return "", fmt.Errorf("stream id %.40q: %w", streamID, err)
+	}
+	return category, nil
+}
+
 // StreamID returns the id of the stream of aggregate id in category:
 // "category-id".
 func StreamID(category, id string) string { return category + "-" + id }
-
-// categoryOf returns the category of a stream id: the part before the first
-// '-'. A stream id without one is its own category.
-func categoryOf(streamID string) string {
-	category, _, _ := strings.Cut(streamID, "-")
-	return category
-}

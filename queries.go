@@ -55,11 +55,19 @@ RETURNING version - $8::bigint AS before, prev_xid), ins AS (` + appendTail
 	lockStreams         = `SELECT stream_id FROM {{schema}}.streams WHERE stream_id = ANY($1::text[]) ORDER BY stream_id FOR UPDATE`
 	selectEventByID     = `SELECT stream_id, version FROM {{schema}}.events WHERE event_id = $1`
 
-	// selectRefused explains a refused append in one round trip: where the
-	// event id $1 is stored (NULLs if nowhere) and stream $2's version
-	// (NULL if it does not exist), both from the same snapshot.
-	selectRefused = `SELECT e.stream_id, e.version, (SELECT version FROM {{schema}}.streams WHERE stream_id = $2)
-FROM (SELECT) AS one LEFT JOIN {{schema}}.events e ON e.event_id = $1`
+	// selectRefused explains a refused append in one round trip: stream
+	// $2's version (NULL if it does not exist), then for each event id of
+	// $1, in order, where it is stored (NULLs if nowhere), all from the same
+	// snapshot.
+	selectRefused = `SELECT (SELECT version FROM {{schema}}.streams WHERE stream_id = $2), i.ord, e.stream_id, e.version
+FROM unnest($1::uuid[]) WITH ORDINALITY AS i(id, ord) LEFT JOIN {{schema}}.events e ON e.event_id = i.id
+ORDER BY i.ord`
+
+	// givenIDsFree is the condition the append statements for events with
+	// caller-given ids (WithID) add to their stream-row step: none of the
+	// ids is stored yet. A retry then writes nothing, like a failed
+	// expectation, instead of failing on the unique index.
+	givenIDsFree = `NOT EXISTS (SELECT FROM {{schema}}.events WHERE event_id = ANY($1::uuid[]))`
 
 	selectStreamEvents = `SELECT version, position, type, schema_version, data FROM {{schema}}.events
 WHERE stream_id = $1 AND version > $2 ORDER BY version`
@@ -73,9 +81,35 @@ WHERE category = $1 AND position > $2 ORDER BY position LIMIT $3`
 WHERE position > $1 ORDER BY position LIMIT $2`
 )
 
+// appendQueries are the four append statements, one per kind of
+// expectation.
+type appendQueries struct{ exact, noStream, streamExists, any string }
+
+// newAppendQueries returns the append statements; with givenIDs, the
+// variants for events with caller-given ids (see givenIDsFree).
+func newAppendQueries(fill func(string) string, givenIDs bool) appendQueries {
+	q := appendQueries{exact: appendExact, noStream: appendNoStream, streamExists: appendStreamExists, any: appendAny}
+	if givenIDs {
+		q.exact = mustReplace(q.exact, "WHERE stream_id = $6 AND", "WHERE "+givenIDsFree+" AND stream_id = $6 AND")
+		q.streamExists = mustReplace(q.streamExists, "WHERE stream_id = $6\n", "WHERE "+givenIDsFree+" AND stream_id = $6\n")
+		q.noStream = mustReplace(q.noStream, "VALUES ($6, $7, $8::bigint)", "SELECT $6, $7, $8::bigint WHERE "+givenIDsFree)
+		q.any = mustReplace(q.any, "VALUES ($6, $7, $8::bigint)", "SELECT $6, $7, $8::bigint WHERE "+givenIDsFree)
+	}
+	return appendQueries{exact: fill(q.exact), noStream: fill(q.noStream), streamExists: fill(q.streamExists), any: fill(q.any)}
+}
+
+// mustReplace replaces old in sql, which must hold it once.
+func mustReplace(sql, old, new string) string {
+	if strings.Count(sql, old) != 1 {
+		panic("mire: append statement does not hold " + old)
+	}
+	return strings.Replace(sql, old, new, 1)
+}
+
 // queries is the runtime SQL of one Store, with its schema filled in.
 type queries struct {
-	appendExact, appendNoStream, appendStreamExists, appendAny string
+	appendNew   appendQueries // for events with the ids Record and Append made
+	appendGiven appendQueries // for events with ids given by WithID
 
 	selectStreamVersion, lockStream, lockStreams, selectEventByID string
 	selectRefused                                                 string
@@ -88,10 +122,8 @@ func newQueries(schema string) queries {
 	fill := strings.NewReplacer("{{schema}}", pgx.Identifier{schema}.Sanitize()).Replace
 	return queries{
 		snapshot:            newSnapshotQueries(fill),
-		appendExact:         fill(appendExact),
-		appendNoStream:      fill(appendNoStream),
-		appendStreamExists:  fill(appendStreamExists),
-		appendAny:           fill(appendAny),
+		appendNew:           newAppendQueries(fill, false),
+		appendGiven:         newAppendQueries(fill, true),
 		selectStreamVersion: fill(selectStreamVersion),
 		lockStream:          fill(lockStream),
 		lockStreams:         fill(lockStreams),

@@ -52,7 +52,7 @@ const ReadBatchSizeDefault = 10_000
 //
 //	for env, err := range store.ReadStream(ctx, "account-alice", nil) { ... }
 func (s *Store) ReadStream(ctx context.Context, streamID string, opts *ReadOpts) iter.Seq2[Envelope, error] {
-	if err := validateID("stream id", streamID); err != nil {
+	if _, err := validateStreamID(streamID); err != nil {
 		return failed(fmt.Errorf("mire: read stream: %w", err))
 	}
 	return s.read(ctx, "read stream "+streamID, opts, func(after int64, limit int) (pgx.Rows, error) {

@@ -191,46 +191,104 @@ type batcher interface {
 	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
 }
 
-// queueSnapshot queues the upsert of w's snapshot, if it has one, on batch
-// and reports whether it did. A State that could not be encoded is logged
+// A save inside a transaction stores its snapshots under this savepoint, so
+// a snapshot row that Postgres refuses (a trigger, a constraint, a full
+// disk) is undone alone and the events still commit.
+const (
+	snapshotSavepoint = "SAVEPOINT mire_snapshot"
+	snapshotRollback  = "ROLLBACK TO SAVEPOINT mire_snapshot"
+	snapshotRelease   = "RELEASE SAVEPOINT mire_snapshot"
+)
+
+// queueSnapshots queues on batch the upserts of the snapshots of writes
+// that have one, inside the savepoint when inTx, and returns how many
+// statements it queued. A State that could not be encoded is logged
 // instead: the save goes on without it.
-func (s *Store) queueSnapshot(ctx context.Context, batch *pgx.Batch, w streamWrite) bool {
-	snap := w.snapshot
-	if snap == nil {
-		return false
+func (s *Store) queueSnapshots(ctx context.Context, batch *pgx.Batch, inTx bool, writes ...streamWrite) int {
+	n := 0
+	for _, w := range writes {
+		snap := w.snapshot
+		if snap == nil {
+			continue
+		}
+		if snap.err != nil {
+			s.logger.WarnContext(ctx, "mire: snapshot not taken, saving without it",
+				"stream", w.streamID, "version", snap.version, "error", snap.err)
+			continue
+		}
+		if n == 0 && inTx {
+			batch.Queue(snapshotSavepoint)
+			n++
+		}
+		batch.Queue(s.sql.snapshot.upsert, w.streamID, snap.version, snap.schema, snap.state, w.events[len(w.events)-1].id)
+		n++
 	}
-	if snap.err != nil {
-		s.logger.WarnContext(ctx, "mire: snapshot not taken, saving without it",
-			"stream", w.streamID, "version", snap.version, "error", snap.err)
-		return false
+	if n > 0 && inTx {
+		batch.Queue(snapshotRelease)
+		n++
 	}
-	batch.Queue(s.sql.snapshot.upsert, w.streamID, snap.version, snap.schema, snap.state, w.events[len(w.events)-1].id)
-	return true
+	return n
+}
+
+// snapshotsStored reads the n results that queueSnapshots queued and
+// returns the first error among them.
+func snapshotsStored(results pgx.BatchResults, n int) error {
+	var first error
+	for range n {
+		if _, err := results.Exec(); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// snapshotsRefused logs that Postgres refused the snapshots of writes and,
+// inside a transaction, undoes them back to the savepoint so the events
+// can still commit.
+func (s *Store) snapshotsRefused(ctx context.Context, tx dbtx, inTx bool, refusal error, writes ...streamWrite) error {
+	for _, w := range writes {
+		if w.snapshot != nil && w.snapshot.err == nil {
+			s.logger.WarnContext(ctx, "mire: snapshot refused, saving without it",
+				"stream", w.streamID, "version", w.snapshot.version, "error", refusal)
+		}
+	}
+	if !inTx {
+		return nil
+	}
+	if _, err := tx.Exec(ctx, snapshotRollback); err != nil {
+		return fmt.Errorf("undo refused snapshot: %w", err)
+	}
+	if _, err := tx.Exec(ctx, snapshotRelease); err != nil {
+		return fmt.Errorf("undo refused snapshot: %w", err)
+	}
+	return nil
 }
 
 // appendWithSnapshot runs the append statement sql of w and the snapshot
 // upsert as one pipelined batch: one round trip, and, on a pool, one
 // implicit transaction. It returns what the append statement returned.
 //
-// The snapshot never fails the save. A State that could not be encoded is
-// logged and the append runs alone. If Postgres refuses the snapshot row on
-// a pool, the batch rolled back as a whole, so the append runs again alone;
-// inside a transaction the refusal aborted the transaction and is returned
-// (it cannot happen for a row this function lets through, short of the
-// server failing).
+// The snapshot never costs the save. A State that could not be encoded is
+// logged and the append runs alone. If Postgres refuses the snapshot row,
+// that is logged too; on a pool the batch rolled back as a whole, so the
+// append runs again alone; inside a transaction the snapshot is rolled
+// back to its savepoint, and the append stands.
 func (s *Store) appendWithSnapshot(ctx context.Context, db dbtx, w streamWrite, sql string, args []any) (written, version int64, err error) {
-	snap := w.snapshot
+	b, ok := db.(batcher)
+	_, onPool := db.(*pgxpool.Pool)
 	batch := &pgx.Batch{}
 	batch.Queue(sql, args...)
-	queued := s.queueSnapshot(ctx, batch, w)
-	b, ok := db.(batcher)
-	if !queued || !ok {
+	n := 0
+	if ok {
+		n = s.queueSnapshots(ctx, batch, !onPool, w)
+	}
+	if n == 0 {
 		err = db.QueryRow(ctx, sql, args...).Scan(&written, &version)
 		return written, version, err
 	}
 	results := b.SendBatch(ctx, batch)
 	err = results.QueryRow().Scan(&written, &version)
-	_, snapErr := results.Exec()
+	snapErr := snapshotsStored(results, n)
 	closeErr := results.Close()
 	if err != nil {
 		return 0, 0, err
@@ -238,11 +296,11 @@ func (s *Store) appendWithSnapshot(ctx context.Context, db dbtx, w streamWrite, 
 	if snapErr = cmp.Or(snapErr, closeErr); snapErr == nil {
 		return written, version, nil
 	}
-	if _, pool := db.(*pgxpool.Pool); !pool {
-		return 0, 0, fmt.Errorf("store snapshot at version %d: %w", snap.version, snapErr)
+	if err := s.snapshotsRefused(ctx, db, !onPool, snapErr, w); err != nil {
+		return 0, 0, err
 	}
-	s.logger.WarnContext(ctx, "mire: snapshot refused, saving without it",
-		"stream", w.streamID, "version", snap.version, "error", snapErr)
-	err = db.QueryRow(ctx, sql, args...).Scan(&written, &version)
+	if onPool {
+		err = db.QueryRow(ctx, sql, args...).Scan(&written, &version)
+	}
 	return written, version, err
 }

@@ -348,7 +348,7 @@ func (t *TxScope) restore() {
 		order = append(order, u)
 	}
 	for _, u := range order {
-		u.root.restore(u.version, append(u.pending, u.root.write().events...))
+		u.root.restore(u.version, append(u.pending, u.root.pendingEvents()...))
 	}
 	t.saved = nil
 }
