@@ -179,9 +179,11 @@ func (s *Store) appended(ctx context.Context, db dbtx, w streamWrite, meta []byt
 	}
 	version, resolveErr := s.resolveRefused(ctx, db, w, meta)
 	if resolveErr != nil && err != nil {
-		// Inside a transaction the failed statement aborted it, so the
-		// lookup cannot run; report the statement's own error.
-		return 0, fmt.Errorf("mire: append to stream %q: %w", w.streamID, translate(ctx, err))
+		// A taken event id that the statement did not see taken: a
+		// concurrent write of these very events committed while it ran.
+		// Inside a transaction the failure aborted it, so the lookup
+		// cannot tell more; a retry in a new transaction will.
+		return 0, &ConcurrencyError{StreamID: w.streamID, Expected: int64(w.expected)}
 	}
 	return version, resolveErr
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"strings"
+	"sync"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
@@ -40,27 +41,27 @@ func streamEventIDs(ctx context.Context, streamID string) []uuid.UUID {
 	return ids
 }
 
+// lostAck records deposits on a new account, saves a copy of the Root (the
+// save commits) and returns the original, left as the caller holds it when
+// the acknowledgement is lost.
+func lostAck(ctx context.Context, store *mire.Store, amounts ...int64) *mire.Root[Account] {
+	r, err := mire.Create[Account](store, mtest.Unique("lost"))
+	Expect(err).NotTo(HaveOccurred())
+	for _, a := range amounts {
+		Expect(r.Record(Deposited{Amount: a})).To(Succeed())
+	}
+	committed := *r
+	Expect(store.Save(ctx, &committed)).To(Succeed())
+	return r
+}
+
 var _ = Describe("Retrying a save after a lost acknowledgement", func() {
 	var store *mire.Store
 	BeforeEach(func() { store = newStore(db.Pool) })
 
-	// lostAck records deposits on a new account, saves a copy of the Root
-	// (the save commits) and returns the original, left as the caller holds
-	// it when the acknowledgement is lost.
-	lostAck := func(ctx context.Context, amounts ...int64) *mire.Root[Account] {
-		r, err := mire.Create[Account](store, mtest.Unique("lost"))
-		Expect(err).NotTo(HaveOccurred())
-		for _, a := range amounts {
-			Expect(r.Record(Deposited{Amount: a})).To(Succeed())
-		}
-		committed := *r
-		Expect(store.Save(ctx, &committed)).To(Succeed())
-		return r
-	}
-
 	DescribeTable("writes the events recorded after the lost save, once",
 		func(ctx SpecContext, save saver) {
-			r := lostAck(ctx, 1)
+			r := lostAck(ctx, store, 1)
 			Expect(r.Record(Deposited{Amount: 2})).To(Succeed())
 			Expect(save(ctx, store, r)).To(Succeed())
 
@@ -84,7 +85,7 @@ var _ = Describe("Retrying a save after a lost acknowledgement", func() {
 
 	DescribeTable("refuses the extra events when another writer followed the lost save",
 		func(ctx SpecContext, save saver) {
-			r := lostAck(ctx, 1)
+			r := lostAck(ctx, store, 1)
 			_, err := store.Append(ctx, r.StreamID(), mire.Exactly(1), Withdrawn{Amount: 9})
 			Expect(err).NotTo(HaveOccurred())
 			Expect(r.Record(Deposited{Amount: 2})).To(Succeed())
@@ -105,7 +106,7 @@ var _ = Describe("Retrying a save after a lost acknowledgement", func() {
 
 	DescribeTable("completes a multi-root save whose roots were each saved in part",
 		func(ctx SpecContext, save saver) {
-			a, b := lostAck(ctx, 1), lostAck(ctx, 10, 20)
+			a, b := lostAck(ctx, store, 1), lostAck(ctx, store, 10, 20)
 			Expect(a.Record(Deposited{Amount: 2})).To(Succeed())
 			Expect(b.Record(Deposited{Amount: 30})).To(Succeed())
 			fresh, err := mire.Create[Account](store, mtest.Unique("fresh"))
@@ -391,4 +392,82 @@ CREATE TRIGGER refuse BEFORE INSERT OR UPDATE ON mire.snapshots FOR EACH ROW EXE
 		Entry("Store.SaveTx, three roots", saveInCallersTx, 3),
 		Entry("TxScope.Save, three roots", saveInScope, 3),
 	)
+})
+
+var _ = Describe("Concurrent retries of the same write", func() {
+	const writers, rounds = 8, 10
+	var store *mire.Store
+	BeforeEach(func() { store = newStore(db.Pool) })
+
+	// race runs write(i) for i in 0..writers-1 in goroutines released at
+	// once, and returns their errors.
+	race := func(write func(i int) error) []error {
+		errs := make([]error, writers)
+		var start, done sync.WaitGroup
+		start.Add(1)
+		for i := range writers {
+			done.Go(func() {
+				start.Wait()
+				errs[i] = write(i)
+			})
+		}
+		start.Done()
+		done.Wait()
+		return errs
+	}
+
+	It("stores the events once when 8 copies of a Root after a lost save are saved at once, and every save succeeds", func(ctx SpecContext) {
+		for range rounds {
+			r := lostAck(ctx, store, 1)
+			Expect(r.Record(Deposited{Amount: 2})).To(Succeed())
+			copies := make([]mire.Root[Account], writers)
+			for i := range copies {
+				copies[i] = *r
+			}
+			for _, err := range race(func(i int) error { return store.Save(ctx, &copies[i]) }) {
+				Expect(err).NotTo(HaveOccurred())
+			}
+			for _, c := range copies {
+				Expect(c.Version).To(BeEquivalentTo(2))
+			}
+			Expect(mtest.Count(ctx, db.Pool, "events", "stream_id = $1", r.StreamID())).To(Equal(2))
+		}
+	})
+
+	It("stores the events once when 8 Appends with the same ids run at once, and every Append succeeds at the same version", func(ctx SpecContext) {
+		for range rounds {
+			stream := "account-" + mtest.Unique("race")
+			ids := []uuid.UUID{uuid.New(), uuid.New()}
+			versions := make([]int64, writers)
+			errs := race(func(i int) (err error) {
+				versions[i], err = store.Append(ctx, stream, mire.Any, mire.WithID(ids[0], Deposited{Amount: 1}), mire.WithID(ids[1], Deposited{Amount: 2}))
+				return err
+			})
+			for i, err := range errs {
+				Expect(err).NotTo(HaveOccurred())
+				Expect(versions[i]).To(BeEquivalentTo(2))
+			}
+			Expect(streamEventIDs(ctx, stream)).To(Equal(ids))
+		}
+	})
+
+	It("never doubles events saved at once by 8 scopes; a scope that lost the race is a conflict that InTx retries into success", func(ctx SpecContext) {
+		for range rounds {
+			r := lostAck(ctx, store, 1)
+			Expect(r.Record(Deposited{Amount: 2})).To(Succeed())
+			copies := make([]mire.Root[Account], writers)
+			for i := range copies {
+				copies[i] = *r
+			}
+			errs := race(func(i int) error {
+				return store.InTxOpts(ctx, &mire.TxOpts{Retries: 5}, func(scope *mire.TxScope) error {
+					return scope.Save(ctx, &copies[i])
+				})
+			})
+			for _, err := range errs {
+				Expect(err).NotTo(HaveOccurred())
+			}
+			Expect(mtest.Count(ctx, db.Pool, "events", "stream_id = $1", r.StreamID())).To(Equal(2))
+		}
+	})
 })
