@@ -1,13 +1,11 @@
 package mire
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"reflect"
-	"slices"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -299,123 +297,4 @@ func (r *Root[T]) saved(version int64) {
 func (r *Root[T]) restore(version int64, pending []pendingEvent) {
 	r.Version = version
 	r.pending = pending
-}
-
-// Save writes the pending events of each root, checking that no other
-// writer appended to its stream since it was loaded. One root is one
-// statement; several are one transaction, all saved or none, whose
-// appends go to the server together in one round trip.
-//
-// On success each Root's Version advances and its pending list empties. On
-// a conflict the error is a *ConcurrencyError (errors.Is(err,
-// ErrConcurrency)) and every Root is unchanged: reload and decide again.
-// Saving a Root again after an unknown outcome (a lost connection after
-// commit) does not duplicate its events: their ids are recognised. Metadata
-// set with WithMetadata on ctx is stored with every event.
-func (s *Store) Save(ctx context.Context, roots ...Saveable) error {
-	if err := s.check(ctx, "save"); err != nil {
-		return err
-	}
-	writes, err := collectWrites(roots)
-	if err != nil || len(writes) == 0 {
-		return err
-	}
-	meta, err := metadataJSON(ctx)
-	if err != nil {
-		return err
-	}
-	if len(writes) == 1 && len(s.inline.load()) == 0 {
-		version, err := s.append(ctx, s.pool, writes[0].write, meta)
-		if err != nil {
-			return err
-		}
-		writes[0].root.saved(version)
-		s.notifyCommitted()
-		return nil
-	}
-	var versions []int64
-	var appendErr error // already in mire's terms; only begin and commit errors need translating
-	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		versions, appendErr = s.appendAll(ctx, tx, writes, meta)
-		return appendErr
-	})
-	if appendErr != nil {
-		return appendErr
-	}
-	if err != nil {
-		return fmt.Errorf("mire: save: %w", translate(ctx, err))
-	}
-	for i, w := range writes {
-		w.root.saved(versions[i])
-	}
-	s.notifyCommitted()
-	return nil
-}
-
-// SaveTx is Save inside the caller's transaction, so the events commit or
-// roll back with the caller's own rows. Several roots go in one pipelined
-// round trip. The Roots advance when the statements succeed: if the caller
-// then rolls back, reload them. If SaveTx fails, roll tx back: the other
-// roots' events may be written in it.
-func (s *Store) SaveTx(ctx context.Context, tx pgx.Tx, roots ...Saveable) error {
-	if err := s.check(ctx, "save"); err != nil {
-		return err
-	}
-	if tx == nil {
-		return fmt.Errorf("mire: save: tx is nil")
-	}
-	writes, err := collectWrites(roots)
-	if err != nil || len(writes) == 0 {
-		return err
-	}
-	meta, err := metadataJSON(ctx)
-	if err != nil {
-		return err
-	}
-	versions, err := s.appendAll(ctx, tx, writes, meta)
-	if err != nil {
-		return err
-	}
-	for i, w := range writes {
-		w.root.saved(versions[i])
-	}
-	return nil
-}
-
-type rootWrite struct {
-	root  Saveable
-	write streamWrite
-}
-
-// collectWrites returns the roots that have pending events, sorted by stream
-// id (so two saves of the same streams lock their rows in the same order and
-// cannot deadlock), rejecting nil roots, Roots edited into an invalid id or
-// version, a stream given twice and an event id given twice.
-func collectWrites(roots []Saveable) ([]rootWrite, error) {
-	writes := make([]rootWrite, 0, len(roots))
-	seen := make(map[string]bool, len(roots))
-	var ids eventIDs
-	for i, root := range roots {
-		if root == nil || reflect.ValueOf(root).IsNil() {
-			return nil, fmt.Errorf("mire: save: root %d is nil", i)
-		}
-		w, err := root.write()
-		if err != nil {
-			return nil, err
-		}
-		id := root.StreamID()
-		if seen[id] {
-			return nil, fmt.Errorf("mire: save: stream %q given twice", id)
-		}
-		seen[id] = true
-		if len(w.events) == 0 {
-			continue
-		}
-		if err := ids.add(w.events); err != nil {
-			return nil, fmt.Errorf("mire: save stream %q: %w", id, err)
-		}
-		writes = append(writes, rootWrite{root, w})
-	}
-	slices.SortFunc(writes, func(a, b rootWrite) int { return cmp.Compare(a.write.streamID, b.write.streamID) })
-	return writes, nil
 }

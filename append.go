@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strconv"
 
-	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -343,20 +342,4 @@ func (s *Store) resolveRefused(ctx context.Context, db dbtx, w streamWrite, meta
 		cerr.Expected = int64(w.expected)
 	}
 	return version, err
-}
-
-// eventIDs finds an event id given twice in one write.
-type eventIDs map[uuid.UUID]bool
-
-func (ids *eventIDs) add(events []pendingEvent) error {
-	if *ids == nil {
-		*ids = make(eventIDs, len(events))
-	}
-	for i, e := range events {
-		if (*ids)[e.id] {
-			return fmt.Errorf("%w: event %d: event id %s is given twice", ErrInvalidEvent, i, e.id)
-		}
-		(*ids)[e.id] = true
-	}
-	return nil
 }

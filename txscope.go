@@ -267,24 +267,16 @@ func (t *TxScope) Save(ctx context.Context, roots ...Saveable) error {
 	if err := checkContext(ctx, "save"); err != nil {
 		return err
 	}
-	writes, err := collectWrites(roots)
-	if err != nil || len(writes) == 0 {
-		return err
-	}
-	meta, err := metadataJSON(ctx)
-	if err != nil {
-		return err
-	}
-	versions, err := t.store.appendAll(ctx, t.tx, writes, meta)
+	writes, versions, err := t.store.save(ctx, t.tx, roots)
 	if err != nil {
 		t.failed = err
 		t.restore()
 		return err
 	}
-	for i, w := range writes {
+	for _, w := range writes {
 		t.saved = append(t.saved, savedRoot{root: w.root, version: int64(w.write.expected), pending: w.write.events})
-		w.root.saved(versions[i])
 	}
+	advance(writes, versions)
 	return nil
 }
 

@@ -1,0 +1,156 @@
+package mire
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"reflect"
+	"slices"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+)
+
+// Save writes the pending events of each root, checking that no other
+// writer appended to its stream since it was loaded. One root is one
+// statement; several are one transaction, all saved or none, whose
+// appends go to the server together in one round trip.
+//
+// On success each Root's Version advances and its pending list empties. On
+// a conflict the error is a *ConcurrencyError (errors.Is(err,
+// ErrConcurrency)) and every Root is unchanged: reload and decide again.
+// Saving a Root again after an unknown outcome (a lost connection after
+// commit) stores its events once: the save is recognised as a retry, and
+// events recorded since are written after them. Metadata set with
+// WithMetadata on ctx is stored with every event.
+func (s *Store) Save(ctx context.Context, roots ...Saveable) error {
+	if err := s.check(ctx, "save"); err != nil {
+		return err
+	}
+	writes, versions, err := s.save(ctx, nil, roots)
+	if err != nil {
+		return err
+	}
+	advance(writes, versions)
+	if len(writes) > 0 {
+		s.notifyCommitted()
+	}
+	return nil
+}
+
+// SaveTx is Save inside the caller's transaction, so the events commit or
+// roll back with the caller's own rows. Several roots go in one pipelined
+// round trip. The Roots advance when the statements succeed: if the caller
+// then rolls back, reload them. If SaveTx fails, roll tx back: the other
+// roots' events may be written in it.
+func (s *Store) SaveTx(ctx context.Context, tx pgx.Tx, roots ...Saveable) error {
+	if err := s.check(ctx, "save"); err != nil {
+		return err
+	}
+	if tx == nil {
+		return fmt.Errorf("mire: save: tx is nil")
+	}
+	writes, versions, err := s.save(ctx, tx, roots)
+	if err != nil {
+		return err
+	}
+	advance(writes, versions)
+	return nil
+}
+
+// save is the one body of Save, SaveTx and TxScope.Save. It writes the
+// pending events of roots in tx or, with tx nil, in a transaction of its
+// own (a single statement for one root), and returns the writes and the
+// versions they reached, leaving the Roots as they were.
+func (s *Store) save(ctx context.Context, tx pgx.Tx, roots []Saveable) ([]rootWrite, []int64, error) {
+	writes, err := collectWrites(roots)
+	if err != nil || len(writes) == 0 {
+		return nil, nil, err
+	}
+	meta, err := metadataJSON(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	if tx != nil {
+		versions, err := s.appendAll(ctx, tx, writes, meta)
+		return writes, versions, err
+	}
+	if len(writes) == 1 && len(s.inline.load()) == 0 {
+		version, err := s.append(ctx, s.pool, writes[0].write, meta)
+		return writes, []int64{version}, err
+	}
+	var versions []int64
+	var appendErr error // already in mire's terms; only begin and commit errors need translating
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		versions, appendErr = s.appendAll(ctx, tx, writes, meta)
+		return appendErr
+	})
+	if appendErr != nil {
+		return nil, nil, appendErr
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("mire: save: %w", translate(ctx, err))
+	}
+	return writes, versions, nil
+}
+
+// advance moves each written Root to the version its events reached.
+func advance(writes []rootWrite, versions []int64) {
+	for i, w := range writes {
+		w.root.saved(versions[i])
+	}
+}
+
+type rootWrite struct {
+	root  Saveable
+	write streamWrite
+}
+
+// collectWrites returns the roots that have pending events, sorted by stream
+// id (so two saves of the same streams lock their rows in the same order and
+// cannot deadlock), rejecting nil roots, Roots edited into an invalid id or
+// version, a stream given twice and an event id given twice.
+func collectWrites(roots []Saveable) ([]rootWrite, error) {
+	writes := make([]rootWrite, 0, len(roots))
+	seen := make(map[string]bool, len(roots))
+	var ids eventIDs
+	for i, root := range roots {
+		if root == nil || reflect.ValueOf(root).IsNil() {
+			return nil, fmt.Errorf("mire: save: root %d is nil", i)
+		}
+		w, err := root.write()
+		if err != nil {
+			return nil, err
+		}
+		id := root.StreamID()
+		if seen[id] {
+			return nil, fmt.Errorf("mire: save: stream %q given twice", id)
+		}
+		seen[id] = true
+		if len(w.events) == 0 {
+			continue
+		}
+		if err := ids.add(w.events); err != nil {
+			return nil, fmt.Errorf("mire: save stream %q: %w", id, err)
+		}
+		writes = append(writes, rootWrite{root, w})
+	}
+	slices.SortFunc(writes, func(a, b rootWrite) int { return cmp.Compare(a.write.streamID, b.write.streamID) })
+	return writes, nil
+}
+
+// eventIDs finds an event id given twice in one write.
+type eventIDs map[uuid.UUID]bool
+
+func (ids *eventIDs) add(events []pendingEvent) error {
+	if *ids == nil {
+		*ids = make(eventIDs, len(events))
+	}
+	for i, e := range events {
+		if (*ids)[e.id] {
+			return fmt.Errorf("%w: event %d: event id %s is given twice", ErrInvalidEvent, i, e.id)
+		}
+		(*ids)[e.id] = true
+	}
+	return nil
+}
