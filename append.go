@@ -169,7 +169,7 @@ func (s *Store) appended(ctx context.Context, db dbtx, w streamWrite, meta []byt
 	if isUniqueViolation(err, "stream_id_version") {
 		// Event rows the stream row does not account for (a hand-made
 		// repair): the stream is not at the version the writer expected.
-		cerr := &ConcurrencyError{StreamID: w.streamID, Expected: int64(w.expected)}
+		cerr := &ConcurrencyError{StreamID: w.streamID, Expected: w.expected}
 		_ = db.QueryRow(ctx, s.sql.selectStreamVersion, w.streamID).Scan(&cerr.Actual) // fails inside the aborted tx: Actual stays 0
 		return 0, cerr
 	}
@@ -182,7 +182,7 @@ func (s *Store) appended(ctx context.Context, db dbtx, w streamWrite, meta []byt
 		// concurrent write of these very events committed while it ran.
 		// Inside a transaction the failure aborted it, so the lookup
 		// cannot tell more; a retry in a new transaction will.
-		return 0, &ConcurrencyError{StreamID: w.streamID, Expected: int64(w.expected)}
+		return 0, &ConcurrencyError{StreamID: w.streamID, Expected: w.expected}
 	}
 	return version, resolveErr
 }
@@ -321,7 +321,7 @@ func (s *Store) resolveRefused(ctx context.Context, db dbtx, w streamWrite, meta
 		}
 		k++
 	}
-	cerr := &ConcurrencyError{StreamID: w.streamID, Expected: int64(w.expected)}
+	cerr := &ConcurrencyError{StreamID: w.streamID, Expected: w.expected}
 	if actual != nil {
 		cerr.Actual = *actual
 	}
@@ -339,7 +339,7 @@ func (s *Store) resolveRefused(ctx context.Context, db dbtx, w streamWrite, meta
 	rest.events, rest.expected = w.events[k:], Exactly(last)
 	version, err := s.append(ctx, db, rest, meta)
 	if errors.As(err, &cerr) {
-		cerr.Expected = int64(w.expected)
+		cerr.Expected = w.expected
 	}
 	return version, err
 }

@@ -43,7 +43,7 @@ var _ = Describe("Append", func() {
 			}
 			var conflict *mire.ConcurrencyError
 			Expect(errors.As(err, &conflict)).To(BeTrue(), "%v", err)
-			Expect(*conflict).To(Equal(mire.ConcurrencyError{StreamID: target, Expected: int64(expected), Actual: wantActual}))
+			Expect(*conflict).To(Equal(mire.ConcurrencyError{StreamID: target, Expected: expected, Actual: wantActual}))
 			Expect(mtest.Count(ctx, db.Pool, "events", "stream_id = $1", target)).To(Equal(before))
 		},
 		Entry("Any on an existing stream", true, mire.Any, int64(3), int64(0)),

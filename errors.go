@@ -53,13 +53,13 @@ var (
 // errors.Is(err, ErrConcurrency) is true for it.
 type ConcurrencyError struct {
 	StreamID string
-	Expected int64 // the version the writer expected (or an ExpectedVersion constant)
-	Actual   int64 // the stream's version when the write was refused; 0 if it does not exist or could not be read
+	Expected ExpectedVersion // the version the writer expected, or Any, NoStream, StreamExists
+	Actual   int64           // the stream's version when the write was refused; 0 if it does not exist or could not be read
 }
 
 func (e *ConcurrencyError) Error() string {
 	return fmt.Sprintf("mire: concurrency conflict on stream %q: expected version %s, actual %d",
-		e.StreamID, ExpectedVersion(e.Expected), e.Actual)
+		e.StreamID, e.Expected, e.Actual)
 }
 
 // Unwrap makes errors.Is(err, ErrConcurrency) true.

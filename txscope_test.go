@@ -324,7 +324,7 @@ var _ = Describe("TxScope", func() {
 			var conflict *mire.ConcurrencyError
 			Expect(errors.As(err, &conflict)).To(BeTrue(), "got %v", err)
 			Expect(conflict.StreamID).To(Equal(a.StreamID()))
-			Expect([]int64{conflict.Expected, conflict.Actual}).To(Equal([]int64{1, 2}))
+			Expect([]int64{int64(conflict.Expected), conflict.Actual}).To(Equal([]int64{1, 2}))
 			Expect([]int64{a.Version, b.Version}).To(Equal([]int64{1, 1}), "both roots are back at their loaded versions")
 			Expect(scope.Commit(ctx)).To(MatchError(mire.ErrConcurrency))
 
