@@ -139,14 +139,19 @@ func collectWrites(roots []Saveable) ([]rootWrite, error) {
 	return writes, nil
 }
 
-// eventIDs finds an event id given twice in one write.
+// eventIDs finds an event id given twice (WithID) in one write. Ids that
+// Record and Append made are new UUIDv7s and are not tracked, so a write
+// without given ids allocates nothing here.
 type eventIDs map[uuid.UUID]bool
 
 func (ids *eventIDs) add(events []pendingEvent) error {
-	if *ids == nil {
-		*ids = make(eventIDs, len(events))
-	}
 	for i, e := range events {
+		if !e.given {
+			continue
+		}
+		if *ids == nil {
+			*ids = make(eventIDs, len(events))
+		}
 		if (*ids)[e.id] {
 			return fmt.Errorf("%w: event %d: event id %s is given twice", ErrInvalidEvent, i, e.id)
 		}
