@@ -214,7 +214,7 @@ func pgConfigBindir() string {
 
 // installHints maps a GOOS to how to install the server there.
 var installHints = map[string]string{
-	"linux":   "Debian/Ubuntu: sudo apt-get install postgresql",
+	"linux":   "Debian/Ubuntu: sudo apt-get install postgresql (Fedora/RHEL: sudo dnf install postgresql-server)",
 	"darwin":  "macOS: brew install postgresql@17 (or Postgres.app, https://postgresapp.com)",
 	"windows": "Windows: winget install PostgreSQL.PostgreSQL.17 (or the EDB installer, https://www.postgresql.org/download/windows/)",
 }
