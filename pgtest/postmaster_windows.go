@@ -61,6 +61,8 @@ func launch(ctx context.Context, bin, dir string, _ *account) (*postmaster, stri
 			break
 		}
 	}
+	// A server pg_ctl gave up waiting for may still be starting.
+	_ = p.run(context.Background(), dir, "stop", "-D", p.data, "-m", "immediate", "-s")
 	return nil, "", err
 }
 
