@@ -14,9 +14,9 @@
 //	srv, err := pgtest.Start(ctx, pgtest.EnvTestDatabase)
 //	defer srv.Stop()
 //
-// A test process killed before Stop leaves its directory (and, but on Linux,
-// its server) behind; the next [StartThrowaway] on the machine stops and
-// removes what such processes left.
+// A test process killed before Stop leaves its directory behind, and on
+// macOS and Windows its server too; the next [StartThrowaway] on the machine
+// stops and removes what such processes left.
 //
 // # A database
 //

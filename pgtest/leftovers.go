@@ -48,7 +48,7 @@ func removeLeftovers(ctx context.Context, bin string, roots ...string) {
 				continue
 			}
 			stopOrphan(ctx, bin, filepath.Join(dir, "data"))
-			_ = os.RemoveAll(dir)
+			_ = os.RemoveAll(dir) // once: what is left is tried again on the next start
 		}
 	}
 }

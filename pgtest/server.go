@@ -192,10 +192,23 @@ func (s *Server) Stop() error {
 	if s.proc != nil {
 		err = s.proc.stop()
 	}
-	if rmErr := os.RemoveAll(s.dir); rmErr != nil && err == nil {
+	if rmErr := removeAll(s.dir); rmErr != nil && err == nil {
 		err = fmt.Errorf("pgtest: remove %s: %w", s.dir, rmErr)
 	}
 	return err
+}
+
+// removeAll removes dir, retrying for up to ten seconds: on Windows a file
+// stays in use for a moment after the process holding it has exited.
+func removeAll(dir string) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := os.RemoveAll(dir)
+		if err == nil || time.Now().After(deadline) {
+			return err
+		}
+		<-time.After(50 * time.Millisecond)
+	}
 }
 
 // socketName is the longest name of a server's socket (or its lock file's
