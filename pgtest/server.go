@@ -43,7 +43,9 @@ type Options struct {
 	// off, which is faster and fine for data thrown away after the run.
 	Durable bool
 	// Settings are extra server settings (name -> value), written to the
-	// server's configuration file after pgtest's own, so they win.
+	// server's configuration file after pgtest's own, so they win; only
+	// where the server listens (listen_addresses, port,
+	// unix_socket_directories) stays pgtest's.
 	Settings map[string]string
 }
 

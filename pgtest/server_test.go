@@ -85,4 +85,20 @@ var _ = Describe("A throwaway server", Ordered, func() {
 		Expect(filepath.Dir(srv.Dir())).To(Equal("/tmp"))
 		Expect(ping(ctx, srv.URL())).To(Succeed())
 	})
+
+	It("applies Options.Settings, quoted whatever they hold", func(ctx SpecContext) {
+		name := `it's a \ server`
+		srv, err := pgtest.StartThrowaway(ctx, &pgtest.Options{Durable: true, Settings: map[string]string{
+			"cluster_name": name, "work_mem": "7MB",
+		}})
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(srv.Stop)
+		conn, err := pgx.Connect(ctx, srv.URL())
+		Expect(err).NotTo(HaveOccurred())
+		defer conn.Close(ctx)
+		var cluster, workMem, fsync string
+		Expect(conn.QueryRow(ctx, `SELECT current_setting('cluster_name'), current_setting('work_mem'), current_setting('fsync')`).
+			Scan(&cluster, &workMem, &fsync)).To(Succeed())
+		Expect([]string{cluster, workMem, fsync}).To(Equal([]string{name, "7MB", "on"}))
+	})
 })
