@@ -1,6 +1,8 @@
 module github.com/mire-go/mire
 
-go 1.26.8
+go 1.26.0
+
+toolchain go1.26.8
 
 require (
 	github.com/go-playground/validator/v10 v10.30.6

@@ -5,12 +5,18 @@
 //
 // [Start] uses the server an environment variable names (TEST_DATABASE_URL
 // in tests, DATABASE_URL in examples) and otherwise starts one: it finds the
-// server binaries, runs initdb in a temporary directory, and starts postgres
-// on a private Unix socket with durability off. As root it runs the server as
-// an unprivileged user. [Server.Stop] removes everything.
+// server binaries ([FindBinaries] says where it looks on Linux, macOS and
+// Windows), runs initdb in a temporary directory, and starts postgres with
+// durability off, on a private Unix socket (on Windows, a free TCP port of
+// 127.0.0.1). It runs the server as the current user; as root on Linux, as
+// an unprivileged one. [Server.Stop] removes everything.
 //
 //	srv, err := pgtest.Start(ctx, pgtest.EnvTestDatabase)
 //	defer srv.Stop()
+//
+// A test process killed before Stop leaves its directory behind, and on
+// macOS and Windows its server too; the next [StartThrowaway] on the machine
+// stops and removes what such processes left.
 //
 // # A database
 //

@@ -1,20 +1,17 @@
 package pgtest
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"maps"
-	"net/url"
 	"os"
 	"os/exec"
-	"os/user"
+	"path"
 	"path/filepath"
+	"runtime"
 	"slices"
-	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -27,14 +24,16 @@ const EnvTestDatabase = "TEST_DATABASE_URL"
 // EnvDatabase names the variable examples read for an existing server.
 const EnvDatabase = "DATABASE_URL"
 
+// dirPrefix starts the name of every throwaway server's temporary directory.
+const dirPrefix = "pgtest-"
+
 // Server is a PostgreSQL server for tests: either a throwaway one this
 // process started, or an existing one named by an environment variable.
 type Server struct {
-	url   string    // connection string to the maintenance database
-	dir   string    // data and socket directory of a throwaway server; "" if external
-	cmd   *exec.Cmd // the postmaster of a throwaway server
-	owned bool      // whether Stop shuts the server down
-	exit  chan error
+	url   string      // connection string to the maintenance database
+	dir   string      // temporary directory of a throwaway server; "" if external
+	proc  *postmaster // the running throwaway server
+	owned bool        // whether Stop shuts the server down
 }
 
 // Options tunes a throwaway server. The zero value is what tests want.
@@ -43,7 +42,10 @@ type Options struct {
 	// should pay what a production commit pays. Defaults to false: durability
 	// off, which is faster and fine for data thrown away after the run.
 	Durable bool
-	// Settings are extra server settings (name -> value), passed as -c flags.
+	// Settings are extra server settings (name -> value), written to the
+	// server's configuration file after pgtest's own, so they win; only
+	// where the server listens (listen_addresses, port,
+	// unix_socket_directories) stays pgtest's.
 	Settings map[string]string
 }
 
@@ -57,10 +59,16 @@ func Start(ctx context.Context, env string) (*Server, error) {
 	return StartThrowaway(ctx, nil)
 }
 
-// StartThrowaway starts a new PostgreSQL server in a temporary directory,
-// listening only on a private Unix socket. As root it runs the server as the
-// unprivileged "postgres" (or "nobody") user, since initdb refuses root.
-// Stop shuts it down and removes every file.
+// StartThrowaway starts a new PostgreSQL server in a temporary directory.
+// On Linux and macOS it listens only on a Unix socket in that directory; on
+// Windows on a free TCP port of 127.0.0.1. It runs as the current user; as
+// root on Linux it runs as the unprivileged "postgres" (or "nobody") user,
+// since initdb refuses root. Stop shuts it down and removes every file.
+//
+// A test process that dies without Stop leaves its directory behind (on
+// Linux its server stops with it; elsewhere the server may keep running).
+// Each directory records the process that owns it, and StartThrowaway first
+// stops the servers of owners that are gone and removes their directories.
 func StartThrowaway(ctx context.Context, opts *Options) (*Server, error) {
 	if opts == nil {
 		opts = &Options{}
@@ -69,11 +77,17 @@ func StartThrowaway(ctx context.Context, opts *Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp("", "pgtest-")
+	root := tempRoot(runtime.GOOS, os.TempDir())
+	removeLeftovers(ctx, bin, root, os.TempDir())
+	dir, err := os.MkdirTemp(root, dirPrefix)
 	if err != nil {
 		return nil, fmt.Errorf("pgtest: %w", err)
 	}
-	s := &Server{dir: dir, owned: true, exit: make(chan error, 1)}
+	s := &Server{dir: dir, owned: true}
+	if err := writeOwner(dir); err != nil {
+		_ = s.Stop()
+		return nil, err
+	}
 	if err := s.start(ctx, bin, opts); err != nil {
 		_ = s.Stop()
 		return nil, err
@@ -82,45 +96,65 @@ func StartThrowaway(ctx context.Context, opts *Options) (*Server, error) {
 }
 
 func (s *Server) start(ctx context.Context, bin string, opts *Options) error {
-	cred, err := serverUser()
+	acct, err := serverAccount(s.dir)
 	if err != nil {
 		return err
 	}
-	if cred != nil {
-		if err := os.Chown(s.dir, int(cred.Uid), int(cred.Gid)); err != nil {
-			return fmt.Errorf("pgtest: hand %s to the server user: %w", s.dir, err)
-		}
-	}
 	data := filepath.Join(s.dir, "data")
-	initdb := exec.CommandContext(ctx, filepath.Join(bin, "initdb"),
+	initdb := exec.CommandContext(ctx, filepath.Join(bin, exe(runtime.GOOS, "initdb")),
 		"-D", data, "-U", "postgres", "--auth=trust", "--encoding=UTF8", "--locale=C", "--no-sync")
-	initdb.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	initdb.SysProcAttr = acct.initdbAttr()
 	if out, err := initdb.CombinedOutput(); err != nil {
 		return fmt.Errorf("pgtest: initdb: %w\n%s", err, out)
 	}
-	args := []string{"-D", data, "-k", s.dir, "-c", "listen_addresses=", "-p", "5432",
-		"-c", "max_connections=300", "-c", "shared_buffers=256MB"}
+	settings := map[string]string{"max_connections": "300", "shared_buffers": "256MB"}
 	if !opts.Durable {
-		args = append(args, "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off")
+		settings["fsync"], settings["synchronous_commit"], settings["full_page_writes"] = "off", "off", "off"
 	}
-	for _, name := range slices.Sorted(maps.Keys(opts.Settings)) {
-		args = append(args, "-c", name+"="+opts.Settings[name])
+	if err := appendSettings(data, settings); err != nil {
+		return err
 	}
-	var log bytes.Buffer
-	s.cmd = exec.Command(filepath.Join(bin, "postgres"), args...)
-	s.cmd.Stdout, s.cmd.Stderr = &log, &log
-	// Pdeathsig: if this process dies without Stop, the server goes too.
-	s.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Pdeathsig: syscall.SIGINT}
-	if err := s.cmd.Start(); err != nil {
-		return fmt.Errorf("pgtest: start postgres: %w", err)
+	if err := appendSettings(data, opts.Settings); err != nil {
+		return err
 	}
-	go func() { s.exit <- s.cmd.Wait() }()
-	s.url = (&url.URL{Scheme: "postgres", Path: "/postgres",
-		RawQuery: url.Values{"host": {s.dir}, "port": {"5432"}, "user": {"postgres"}, "sslmode": {"disable"}}.Encode()}).String()
-	return s.waitReady(ctx, &log)
+	s.proc, s.url, err = launch(ctx, bin, s.dir, acct)
+	if err != nil {
+		return err
+	}
+	return s.waitReady(ctx)
 }
 
-func (s *Server) waitReady(ctx context.Context, log *bytes.Buffer) error {
+// appendSettings appends settings to the server's configuration file, where
+// later lines win. A file spares quoting values on every platform's command
+// line.
+func appendSettings(data string, settings map[string]string) error {
+	var b strings.Builder
+	for _, name := range slices.Sorted(maps.Keys(settings)) {
+		fmt.Fprintf(&b, "%s = %s\n", name, confQuote(settings[name]))
+	}
+	f, err := os.OpenFile(filepath.Join(data, "postgresql.conf"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		return fmt.Errorf("pgtest: configure server: %w", err)
+	}
+	_, err = f.WriteString(b.String())
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("pgtest: configure server: %w", err)
+	}
+	return nil
+}
+
+// confQuote quotes a value for postgresql.conf, where a quoted string takes
+// backslash escapes and a doubled quote.
+func confQuote(v string) string {
+	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `''`).Replace(v) + "'"
+}
+
+// waitReady waits until the server accepts connections, it exits, or a
+// minute has passed.
+func (s *Server) waitReady(ctx context.Context) error {
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		conn, err := pgx.Connect(ctx, s.url)
@@ -128,17 +162,22 @@ func (s *Server) waitReady(ctx context.Context, log *bytes.Buffer) error {
 			return conn.Close(ctx)
 		}
 		select {
-		case exitErr := <-s.exit:
-			s.exit <- exitErr
-			return fmt.Errorf("pgtest: postgres exited during start (%v):\n%s", exitErr, log.String())
+		case <-s.proc.exited():
+			return fmt.Errorf("pgtest: postgres exited during start (%v):\n%s", s.proc.err, s.serverLog())
 		case <-ctx.Done():
 			return fmt.Errorf("pgtest: waiting for postgres: %w", ctx.Err())
 		case <-time.After(20 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("pgtest: postgres not ready after 60s: %v\n%s", err, log.String())
+			return fmt.Errorf("pgtest: postgres not ready after 60s: %v\n%s", err, s.serverLog())
 		}
 	}
+}
+
+// serverLog returns what the server wrote to its log file.
+func (s *Server) serverLog() string {
+	b, _ := os.ReadFile(filepath.Join(s.dir, "server.log"))
+	return string(b)
 }
 
 // URL returns the connection string of the server's maintenance database.
@@ -152,71 +191,51 @@ func (s *Server) Stop() error {
 	}
 	s.owned = false
 	var err error
-	if s.cmd != nil && s.cmd.Process != nil {
-		_ = s.cmd.Process.Signal(syscall.SIGINT)
-		select {
-		case <-s.exit:
-		case <-time.After(30 * time.Second):
-			_ = s.cmd.Process.Kill()
-			<-s.exit
-			err = errors.New("pgtest: postgres did not shut down in 30s; killed")
-		}
+	if s.proc != nil {
+		err = s.proc.stop()
 	}
-	if rmErr := os.RemoveAll(s.dir); rmErr != nil && err == nil {
+	if rmErr := removeAll(s.dir); rmErr != nil && err == nil {
 		err = fmt.Errorf("pgtest: remove %s: %w", s.dir, rmErr)
 	}
 	return err
 }
 
-// FindBinaries returns the directory holding initdb and postgres: from PATH,
-// then `pg_config --bindir`, then the newest /usr/lib/postgresql/*/bin.
-func FindBinaries() (string, error) {
-	if p, err := exec.LookPath("initdb"); err == nil {
-		dir := filepath.Dir(p)
-		if isExecutable(filepath.Join(dir, "postgres")) {
-			return dir, nil
+// removeAll removes dir, retrying for up to ten seconds: on Windows a file
+// stays in use for a moment after the process holding it has exited.
+func removeAll(dir string) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := os.RemoveAll(dir)
+		if err == nil || time.Now().After(deadline) {
+			return err
 		}
+		<-time.After(50 * time.Millisecond)
 	}
-	if out, err := exec.Command("pg_config", "--bindir").Output(); err == nil {
-		dir := strings.TrimSpace(string(out))
-		if isExecutable(filepath.Join(dir, "initdb")) && isExecutable(filepath.Join(dir, "postgres")) {
-			return dir, nil
-		}
-	}
-	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
-	slices.SortFunc(dirs, func(a, b string) int { return majorOf(b) - majorOf(a) })
-	for _, dir := range dirs {
-		if isExecutable(filepath.Join(dir, "initdb")) && isExecutable(filepath.Join(dir, "postgres")) {
-			return dir, nil
-		}
-	}
-	return "", errors.New("pgtest: no PostgreSQL server binaries (initdb, postgres) found in PATH, `pg_config --bindir` or /usr/lib/postgresql/*/bin; install the server (Debian: apt-get install postgresql) or set " + EnvTestDatabase)
 }
 
-func majorOf(binDir string) int {
-	n, _ := strconv.Atoi(filepath.Base(filepath.Dir(binDir)))
-	return n
+// socketName is the longest name of a server's socket (or its lock file's
+// stem) below its directory: postgres names it after the port.
+const socketName = ".s.PGSQL.5432"
+
+// tempRoot returns where to create a server's directory on goos, given the
+// system's temporary directory tmp. A Unix socket path must fit in
+// sockaddr_un (108 bytes on Linux, 104 on macOS and the BSDs, with the
+// terminating NUL); macOS's per-user TMPDIR is long, so when the socket
+// would not fit there the directory goes to /tmp instead.
+func tempRoot(goos, tmp string) string {
+	if goos == "windows" {
+		return tmp
+	}
+	limit := 103
+	if goos == "linux" || goos == "android" {
+		limit = 107
+	}
+	// MkdirTemp appends a random uint32: at most 10 digits.
+	if len(path.Join(tmp, dirPrefix+"4294967295", socketName)) > limit {
+		return "/tmp"
+	}
+	return tmp
 }
 
-func isExecutable(path string) bool {
-	info, err := os.Stat(path)
-	return err == nil && !info.IsDir() && info.Mode()&0o111 != 0
-}
-
-// serverUser returns the credential to run the server with: nil (this
-// process's user) unless running as root, where it is "postgres", or "nobody".
-func serverUser() (*syscall.Credential, error) {
-	if os.Geteuid() != 0 {
-		return nil, nil
-	}
-	for _, name := range []string{"postgres", "nobody"} {
-		u, err := user.Lookup(name)
-		if err != nil {
-			continue
-		}
-		uid, _ := strconv.Atoi(u.Uid)
-		gid, _ := strconv.Atoi(u.Gid)
-		return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
-	}
-	return nil, errors.New("pgtest: running as root and no unprivileged user (postgres, nobody) to run the server as")
-}
+// errStopTimeout is the error of a server that ignored the shutdown request.
+var errStopTimeout = errors.New("pgtest: postgres did not finish a fast shutdown in 30s; forced it down")

@@ -3,6 +3,7 @@ package pgtest_test
 import (
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -61,19 +62,43 @@ var _ = Describe("A throwaway server", Ordered, func() {
 	It("removes every file on Stop, and Stop is safe to repeat", func(ctx SpecContext) {
 		other, err := pgtest.StartThrowaway(ctx, nil)
 		Expect(err).NotTo(HaveOccurred())
-		dir := socketDir(other.URL())
+		dir := other.Dir()
 		Expect(dir).To(BeADirectory())
 		Expect(other.Stop()).To(Succeed())
 		Expect(other.Stop()).To(Succeed())
 		_, err = os.Stat(dir)
 		Expect(os.IsNotExist(err)).To(BeTrue())
 	})
-})
 
-// socketDir returns the host= directory of a throwaway server's URL.
-func socketDir(url string) string {
-	cfg, err := pgx.ParseConfig(url)
-	Expect(err).NotTo(HaveOccurred())
-	Expect(strings.HasPrefix(cfg.Host, "/")).To(BeTrue())
-	return cfg.Host
-}
+	It("puts its directory under /tmp when TMPDIR is too long for a socket path, as macOS's can be", func(ctx SpecContext) {
+		if runtime.GOOS == "windows" {
+			Skip("Windows listens on TCP, not on a socket")
+		}
+		base := GinkgoT().TempDir()
+		Expect(os.Chmod(base, 0o755)).To(Succeed()) // as root, the server's user must reach it
+		long := filepath.Join(base, strings.Repeat("x", 100))
+		Expect(os.Mkdir(long, 0o755)).To(Succeed())
+		GinkgoT().Setenv("TMPDIR", long)
+		srv, err := pgtest.StartThrowaway(ctx, nil)
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(srv.Stop)
+		Expect(filepath.Dir(srv.Dir())).To(Equal("/tmp"))
+		Expect(ping(ctx, srv.URL())).To(Succeed())
+	})
+
+	It("applies Options.Settings, quoted whatever they hold", func(ctx SpecContext) {
+		name := `it's a \ server`
+		srv, err := pgtest.StartThrowaway(ctx, &pgtest.Options{Durable: true, Settings: map[string]string{
+			"cluster_name": name, "work_mem": "7MB",
+		}})
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(srv.Stop)
+		conn, err := pgx.Connect(ctx, srv.URL())
+		Expect(err).NotTo(HaveOccurred())
+		defer conn.Close(ctx)
+		var cluster, workMem, fsync string
+		Expect(conn.QueryRow(ctx, `SELECT current_setting('cluster_name'), current_setting('work_mem'), current_setting('fsync')`).
+			Scan(&cluster, &workMem, &fsync)).To(Succeed())
+		Expect([]string{cluster, workMem, fsync}).To(Equal([]string{name, "7MB", "on"}))
+	})
+})
