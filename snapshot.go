@@ -65,15 +65,17 @@ ON CONFLICT (stream_id) DO UPDATE
 SET version = EXCLUDED.version, schema_version = EXCLUDED.schema_version, state = EXCLUDED.state, taken_at = EXCLUDED.taken_at
 WHERE s.version < EXCLUDED.version OR s.schema_version <> EXCLUDED.schema_version`
 
-	// selectStreamFromSnapshot is selectStreamEvents preceded by the
-	// stream's snapshot of schema version $3 (if it is past version $2):
-	// the snapshot comes first, as a row with position 0 (real positions
-	// start at 1) and its state as data, then the events after it. One
-	// statement, so the snapshot and the events are read from the same
-	// database snapshot.
+	// selectStreamFromSnapshot is selectStreamEvents with the stream's
+	// snapshot of schema version $3 (if it is past version $2) between the
+	// stream row and the events: a snapshotRow (see fold) with its state as
+	// data, and then only the events after it. One statement, so the stream
+	// row, the snapshot and the events are read from the same database
+	// snapshot.
 	selectStreamFromSnapshot = `WITH snap AS (
 SELECT version, state FROM {{schema}}.snapshots WHERE stream_id = $1 AND version > $2 AND schema_version = $3)
-SELECT version, 0::bigint, ''::text, 0, state FROM snap
+SELECT -2::bigint, version, ''::text, 0, NULL::jsonb FROM {{schema}}.streams WHERE stream_id = $1
+UNION ALL
+SELECT -1, version, '', 0, state FROM snap
 UNION ALL
 SELECT version, position, type, schema_version, data FROM {{schema}}.events
 WHERE stream_id = $1 AND version > coalesce((SELECT version FROM snap), $2)

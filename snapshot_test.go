@@ -342,6 +342,26 @@ var _ = Describe("Snapshots", func() {
 		Entry("a string", `"garbage"`),
 	)
 
+	It("reports a stream whose tail after the snapshot was deleted as ErrCorruptStream, in and out of a scope", func(ctx SpecContext) {
+		id := mtest.Unique("l")
+		led, err := mire.LoadOrNew[Ledger](ctx, store, id)
+		Expect(err).NotTo(HaveOccurred())
+		postLedger(ctx, store, led, 120, 50) // a snapshot at 100
+		snapVersion, _, _ := snapshotRow(ctx, pool, led.StreamID())
+		Expect(snapVersion).To(BeEquivalentTo(100))
+		_, err = pool.Exec(ctx, `DELETE FROM mire.events WHERE stream_id = $1 AND version = 120`, led.StreamID())
+		Expect(err).NotTo(HaveOccurred())
+		corrupt := SatisfyAll(MatchError(mire.ErrCorruptStream),
+			MatchError(ContainSubstring("the stream row is at version 120 but its events end at version 119")))
+
+		_, err = mire.Load[Ledger](ctx, store, id)
+		Expect(err).To(corrupt)
+		Expect(store.InTx(ctx, func(scope *mire.TxScope) error {
+			_, err := mire.LoadForUpdate[Ledger](ctx, scope, id)
+			return err
+		})).To(corrupt)
+	})
+
 	It("never shows snapshot rows in ReadAll, ReadCategory or projections", func(ctx SpecContext) {
 		_, fresh := db.Fresh(ctx)
 		store := newStore(fresh)
