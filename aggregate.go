@@ -142,7 +142,7 @@ func (s *Store) replay(ctx context.Context, db dbtx, root applier) error {
 // column.
 const (
 	headRow     = -2 // the stream row, if there is one
-	snapshotRow = -1 // the stream's snapshot, with its state as data
+	snapshotRow = -1 // the stream's snapshot; its data is the state, or NULL if it is not of the stream's history
 )
 
 // fold applies the rows of replayQuery to root, checking that versions run
