@@ -2,6 +2,7 @@ package mire_test
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"time"
 
@@ -83,6 +84,23 @@ var _ = Describe("Notify", func() {
 		Expect(n).To(BeNumerically(">=", 1))
 		Expect(n).To(BeNumerically("<", writers*each))
 		Expect(mtest.Count(ctx, store.Pool(), "events", "")).To(Equal(writers * each))
+	})
+
+	It("wakes listeners on a store whose schema name is as long as its channel allows", func(ctx SpecContext) {
+		schema := strings.Repeat("n", 63-len(mire.NotifyChannel("")))
+		long, err := mire.New(store.Pool(), &mire.Config{Schema: schema})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(long.Migrate(ctx)).To(Succeed())
+		_, err = listener.Exec(ctx, "LISTEN "+pgx.Identifier{mire.NotifyChannel(schema)}.Sanitize())
+		Expect(err).NotTo(HaveOccurred())
+
+		_, err = long.Append(ctx, mire.StreamID("account", "long"), mire.NoStream, Opened{Owner: "long"})
+		Expect(err).NotTo(HaveOccurred())
+		quiet, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		n, err := listener.WaitForNotification(quiet)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(n.Channel).To(Equal(mire.NotifyChannel(schema)))
 	})
 
 	It("is sent by Notify for writes in the caller's own transaction", func(ctx SpecContext) {

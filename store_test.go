@@ -3,6 +3,7 @@ package mire_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 
@@ -203,6 +204,17 @@ var _ = Describe("Store", func() {
 			Expect(acc.Pending()).To(BeEmpty())
 			Expect(acc.State.Applied).To(BeZero(), "a refused event is not applied")
 		})
+
+		DescribeTable("refuses, at New, a schema name that Migrate or NOTIFY could not use, naming it",
+			func(name, message string) {
+				store, err := mire.New(db.Pool, &mire.Config{Schema: name})
+				Expect(err).To(MatchError(SatisfyAll(HavePrefix("mire: "), ContainSubstring(fmt.Sprintf("%q", name)), ContainSubstring(message))))
+				Expect(store).To(BeNil())
+			},
+			Entry("not UTF-8", "mire\xfe", "not valid UTF-8"),
+			Entry("too long for its NOTIFY channel", strings.Repeat("m", 64-len(mire.NotifyChannel(""))), "bytes"),
+			Entry("reserved by Postgres", "pg_events", `"pg_"`),
+		)
 
 		It("refuses every call on a closed store", func(ctx SpecContext) {
 			closed := newStore(db.Pool)

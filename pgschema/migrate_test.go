@@ -2,6 +2,8 @@ package pgschema_test
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -79,9 +81,44 @@ var _ = Describe("Migrate", func() {
 		Expect(current).To(BeZero(), "the default schema was not touched")
 	})
 
-	It("refuses a bad schema name", func(ctx SpecContext) {
-		Expect(pgschema.Migrate(ctx, pool, "")).To(MatchError(ContainSubstring(`schema name "" must be 1 to 63 bytes`)))
-		Expect(pgschema.Migrate(ctx, pool, "a\"b")).To(MatchError(ContainSubstring(`contains '"'`)))
+	// longest is the longest schema name whose NOTIFY channel,
+	// "mire_events:" + name, fits in a Postgres identifier (63 bytes).
+	longest := 63 - len("mire_events:")
+
+	schemas := func(ctx context.Context) int {
+		var n int
+		Expect(pool.QueryRow(ctx, `SELECT count(*) FROM pg_namespace`).Scan(&n)).To(Succeed())
+		return n
+	}
+
+	DescribeTable("refuses a bad schema name with an error naming it, touching nothing",
+		func(ctx SpecContext, name, message string) {
+			before := schemas(ctx)
+			err := pgschema.Migrate(ctx, pool, name)
+			Expect(err).To(MatchError(ContainSubstring(fmt.Sprintf("schema name %q", name))))
+			Expect(err).To(MatchError(ContainSubstring(message)))
+			Expect(pgschema.ValidateSchema(name)).To(MatchError(err.Error()))
+			Expect(schemas(ctx)).To(Equal(before))
+		},
+		Entry("empty", "", "must be 1 to"),
+		Entry("one byte too long for its NOTIFY channel", strings.Repeat("s", longest+1), fmt.Sprintf("must be 1 to %d bytes", longest)),
+		Entry("too long for an identifier", strings.Repeat("s", 64), fmt.Sprintf("must be 1 to %d bytes", longest)),
+		Entry("not UTF-8", "mire\xff", "not valid UTF-8"),
+		Entry("with a double quote", "a\"b", `contains '"'`),
+		Entry("with a control character", "a\nb", `contains '\n'`),
+		Entry("reserved by Postgres", "pg_mire", `starts with "pg_"`),
+	)
+
+	It("migrates a schema name of the longest length, in multibyte characters too, whose NOTIFY channel works", func(ctx SpecContext) {
+		for _, name := range []string{strings.Repeat("s", longest), strings.Repeat("é", longest/2) + strings.Repeat("s", longest%2)} {
+			Expect(name).To(HaveLen(longest))
+			Expect(pgschema.Migrate(ctx, pool, name)).To(Succeed())
+			Expect(pgschema.Current(ctx, pool, name)).To(Equal(pgschema.Latest()))
+			var schema string
+			Expect(pool.QueryRow(ctx, `SELECT nspname FROM pg_namespace WHERE nspname = $1`, name).Scan(&schema)).To(Succeed(), "not truncated")
+			_, err := pool.Exec(ctx, `SELECT pg_notify($1, '')`, "mire_events:"+name)
+			Expect(err).NotTo(HaveOccurred())
+		}
 	})
 
 	It("leaves nothing half-applied when cancelled", func(ctx SpecContext) {
