@@ -10,23 +10,6 @@ import (
 	"github.com/mire-go/mire"
 )
 
-// firstError runs seq to its end and returns the one error it yielded,
-// failing if it yielded anything else.
-func firstError(seq func(func(mire.Envelope, error) bool)) error {
-	var errs []error
-	events := 0
-	for _, err := range seq {
-		if err != nil {
-			errs = append(errs, err)
-		} else {
-			events++
-		}
-	}
-	Expect(events).To(BeZero(), "events yielded")
-	Expect(errs).To(HaveLen(1), "errors yielded")
-	return errs[0]
-}
-
 // recorded returns a new Root of T with its first events recorded.
 func recorded[T any, PT interface {
 	*T
@@ -101,13 +84,13 @@ var _ = Describe("A store over an unmigrated schema", func() {
 			return err
 		})),
 		Entry("ReadStream", call(func(ctx context.Context, store *mire.Store) error {
-			return firstError(store.ReadStream(ctx, "account-a", nil))
+			return onlyError(store.ReadStream(ctx, "account-a", nil))
 		})),
 		Entry("ReadCategory", call(func(ctx context.Context, store *mire.Store) error {
-			return firstError(store.ReadCategory(ctx, "account", nil))
+			return onlyError(store.ReadCategory(ctx, "account", nil))
 		})),
 		Entry("ReadAll", call(func(ctx context.Context, store *mire.Store) error {
-			return firstError(store.ReadAll(ctx, nil))
+			return onlyError(store.ReadAll(ctx, nil))
 		})),
 		Entry("Load in a TxScope", call(func(ctx context.Context, store *mire.Store) error {
 			return inScope(ctx, store, func(scope *mire.TxScope) error {

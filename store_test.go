@@ -223,9 +223,7 @@ var _ = Describe("Store", func() {
 			Expect(err).To(MatchError(mire.ErrClosed))
 			_, err = closed.Append(ctx, "account-x", mire.Any, Deposited{Amount: 1})
 			Expect(err).To(MatchError(mire.ErrClosed))
-			for _, err := range closed.ReadAll(ctx, nil) {
-				Expect(err).To(MatchError(mire.ErrClosed))
-			}
+			Expect(onlyError(closed.ReadAll(ctx, nil))).To(MatchError(mire.ErrClosed))
 		})
 	})
 
