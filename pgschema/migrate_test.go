@@ -10,6 +10,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/mire-go/mire/internal/mtest"
 	"github.com/mire-go/mire/pgschema"
@@ -121,12 +122,47 @@ var _ = Describe("Migrate", func() {
 		}
 	})
 
-	It("leaves nothing half-applied when cancelled", func(ctx SpecContext) {
-		cancelled, cancel := context.WithCancel(ctx)
-		cancel()
-		Expect(pgschema.Migrate(cancelled, pool, "mire")).NotTo(Succeed())
-		current, err := pgschema.Current(ctx, pool, "mire")
+	It("leaves nothing half-applied when cancelled mid-migration, and a later Migrate succeeds", func(ctx SpecContext) {
+		// Another session creates one of the first migration's tables and
+		// keeps its transaction open: the migration creates the tables
+		// before it, then waits on that one.
+		_, err := pool.Exec(ctx, `CREATE SCHEMA mire`)
 		Expect(err).NotTo(HaveOccurred())
-		Expect(current).To(BeZero())
+		holder, err := pool.Begin(ctx)
+		Expect(err).NotTo(HaveOccurred())
+		defer holder.Rollback(ctx)
+		_, err = holder.Exec(ctx, `CREATE TABLE mire.snapshots (held int)`)
+		Expect(err).NotTo(HaveOccurred())
+
+		migrating, cancel := context.WithCancel(ctx)
+		defer cancel()
+		done := make(chan error, 1)
+		go func() { done <- pgschema.Migrate(migrating, pool, "mire") }()
+		Eventually(func(ctx context.Context) int {
+			var n int
+			Expect(pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+				WHERE datname = current_database() AND wait_event_type = 'Lock' AND wait_event = 'transactionid'`).Scan(&n)).To(Succeed())
+			return n
+		}).WithContext(ctx).Should(Equal(1), "the migration waits on the held table")
+		tables := func(ctx context.Context) []string {
+			rows, err := pool.Query(ctx, `SELECT tablename FROM pg_tables WHERE schemaname = 'mire' ORDER BY 1`)
+			Expect(err).NotTo(HaveOccurred())
+			names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+			Expect(err).NotTo(HaveOccurred())
+			return names
+		}
+		Expect(tables(ctx)).To(Equal([]string{"schema_migrations"}), "the tables created so far are not visible")
+
+		cancel()
+		var migrateErr error
+		Eventually(done).WithContext(ctx).Should(Receive(&migrateErr))
+		Expect(migrateErr).To(MatchError(ContainSubstring("0001_init")))
+		Expect(holder.Rollback(ctx)).To(Succeed())
+
+		Expect(tables(ctx)).To(Equal([]string{"schema_migrations"}), "nothing of the migration is left")
+		Expect(applied(ctx, "mire")).To(BeEmpty())
+		Expect(pgschema.Migrate(ctx, pool, "mire")).To(Succeed())
+		Expect(applied(ctx, "mire")).To(HaveLen(pgschema.Latest()))
+		Expect(tables(ctx)).To(ContainElements("events", "schema_migrations", "snapshots", "streams", "subscriptions"))
 	})
 })
