@@ -53,8 +53,9 @@ type Source interface {
 func (s *Store) source() (*Store, dbtx) { return s, s.pool }
 
 // Load rebuilds aggregate T with id from its stream. A stream with no events
-// is ErrNotFound; a stream whose versions do not run 1..n is ErrCorruptStream;
-// a stored event that cannot be decoded is a *DecodeError.
+// is ErrNotFound; a stream whose versions do not run 1..n, or do not end at
+// the version of its stream row (events deleted by hand, say), is
+// ErrCorruptStream; a stored event that cannot be decoded is a *DecodeError.
 //
 //	acc, err := mire.Load[Account](ctx, store, "alice")
 func Load[T any, PT interface {
