@@ -99,6 +99,8 @@ var _ = Describe("Migrate", func() {
 			Expect(err).To(MatchError(ContainSubstring(fmt.Sprintf("schema name %q", name))))
 			Expect(err).To(MatchError(ContainSubstring(message)))
 			Expect(pgschema.ValidateSchema(name)).To(MatchError(err.Error()))
+			_, err = pgschema.Current(ctx, pool, name)
+			Expect(err).To(MatchError(ContainSubstring(fmt.Sprintf("schema name %q", name))))
 			Expect(schemas(ctx)).To(Equal(before))
 		},
 		Entry("empty", "", "must be 1 to"),

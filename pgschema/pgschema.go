@@ -102,8 +102,12 @@ func ValidateSchema(name string) error {
 }
 
 // Current returns the newest migration version applied in schema, or 0 if
-// mire has never been migrated there.
+// mire has never been migrated there. A name ValidateSchema refuses is an
+// error.
 func Current(ctx context.Context, pool *pgxpool.Pool, schema string) (int, error) {
+	if err := ValidateSchema(schema); err != nil {
+		return 0, err
+	}
 	var version int
 	err := pool.QueryRow(ctx, fmt.Sprintf(selectCurrent, pgx.Identifier{schema}.Sanitize())).Scan(&version)
 	var pgErr *pgconn.PgError
