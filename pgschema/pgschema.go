@@ -86,8 +86,8 @@ func NotifyChannel(schema string) string { return channelPrefix + schema }
 func ValidateSchema(name string) error {
 	switch {
 	case name == "" || len(name) > MaxSchemaLength:
-		return fmt.Errorf("pgschema: schema name %q is %d bytes; it must be 1 to %d bytes, so that its NOTIFY channel %q fits in Postgres's %d-byte identifiers",
-			name, len(name), MaxSchemaLength, NotifyChannel(name), maxIdentifierLength)
+		return fmt.Errorf("pgschema: schema name %q is %d bytes, but must be 1 to %d bytes (its NOTIFY channel, %q + the name, must fit in Postgres's %d-byte identifiers)",
+			name, len(name), MaxSchemaLength, channelPrefix, maxIdentifierLength)
 	case !utf8.ValidString(name):
 		return fmt.Errorf("pgschema: schema name %q is not valid UTF-8", name)
 	case strings.HasPrefix(name, "pg_"):
