@@ -52,8 +52,9 @@ type Source interface {
 func (s *Store) source() (*Store, dbtx) { return s, s.pool }
 
 // Load rebuilds aggregate T with id from its stream. A stream with no events
-// is ErrNotFound; a stream whose versions do not run 1..n is ErrCorruptStream;
-// a stored event that cannot be decoded is a *DecodeError.
+// is ErrNotFound; a stream whose versions do not run 1..n, or do not end at
+// the version of its stream row (events deleted by hand, say), is
+// ErrCorruptStream; a stored event that cannot be decoded is a *DecodeError.
 //
 //	acc, err := mire.Load[Account](ctx, store, "alice")
 func Load[T any, PT interface {
@@ -134,9 +135,20 @@ func (s *Store) replay(ctx context.Context, db dbtx, root applier) error {
 	return err
 }
 
+// The rows of the replay queries (selectStreamEvents and
+// selectStreamFromSnapshot) are (version, position, type, schema version,
+// data). Before the events come rows that carry none, marked by a negative
+// version (which sorts them first), with their own version in the position
+// column.
+const (
+	headRow     = -2 // the stream row, if there is one
+	snapshotRow = -1 // the stream's snapshot; its data is the state, or NULL if it is not of the stream's history
+)
+
 // fold applies the rows of replayQuery to root, checking that versions run
-// on without a gap. It returns errSnapshotUnusable, with root unchanged, if
-// the rows start with a snapshot that does not decode.
+// on without a gap and end at the stream row's version. It returns
+// errSnapshotUnusable, with root unchanged, if the rows start with a
+// snapshot that does not decode.
 func (s *Store) fold(ctx context.Context, root applier, rows pgx.Rows) error {
 	defer rows.Close()
 	streamID := root.StreamID()
@@ -145,14 +157,20 @@ func (s *Store) fold(ctx context.Context, root applier, rows pgx.Rows) error {
 		typ               string
 		schema            int32
 		data              []byte
+		head              int64 // the stream row's version
+		hasRow            bool  // whether the stream has a row
 	)
 	expected := root.version() + 1
 	_, err := pgx.ForEachRow(rows, []any{&version, &position, &typ, &schema, &data}, func() error {
-		if position == 0 { // the snapshot row, first if any
-			if err := s.restoreSnapshot(ctx, root, version, data); err != nil {
+		switch version {
+		case headRow:
+			head, hasRow = position, true
+			return nil
+		case snapshotRow:
+			if err := s.restoreSnapshot(ctx, root, position, data); err != nil {
 				return err
 			}
-			expected = version + 1
+			expected = root.version() + 1
 			return nil
 		}
 		if version != expected {
@@ -167,10 +185,21 @@ func (s *Store) fold(ctx context.Context, root applier, rows pgx.Rows) error {
 		expected++
 		return nil
 	})
-	if err != nil && !errors.Is(err, errSnapshotUnusable) {
+	switch {
+	case errors.Is(err, errSnapshotUnusable):
+		return err
+	case err != nil:
 		return fmt.Errorf("mire: load stream %q: %w", streamID, translate(ctx, err))
+	case !hasRow && root.version() > 0:
+		return fmt.Errorf("mire: load stream %q: %w: the stream has no row but its events end at version %d",
+			streamID, ErrCorruptStream, root.version())
+	case root.version() != head:
+		// A save checks the stream row: a Root at another version could
+		// never save, and reloading would not help.
+		return fmt.Errorf("mire: load stream %q: %w: the stream row is at version %d but its events end at version %d",
+			streamID, ErrCorruptStream, head, root.version())
 	}
-	return err
+	return nil
 }
 
 // applier is the non-generic face of a Root that replay folds into.

@@ -27,7 +27,9 @@ const MaxIDLength = 256
 
 // Config configures a Store. A nil *Config means all defaults.
 type Config struct {
-	// Schema is the Postgres schema holding mire's tables. Defaults to
+	// Schema is the Postgres schema holding mire's tables: at most
+	// pgschema.MaxSchemaLength bytes of valid UTF-8 (see
+	// pgschema.ValidateSchema), which New checks. Defaults to
 	// SchemaDefault ("mire").
 	Schema string
 	// Registry maps event types to their stored names. Defaults to

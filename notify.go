@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/mire-go/mire/pgschema"
 )
 
 // NotifyWindow is the shortest time between two wake-up notifications one
@@ -14,8 +15,9 @@ import (
 const NotifyWindow = 5 * time.Millisecond
 
 // NotifyChannel returns the LISTEN/NOTIFY channel on which a Store announces
-// committed events in schema. Projection runners listen on it.
-func NotifyChannel(schema string) string { return "mire_events:" + schema }
+// committed events in schema. Projection runners listen on it. New refuses a
+// schema name too long for its channel to be a Postgres identifier.
+func NotifyChannel(schema string) string { return pgschema.NotifyChannel(schema) }
 
 // notifier coalesces wake-ups: a write marks it dirty and, if no sender is
 // running, starts one. The sender sends one NOTIFY, waits NotifyWindow, and

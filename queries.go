@@ -69,8 +69,15 @@ ORDER BY i.ord`
 	// expectation, instead of failing on the unique index.
 	givenIDsFree = `NOT EXISTS (SELECT FROM {{schema}}.events WHERE event_id = ANY($1::uuid[]))`
 
-	selectStreamEvents = `SELECT version, position, type, schema_version, data FROM {{schema}}.events
-WHERE stream_id = $1 AND version > $2 ORDER BY version`
+	// selectStreamEvents is the replay of stream $1 after version $2: its
+	// stream row (a headRow, see fold) and then its events in version
+	// order, from one database snapshot, so the events can be checked
+	// against the row without another round trip.
+	selectStreamEvents = `SELECT -2::bigint, version, ''::text, 0, NULL::jsonb FROM {{schema}}.streams WHERE stream_id = $1
+UNION ALL
+SELECT version, position, type, schema_version, data FROM {{schema}}.events
+WHERE stream_id = $1 AND version > $2
+ORDER BY 1`
 
 	envelopeColumns = `event_id, stream_id, category, version, position, type, schema_version, data, metadata, recorded_at`
 	readStream      = `SELECT ` + envelopeColumns + ` FROM {{schema}}.events

@@ -125,12 +125,8 @@ var _ = Describe("Reading the log", func() {
 	})
 
 	It("refuses a bad stream id or category with a clear error", func(ctx SpecContext) {
-		for _, err := range store.ReadStream(ctx, "bad\x01id", nil) {
-			Expect(err).To(MatchError(mire.ErrInvalidID))
-		}
-		for _, err := range store.ReadCategory(ctx, "Not A Category", nil) {
-			Expect(err).To(MatchError(ContainSubstring(`category "Not A Category"`)))
-		}
+		Expect(onlyError(store.ReadStream(ctx, "bad\x01id", nil))).To(MatchError(mire.ErrInvalidID))
+		Expect(onlyError(store.ReadCategory(ctx, "Not A Category", nil))).To(MatchError(ContainSubstring(`category "Not A Category"`)))
 	})
 })
 
@@ -148,4 +144,21 @@ func streams(envs []mire.Envelope) []string {
 		out[i] = e.StreamID
 	}
 	return out
+}
+
+// onlyError runs seq to its end and returns the one error it yielded,
+// failing if it yielded anything else.
+func onlyError(seq func(func(mire.Envelope, error) bool)) error {
+	var errs []error
+	events := 0
+	for _, err := range seq {
+		if err != nil {
+			errs = append(errs, err)
+		} else {
+			events++
+		}
+	}
+	Expect(events).To(BeZero(), "events yielded")
+	Expect(errs).To(HaveLen(1), "errors yielded")
+	return errs[0]
 }

@@ -43,9 +43,10 @@ type SnapshotPolicy struct {
 //
 // Snapshots are an optimisation and never an error: a State that cannot be
 // encoded is logged through Config.Logger and the events are saved without
-// it; a snapshot that is missing, of another Version, or that does not
-// decode into State (unknown fields included) is passed over for a full
-// replay. Snapshots live in their own table, so reads and projections never
+// it; a snapshot that is missing, of another Version, not of the stream's
+// history (above its version, or left by a stream deleted and written
+// again), or that does not decode into State (unknown fields included) is
+// passed over for a full replay. Snapshots live in their own table, so reads and projections never
 // see them.
 type Snapshotter interface {
 	SnapshotPolicy() SnapshotPolicy
@@ -65,18 +66,29 @@ ON CONFLICT (stream_id) DO UPDATE
 SET version = EXCLUDED.version, schema_version = EXCLUDED.schema_version, state = EXCLUDED.state, taken_at = EXCLUDED.taken_at
 WHERE s.version < EXCLUDED.version OR s.schema_version <> EXCLUDED.schema_version`
 
-	// selectStreamFromSnapshot is selectStreamEvents preceded by the
-	// stream's snapshot of schema version $3 (if it is past version $2):
-	// the snapshot comes first, as a row with position 0 (real positions
-	// start at 1) and its state as data, then the events after it. One
-	// statement, so the snapshot and the events are read from the same
-	// database snapshot.
+	// selectStreamFromSnapshot is selectStreamEvents with the stream's
+	// snapshot of schema version $3 (if it is past version $2) between the
+	// stream row and the events: a snapshotRow (see fold) with its state as
+	// data, and then only the events after it. One statement, so the stream
+	// row, the snapshot and the events are read from the same database
+	// snapshot.
+	//
+	// A snapshot is used only if the event at its version is the one it was
+	// stored with: the upsert writes it in that event's transaction, so its
+	// taken_at is that event's recorded_at (both are now()). A snapshot
+	// above the stream's version, or left behind by a stream deleted and
+	// written again, fails the test; its row then comes with a NULL state,
+	// and every event is read.
 	selectStreamFromSnapshot = `WITH snap AS (
-SELECT version, state FROM {{schema}}.snapshots WHERE stream_id = $1 AND version > $2 AND schema_version = $3)
-SELECT version, 0::bigint, ''::text, 0, state FROM snap
+SELECT s.version, s.state, EXISTS (SELECT FROM {{schema}}.events e
+  WHERE e.stream_id = $1 AND e.version = s.version AND e.recorded_at = s.taken_at) AS usable
+FROM {{schema}}.snapshots s WHERE s.stream_id = $1 AND s.version > $2 AND s.schema_version = $3)
+SELECT -2::bigint, version, ''::text, 0, NULL::jsonb FROM {{schema}}.streams WHERE stream_id = $1
+UNION ALL
+SELECT -1, version, '', 0, CASE WHEN usable THEN state END FROM snap
 UNION ALL
 SELECT version, position, type, schema_version, data FROM {{schema}}.events
-WHERE stream_id = $1 AND version > coalesce((SELECT version FROM snap), $2)
+WHERE stream_id = $1 AND version > coalesce((SELECT version FROM snap WHERE usable), $2)
 ORDER BY 1`
 )
 
@@ -168,9 +180,17 @@ func (s *Store) replayQuery(root applier) (string, []any) {
 // not decode; replay starts again without it.
 var errSnapshotUnusable = errors.New("mire: snapshot unusable")
 
-// restoreSnapshot loads the snapshot row of replayQuery into root, or logs
-// why it cannot and returns errSnapshotUnusable.
+// restoreSnapshot loads the snapshot row of replayQuery into root. A
+// snapshot the query found not to be of the stream's history (a nil state)
+// is logged and passed over: the query reads every event then. A state
+// that does not decode is logged and errSnapshotUnusable.
 func (s *Store) restoreSnapshot(ctx context.Context, root applier, version int64, state []byte) error {
+	if state == nil {
+		s.logger.WarnContext(ctx, "mire: snapshot ignored, replaying the whole stream",
+			"stream", root.StreamID(), "version", version,
+			"error", fmt.Sprintf("the stream has no event at version %d stored with the snapshot", version))
+		return nil
+	}
 	sr, ok := root.(snapshotRoot)
 	if !ok {
 		return errSnapshotUnusable

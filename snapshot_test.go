@@ -342,6 +342,84 @@ var _ = Describe("Snapshots", func() {
 		Entry("a string", `"garbage"`),
 	)
 
+	It("passes over a snapshot above the stream's version, replaying the stream, in and out of a scope", func(ctx SpecContext) {
+		id := mtest.Unique("l")
+		led, err := mire.LoadOrNew[Ledger](ctx, store, id)
+		Expect(err).NotTo(HaveOccurred())
+		postLedger(ctx, store, led, 120, 60) // a snapshot at 120
+		_, err = pool.Exec(ctx, `UPDATE mire.snapshots SET version = 500 WHERE stream_id = $1`, led.StreamID())
+		Expect(err).NotTo(HaveOccurred())
+
+		loaded, err := mire.Load[Ledger](ctx, store, id)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(loaded.Version).To(BeEquivalentTo(120))
+		Expect(loaded.State.Applied).To(Equal(120), "a full replay")
+		Expect(withoutApplied(loaded.State.LedgerState)).To(Equal(withoutApplied(led.State.LedgerState)))
+		Expect(logs.all()).To(ContainElement(SatisfyAll(ContainSubstring("snapshot ignored"), ContainSubstring("version 500"))))
+		Expect(store.InTx(ctx, func(scope *mire.TxScope) error {
+			locked, err := mire.LoadForUpdate[Ledger](ctx, scope, id)
+			Expect(err).NotTo(HaveOccurred())
+			Expect(locked.Version).To(BeEquivalentTo(120))
+			Expect(locked.State.Applied).To(Equal(120))
+			return nil
+		})).To(Succeed())
+
+		Expect(loaded.Record(LedgerPosted{Amount: 1})).To(Succeed())
+		Expect(store.Save(ctx, loaded)).To(Succeed(), "the loaded Root saves")
+		Expect(loaded.Version).To(BeEquivalentTo(121))
+	})
+
+	It("passes over the snapshot of a stream deleted by hand, before and after the stream is written again", func(ctx SpecContext) {
+		id := mtest.Unique("l")
+		led, err := mire.LoadOrNew[Ledger](ctx, store, id)
+		Expect(err).NotTo(HaveOccurred())
+		postLedger(ctx, store, led, 120, 50) // a snapshot at 100
+		_, err = pool.Exec(ctx, `DELETE FROM mire.events WHERE stream_id = $1`, led.StreamID())
+		Expect(err).NotTo(HaveOccurred())
+		_, err = pool.Exec(ctx, `DELETE FROM mire.streams WHERE stream_id = $1`, led.StreamID())
+		Expect(err).NotTo(HaveOccurred())
+
+		_, err = mire.Load[Ledger](ctx, store, id)
+		Expect(err).To(MatchError(mire.ErrNotFound))
+		again, err := mire.LoadOrNew[Ledger](ctx, store, id)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(again.Version).To(BeZero())
+		Expect(again.State.Applied).To(BeZero())
+
+		// A new history, of other amounts, up to the old snapshot's version:
+		// the save's own snapshot at 100 does not replace the old one.
+		Expect(again.Record(LedgerOpened{Name: "second"})).To(Succeed())
+		for range 99 {
+			Expect(again.Record(LedgerPosted{Amount: 1000})).To(Succeed())
+		}
+		Expect(store.Save(ctx, again)).To(Succeed())
+		loaded, err := mire.Load[Ledger](ctx, store, id)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(loaded.Version).To(BeEquivalentTo(100))
+		Expect(loaded.State.Balance).To(BeEquivalentTo(99_000), "not the old history's state")
+		Expect(withoutApplied(loaded.State.LedgerState)).To(Equal(withoutApplied(again.State.LedgerState)))
+	})
+
+	It("reports a stream whose tail after the snapshot was deleted as ErrCorruptStream, in and out of a scope", func(ctx SpecContext) {
+		id := mtest.Unique("l")
+		led, err := mire.LoadOrNew[Ledger](ctx, store, id)
+		Expect(err).NotTo(HaveOccurred())
+		postLedger(ctx, store, led, 120, 50) // a snapshot at 100
+		snapVersion, _, _ := snapshotRow(ctx, pool, led.StreamID())
+		Expect(snapVersion).To(BeEquivalentTo(100))
+		_, err = pool.Exec(ctx, `DELETE FROM mire.events WHERE stream_id = $1 AND version = 120`, led.StreamID())
+		Expect(err).NotTo(HaveOccurred())
+		corrupt := SatisfyAll(MatchError(mire.ErrCorruptStream),
+			MatchError(ContainSubstring("the stream row is at version 120 but its events end at version 119")))
+
+		_, err = mire.Load[Ledger](ctx, store, id)
+		Expect(err).To(corrupt)
+		Expect(store.InTx(ctx, func(scope *mire.TxScope) error {
+			_, err := mire.LoadForUpdate[Ledger](ctx, scope, id)
+			return err
+		})).To(corrupt)
+	})
+
 	It("never shows snapshot rows in ReadAll, ReadCategory or projections", func(ctx SpecContext) {
 		_, fresh := db.Fresh(ctx)
 		store := newStore(fresh)

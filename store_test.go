@@ -3,6 +3,7 @@ package mire_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 
@@ -204,6 +205,17 @@ var _ = Describe("Store", func() {
 			Expect(acc.State.Applied).To(BeZero(), "a refused event is not applied")
 		})
 
+		DescribeTable("refuses, at New, a schema name that Migrate or NOTIFY could not use, naming it",
+			func(name, message string) {
+				store, err := mire.New(db.Pool, &mire.Config{Schema: name})
+				Expect(err).To(MatchError(SatisfyAll(HavePrefix("mire: "), ContainSubstring(fmt.Sprintf("%q", name)), ContainSubstring(message))))
+				Expect(store).To(BeNil())
+			},
+			Entry("not UTF-8", "mire\xfe", "not valid UTF-8"),
+			Entry("too long for its NOTIFY channel", strings.Repeat("m", 64-len(mire.NotifyChannel(""))), "bytes"),
+			Entry("reserved by Postgres", "pg_events", `"pg_"`),
+		)
+
 		It("refuses every call on a closed store", func(ctx SpecContext) {
 			closed := newStore(db.Pool)
 			closed.Close()
@@ -211,9 +223,7 @@ var _ = Describe("Store", func() {
 			Expect(err).To(MatchError(mire.ErrClosed))
 			_, err = closed.Append(ctx, "account-x", mire.Any, Deposited{Amount: 1})
 			Expect(err).To(MatchError(mire.ErrClosed))
-			for _, err := range closed.ReadAll(ctx, nil) {
-				Expect(err).To(MatchError(mire.ErrClosed))
-			}
+			Expect(onlyError(closed.ReadAll(ctx, nil))).To(MatchError(mire.ErrClosed))
 		})
 	})
 
@@ -300,6 +310,40 @@ var _ = Describe("Store", func() {
 			Expect(err).To(MatchError(mire.ErrCorruptStream))
 			Expect(err.Error()).To(ContainSubstring("version 3 follows version 1"))
 		})
+
+		DescribeTable("loads a stream whose row and events disagree as ErrCorruptStream naming both versions, in and out of a scope",
+			func(ctx SpecContext, tamper string, message string) {
+				id := openAccount(ctx, store, 0)
+				stream := "account-" + id
+				_, err := store.Append(ctx, stream, mire.Exactly(1), Deposited{Amount: 1}, Deposited{Amount: 2})
+				Expect(err).NotTo(HaveOccurred())
+				_, err = db.Pool.Exec(ctx, tamper, stream)
+				Expect(err).NotTo(HaveOccurred())
+				corrupt := SatisfyAll(MatchError(mire.ErrCorruptStream), MatchError(ContainSubstring(`stream %q`, stream)), MatchError(ContainSubstring(message)))
+
+				_, err = mire.Load[Account](ctx, store, id)
+				Expect(err).To(corrupt)
+				_, err = mire.LoadOrNew[Account](ctx, store, id)
+				Expect(err).To(corrupt, "not a new Root, whose saves would conflict forever")
+
+				other := openAccount(ctx, store, 0)
+				scope, err := store.Begin(ctx)
+				Expect(err).NotTo(HaveOccurred())
+				defer scope.Rollback(ctx)
+				_, err = mire.LoadForUpdate[Account](ctx, scope, id)
+				Expect(err).To(corrupt)
+				_, err = mire.LoadManyForUpdate[Account](ctx, scope, other, id)
+				Expect(err).To(corrupt)
+			},
+			Entry("its last event deleted", `DELETE FROM mire.events WHERE stream_id = $1 AND version = 3`,
+				"the stream row is at version 3 but its events end at version 2"),
+			Entry("every event deleted", `DELETE FROM mire.events WHERE stream_id = $1`,
+				"the stream row is at version 3 but its events end at version 0"),
+			Entry("its row behind its events", `UPDATE mire.streams SET version = 2 WHERE stream_id = $1`,
+				"the stream row is at version 2 but its events end at version 3"),
+			Entry("its row deleted", `DELETE FROM mire.streams WHERE stream_id = $1`,
+				"the stream has no row but its events end at version 3"),
+		)
 
 		It("reports a row of an unregistered type with stream, position and type", func(ctx SpecContext) {
 			id := openAccount(ctx, store, 0)

@@ -10,6 +10,14 @@
 //
 // mire.Store.Migrate calls it with the store's schema.
 //
+// # Schema names
+//
+// A schema name is quoted, so any valid UTF-8 without control characters or
+// double quotes will do, up to [MaxSchemaLength] bytes: the schema's NOTIFY
+// channel ([NotifyChannel]) must fit in a Postgres identifier too. Names
+// starting with "pg_" are Postgres's own. [ValidateSchema] checks a name;
+// [Migrate], [Current] and mire.New refuse one it rejects.
+//
 // # Objects
 //
 // All objects live in one schema (default "mire"): streams (one row per

@@ -9,6 +9,7 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -63,10 +64,34 @@ func (m Migration) Render(schema string) string {
 	return strings.ReplaceAll(m.SQL, "{{schema}}", pgx.Identifier{schema}.Sanitize())
 }
 
-// ValidateSchema reports whether name can be used as mire's schema name.
+// MaxSchemaLength is the longest schema name accepted, in bytes. Postgres
+// identifiers are at most 63 bytes (longer ones are cut short, or refused),
+// and the longest identifier mire derives from the schema name, its
+// LISTEN/NOTIFY channel (NotifyChannel), must fit too.
+const MaxSchemaLength = maxIdentifierLength - len(channelPrefix)
+
+// maxIdentifierLength is Postgres's limit on identifiers: NAMEDATALEN - 1.
+const maxIdentifierLength = 63
+
+// channelPrefix starts the NOTIFY channel of every schema.
+const channelPrefix = "mire_events:"
+
+// NotifyChannel returns the LISTEN/NOTIFY channel on which mire announces
+// events committed in schema.
+func NotifyChannel(schema string) string { return channelPrefix + schema }
+
+// ValidateSchema reports whether name can be used as mire's schema name: 1
+// to MaxSchemaLength bytes of valid UTF-8, without control characters or
+// double quotes, and not starting with "pg_", which Postgres reserves.
 func ValidateSchema(name string) error {
-	if name == "" || len(name) > 63 {
-		return fmt.Errorf("pgschema: schema name %q must be 1 to 63 bytes", name)
+	switch {
+	case name == "" || len(name) > MaxSchemaLength:
+		return fmt.Errorf("pgschema: schema name %q is %d bytes, but must be 1 to %d bytes (its NOTIFY channel, %q + the name, must fit in Postgres's %d-byte identifiers)",
+			name, len(name), MaxSchemaLength, channelPrefix, maxIdentifierLength)
+	case !utf8.ValidString(name):
+		return fmt.Errorf("pgschema: schema name %q is not valid UTF-8", name)
+	case strings.HasPrefix(name, "pg_"):
+		return fmt.Errorf("pgschema: schema name %q starts with \"pg_\", which Postgres reserves for system schemas", name)
 	}
 	for _, r := range name {
 		if r < 0x20 || r == 0x7f || r == '"' {
@@ -77,8 +102,12 @@ func ValidateSchema(name string) error {
 }
 
 // Current returns the newest migration version applied in schema, or 0 if
-// mire has never been migrated there.
+// mire has never been migrated there. A name ValidateSchema refuses is an
+// error.
 func Current(ctx context.Context, pool *pgxpool.Pool, schema string) (int, error) {
+	if err := ValidateSchema(schema); err != nil {
+		return 0, err
+	}
 	var version int
 	err := pool.QueryRow(ctx, fmt.Sprintf(selectCurrent, pgx.Identifier{schema}.Sanitize())).Scan(&version)
 	var pgErr *pgconn.PgError
