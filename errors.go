@@ -21,7 +21,8 @@ var (
 	// was read. *ConcurrencyError wraps it with the versions involved.
 	ErrConcurrency = errors.New("mire: concurrency conflict")
 	// ErrCorruptStream is returned when a stream's stored versions do not run
-	// 1..n without a gap.
+	// 1..n without a gap, or do not end at the version of the stream's row
+	// (events deleted by hand, say).
 	ErrCorruptStream = errors.New("mire: corrupt stream")
 	// ErrClosed is returned by every call on a Store after Close.
 	ErrClosed = errors.New("mire: store is closed")

@@ -56,15 +56,19 @@ type Snapshotter interface {
 const (
 	// upsertSnapshot stores the state of stream $1 at version $2, but only
 	// if the event that took the stream to $2 ($5, the last of the save) is
-	// stored there: a refused append writes no snapshot. An older snapshot
-	// (or one of another schema version) is replaced; a newer one is kept,
-	// so a late retry cannot move the snapshot back.
+	// stored there by this very transaction: a refused append writes no
+	// snapshot, and neither does a retry recognised later, so every
+	// snapshot shares its event's transaction (and so its recorded_at,
+	// which loads check). An older snapshot, one at the same version (left
+	// by a stream deleted by hand and written again) or one of another
+	// schema version is replaced; a newer one is kept.
 	upsertSnapshot = `INSERT INTO {{schema}}.snapshots AS s (stream_id, version, schema_version, state)
 SELECT $1::text, $2::bigint, $3::int, $4::jsonb
-WHERE EXISTS (SELECT FROM {{schema}}.events WHERE event_id = $5::uuid AND stream_id = $1::text AND version = $2::bigint)
+WHERE EXISTS (SELECT FROM {{schema}}.events
+  WHERE event_id = $5::uuid AND stream_id = $1::text AND version = $2::bigint AND xid = pg_current_xact_id())
 ON CONFLICT (stream_id) DO UPDATE
 SET version = EXCLUDED.version, schema_version = EXCLUDED.schema_version, state = EXCLUDED.state, taken_at = EXCLUDED.taken_at
-WHERE s.version < EXCLUDED.version OR s.schema_version <> EXCLUDED.schema_version`
+WHERE s.version <= EXCLUDED.version OR s.schema_version <> EXCLUDED.schema_version`
 
 	// selectStreamFromSnapshot is selectStreamEvents with the stream's
 	// snapshot of schema version $3 (if it is past version $2) between the

@@ -387,7 +387,7 @@ var _ = Describe("Snapshots", func() {
 		Expect(again.State.Applied).To(BeZero())
 
 		// A new history, of other amounts, up to the old snapshot's version:
-		// the save's own snapshot at 100 does not replace the old one.
+		// the save's own snapshot at 100 replaces the old one.
 		Expect(again.Record(LedgerOpened{Name: "second"})).To(Succeed())
 		for range 99 {
 			Expect(again.Record(LedgerPosted{Amount: 1000})).To(Succeed())
@@ -398,6 +398,27 @@ var _ = Describe("Snapshots", func() {
 		Expect(loaded.Version).To(BeEquivalentTo(100))
 		Expect(loaded.State.Balance).To(BeEquivalentTo(99_000), "not the old history's state")
 		Expect(withoutApplied(loaded.State.LedgerState)).To(Equal(withoutApplied(again.State.LedgerState)))
+		Expect(loaded.State.Applied).To(BeZero(), "loaded from the new history's snapshot")
+	})
+
+	It("stores a snapshot only in the transaction of its events, never from a retry", func(ctx SpecContext) {
+		led, err := mire.Create[Ledger](store, mtest.Unique("l"))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(led.Record(LedgerOpened{Name: led.ID})).To(Succeed())
+		for range 99 {
+			Expect(led.Record(LedgerPosted{Amount: 1})).To(Succeed())
+		}
+		committed := *led
+		Expect(store.Save(ctx, &committed)).To(Succeed())
+		_, _, n := snapshotRow(ctx, pool, led.StreamID())
+		Expect(n).To(Equal(1))
+		_, err = pool.Exec(ctx, `DELETE FROM mire.snapshots WHERE stream_id = $1`, led.StreamID())
+		Expect(err).NotTo(HaveOccurred())
+
+		Expect(store.Save(ctx, led)).To(Succeed(), "the retry is recognised")
+		_, _, n = snapshotRow(ctx, pool, led.StreamID())
+		Expect(n).To(BeZero(), "a snapshot stored now would not belong to its event's transaction, and loads would pass it over")
+		Expect(logs.all()).NotTo(ContainElement(ContainSubstring("snapshot ignored")))
 	})
 
 	It("reports a stream whose tail after the snapshot was deleted as ErrCorruptStream, in and out of a scope", func(ctx SpecContext) {
