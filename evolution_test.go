@@ -364,6 +364,7 @@ var _ = Describe("Schema evolution", func() {
 			},
 			Entry("from version 0", "Paged", 0, same, "want 1 <= from < current version 4"),
 			Entry("from the current version", "Paged", 4, same, "want 1 <= from < current version 4"),
+			Entry("from a version that wraps in 32 bits", "Paged", 1<<32+1, same, "upcaster from version 4294967297: want 1 <= from < current version 4"),
 			Entry("a type at version 1", "Other", 1, same, "want 1 <= from < current version 1"),
 			Entry("a nil function", "Paged", 1, nil, "upcaster from version 1 is nil"),
 			Entry("an alias", "Pager", 1, same, `it is an alias of "Paged"; register the upcaster for "Paged"`),

@@ -88,8 +88,11 @@ func MustRegister(events ...any) {
 // Register adds event types, given as zero values (Opened{}) or pointers to
 // them (&Opened{}). Each must be a struct embedding Event with a valid `mire`
 // tag, and its (entity, type) and aliases must not be taken by another Go
-// type. Registering the same Go type again is a no-op. On error nothing is
-// registered.
+// type. Its `validate` tags must name validators with parameters they can
+// parse (in nested structs, slice and map elements too), and if it has
+// fields besides the Event marker, encoding/json must encode at least one
+// of them. Registering the same Go type again is a no-op. On error nothing
+// is registered.
 func (r *Registry) Register(events ...any) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -108,6 +111,9 @@ func (r *Registry) Register(events ...any) error {
 		}
 		if _, done := next.byType[t]; done {
 			continue
+		}
+		if err := checkEventStruct(r.validate, t); err != nil {
+			return err
 		}
 		et := &eventType{goType: t, tag: tag}
 		for _, name := range append([]string{tag.Type}, tag.Aliases...) {
@@ -314,9 +320,16 @@ func (r *Registry) lookup(event any) (*eventType, error) {
 	return et, nil
 }
 
-// check validates an event's payload with its `validate` tags.
-func (r *Registry) check(et *eventType, event any) error {
-	err := r.validate.Struct(event)
+// check validates an event's payload with its `validate` tags. Register
+// made sure the type's own tags run; a panic can still come from a value
+// held in an interface field, and is an error here, not a crash.
+func (r *Registry) check(et *eventType, event any) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("%w: validate %v: %v", ErrInvalidEvent, et.goType, p)
+		}
+	}()
+	err = r.validate.Struct(event)
 	if err == nil {
 		return nil
 	}
