@@ -111,6 +111,9 @@ func newRoot[T any, PT interface {
 	if err := validateID("aggregate id", id); err != nil {
 		return nil, fmt.Errorf("mire: %s %T: %w", op, PT(nil), err)
 	}
+	if err := checkAggregateType(reflect.TypeFor[T]()); err != nil {
+		return nil, fmt.Errorf("mire: %s %T: %w", op, PT(nil), err)
+	}
 	root := &Root[T]{ID: id, registry: store.registry}
 	root.category = PT(&root.State).Category()
 	if err := validateCategory(root.category); err != nil {
@@ -199,9 +202,13 @@ func (r *Root[T]) Category() string { return r.category }
 // Record validates event, applies it to State at once, and queues it for
 // the next Save. It refuses (and changes nothing) for a nil event, a type
 // that is not registered, an event of another entity than the Root's
-// category, or a payload that fails its `validate` tags (*ValidationError).
+// category, or a payload that fails its `validate` tags (*ValidationError),
+// and on a Root that Load, LoadOrNew or Create did not make.
 // Each recorded event gets a new UUIDv7 id.
 func (r *Root[T]) Record(event any) error {
+	if r.registry == nil {
+		return fmt.Errorf("mire: record on a %v with id %q: the Root was not made by Load, LoadOrNew or Create", reflect.TypeFor[Root[T]](), r.ID)
+	}
 	p, err := r.registry.prepare(r.category, event)
 	if err != nil {
 		return fmt.Errorf("mire: record on stream %q: %w", r.StreamID(), err)

@@ -12,6 +12,9 @@ import (
 // with their own SQL, such as projections; a payload it cannot decode is a
 // *DecodeError naming the stream, position and type.
 func (s *Store) DecodeEnvelope(env *Envelope, metadata []byte) error {
+	if env == nil {
+		return fmt.Errorf("mire: decode envelope: env is nil")
+	}
 	data, target, err := s.registry.decode(env.Category, env.Type, env.SchemaVersion, env.Raw)
 	if err != nil {
 		return &DecodeError{StreamID: env.StreamID, Position: env.Position, Version: env.Version, Type: env.Type, SchemaVersion: env.SchemaVersion, TargetVersion: target, Err: err}
