@@ -249,6 +249,9 @@ func (reg *Registry) prepare(category string, event any) (pendingEvent, error) {
 	if err != nil {
 		return pendingEvent{}, fmt.Errorf("%w: encode %v: %v", ErrInvalidEvent, et.goType, err)
 	}
+	if err := checkStorable(data); err != nil {
+		return pendingEvent{}, fmt.Errorf("%w: %v %v", ErrInvalidEvent, et.goType, err)
+	}
 	id, err := uuid.NewV7()
 	if err != nil {
 		return pendingEvent{}, fmt.Errorf("mire: new event id: %w", err)
