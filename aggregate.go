@@ -202,8 +202,11 @@ func (r *Root[T]) Category() string { return r.category }
 // Record validates event, applies it to State at once, and queues it for
 // the next Save. It refuses (and changes nothing) for a nil event, a type
 // that is not registered, an event of another entity than the Root's
-// category, or a payload that fails its `validate` tags (*ValidationError),
-// and on a Root that Load, LoadOrNew or Create did not make.
+// category, a payload that fails its `validate` tags (*ValidationError), or
+// one that PostgreSQL's jsonb cannot store or json cannot load back (a NUL
+// character or half a surrogate pair in a string or key, nesting deeper
+// than 10000 levels: ErrInvalidEvent naming the field), and on a Root that
+// Load, LoadOrNew or Create did not make.
 // Each recorded event gets a new UUIDv7 id.
 func (r *Root[T]) Record(event any) error {
 	if r.registry == nil {

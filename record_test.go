@@ -31,6 +31,20 @@ func nested(depth int) any {
 	return v
 }
 
+// Wrapped holds any value; what validator finds inside is known only when
+// Record validates it.
+type Wrapped struct {
+	mire.Event `mire:"entity=account,type=Wrapped"`
+	Payload    any `json:"payload"`
+}
+
+func init() { mire.MustRegister(Wrapped{}) }
+
+// badlyTagged is not an event: Register never sees its tags.
+type badlyTagged struct {
+	N int `json:"n" validate:"gtx=0"`
+}
+
 var _ = Describe("Records that could not be stored exactly", func() {
 	var store *mire.Store
 	BeforeEach(func() { store = newStore(db.Pool) })
@@ -64,6 +78,15 @@ var _ = Describe("Records that could not be stored exactly", func() {
 		Entry("nesting deeper than the decoder allows", Noted{Tree: nested(10000)},
 			`mire_test.Noted field tree[0][0][0]...: nesting deeper than 10000 levels, which encoding/json cannot decode`),
 	)
+
+	It("refuses, without a panic, a value in an interface field whose validate tags cannot run", func(ctx SpecContext) {
+		acc, err := mire.LoadOrNew[Account](ctx, store, mtest.Unique("acc"))
+		Expect(err).NotTo(HaveOccurred())
+		err = acc.Record(Wrapped{Payload: badlyTagged{N: 1}})
+		Expect(errors.Is(err, mire.ErrInvalidEvent)).To(BeTrue(), "%v", err)
+		Expect(err).To(MatchError(ContainSubstring("validate mire_test.Wrapped: Undefined validation function 'gtx' on field 'N'")))
+		Expect(acc.Pending()).To(BeEmpty())
+	})
 
 	It("stores and loads nesting up to the decoder's limit, and escaped look-alikes of NUL", func(ctx SpecContext) {
 		acc, err := mire.LoadOrNew[Account](ctx, store, mtest.Unique("acc"))
