@@ -20,9 +20,9 @@ import (
 // Keys: entity (required; the category of the streams the event belongs to),
 // type (required; the stored discriminator, never derived from the Go type
 // name), version (the payload's schema version, a whole number from 1 to
-// MaxSchemaVersion, default 1) and alias (an old
-// type name whose stored events load as this type; repeat with '|' for
-// several: alias=Created|Started).
+// MaxSchemaVersion, default 1) and alias (an old type name whose stored
+// events load as this type; repeat with '|' for several:
+// alias=Created|Started).
 type Event struct{}
 
 // MaxSchemaVersion is the highest schema version an event's `version` tag
