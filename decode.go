@@ -15,7 +15,10 @@ import (
 // with their own SQL, such as projections; a payload it cannot decode is a
 // *DecodeError naming the stream, position and type.
 func (s *Store) DecodeEnvelope(env *Envelope, metadata []byte) error {
-	if env == nil {
+	switch {
+	case s == nil:
+		return fmt.Errorf("mire: decode envelope: store is nil")
+	case env == nil:
 		return fmt.Errorf("mire: decode envelope: env is nil")
 	}
 	data, target, err := s.registry.decode(env.Category, env.Type, env.SchemaVersion, env.Raw)
