@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"reflect"
 	"strconv"
 	"sync"
@@ -141,7 +142,7 @@ func FuzzRecord(f *testing.F) {
 	f.Add("plain", "key", int64(1), 1.5, []byte(`{"a": [1, "b"]}`))
 	f.Add("a\x00b", "k", int64(2), 0.0, []byte(nil))
 	f.Add("s", "k\x00", int64(3), 0.0, []byte(`"\u0000"`))
-	f.Add("\\u0000", `\ud800`, int64(4), -0.0, []byte(`{"s": "\ud800"}`))
+	f.Add("\\u0000", `\ud800`, int64(4), math.Copysign(0, -1), []byte(`{"s": "\ud800"}`))
 	f.Add("\xff\xfe", "<&>", int64(2000000), 1e308, []byte(`{"s": "\ud83d\ude00"}`))
 	f.Add("", "", int64(-1), 0.0, []byte(`[[[[[[[[[[]]]]]]]]]]`))
 	f.Add("\u2028", "\t", int64(0), 1e-320, []byte(`1e999999`))
