@@ -240,47 +240,27 @@ func FuzzDecodeEnvelope(f *testing.F) {
 	})
 }
 
-// fuzzDB starts (once per process, torn down by the first fuzz target that
-// used it) a throwaway server, or uses TEST_DATABASE_URL, with a fresh
-// migrated database.
-type fuzzDB struct {
-	once sync.Once
-	pool *pgxpool.Pool
-	err  error
-	stop func()
-}
-
-func (d *fuzzDB) get(f *testing.F) *pgxpool.Pool {
-	d.once.Do(func() {
-		ctx := context.Background()
-		srv, err := pgtest.Start(ctx, pgtest.EnvTestDatabase)
-		if err != nil {
-			d.err = err
-			return
-		}
-		url, drop, err := pgtest.NewDatabase(ctx, srv.URL())
-		if err != nil {
-			d.err = errors.Join(err, srv.Stop())
-			return
-		}
-		if d.pool, err = pgxpool.New(ctx, url); err != nil {
-			d.err = errors.Join(err, drop(ctx), srv.Stop())
-			return
-		}
-		d.stop = func() {
-			d.pool.Close()
-			_ = drop(ctx)
-			_ = srv.Stop()
-		}
-		f.Cleanup(d.stop)
-	})
-	if d.err != nil {
-		f.Fatal(d.err)
+// fuzzDatabase starts a throwaway server (or uses TEST_DATABASE_URL) with a
+// fresh migrated database for one fuzz target, torn down when it ends.
+func fuzzDatabase(f *testing.F) *pgxpool.Pool {
+	ctx := context.Background()
+	srv, err := pgtest.Start(ctx, pgtest.EnvTestDatabase)
+	if err != nil {
+		f.Fatal(err)
 	}
-	return d.pool
+	f.Cleanup(func() { _ = srv.Stop() })
+	url, drop, err := pgtest.NewDatabase(ctx, srv.URL())
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { _ = drop(ctx) })
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(pool.Close)
+	return pool
 }
-
-var storedRowsDB fuzzDB
 
 // FuzzStoredRows inserts rows by hand, as older code or another program
 // might have written them, and loads them: Load and ReadStream never panic,
@@ -296,7 +276,7 @@ func FuzzStoredRows(f *testing.F) {
 	f.Add("Gone", int32(1), `{}`, `{}`)
 	f.Add("Recorded", int32(0), `{"n": 1}`, `[]`)
 	f.Add("Mixed", int32(2), `{"s": "\ud83d\ude00 \u00e9 \u001f \t", "any": [1.0, 1e2, -0, 0.1e-5]}`, `{}`)
-	pool := storedRowsDB.get(f)
+	pool := fuzzDatabase(f)
 	store, err := New(pool, &Config{Registry: fuzzRegistry()})
 	if err != nil {
 		f.Fatal(err)
