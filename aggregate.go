@@ -204,9 +204,10 @@ func (r *Root[T]) Category() string { return r.category }
 // that is not registered, an event of another entity than the Root's
 // category, a payload that fails its `validate` tags (*ValidationError), or
 // one that PostgreSQL's jsonb cannot store or json cannot load back (a NUL
-// character or half a surrogate pair in a string or key, nesting deeper
-// than 10000 levels: ErrInvalidEvent naming the field), and on a Root that
-// Load, LoadOrNew or Create did not make.
+// character or half a surrogate pair in a string or key, a json.Number
+// outside PostgreSQL's numeric range, nesting deeper than 10000 levels:
+// ErrInvalidEvent naming the field), and on a Root that Load, LoadOrNew or
+// Create did not make.
 // Each recorded event gets a new UUIDv7 id.
 func (r *Root[T]) Record(event any) error {
 	if r.registry == nil {

@@ -63,7 +63,8 @@ type fuzzInner struct {
 	Sss   int    `json:"sss"`
 }
 
-// fuzzRecorded is what FuzzRecord records: free-form strings, keys and JSON.
+// fuzzRecorded is what FuzzRecord records: free-form strings, keys and JSON
+// (Raw keeps numbers as written, as a json.Number would).
 type fuzzRecorded struct {
 	Event `mire:"entity=fuzz,type=Recorded"`
 	S     string            `json:"s"`
@@ -146,6 +147,7 @@ func FuzzRecord(f *testing.F) {
 	f.Add("\xff\xfe", "<&>", int64(2000000), 1e308, []byte(`{"s": "\ud83d\ude00"}`))
 	f.Add("", "", int64(-1), 0.0, []byte(`[[[[[[[[[[]]]]]]]]]]`))
 	f.Add("\u2028", "\t", int64(0), 1e-320, []byte(`1e999999`))
+	f.Add("1e5", "2E-5", int64(0), 1e300, []byte(`[0e1073741823, 1e131071, -0.1e-16383]`))
 	reg := fuzzRegistry()
 	f.Fuzz(func(t *testing.T, s, key string, n int64, x float64, raw []byte) {
 		event := fuzzRecorded{S: s, M: map[string]string{key: s}, N: n, F: x}
@@ -265,8 +267,9 @@ func fuzzDatabase(f *testing.F) *pgxpool.Pool {
 // FuzzStoredRows inserts rows by hand, as older code or another program
 // might have written them, and loads them: Load and ReadStream never panic,
 // fail only with mire's errors and agree with each other. It also checks
-// the two decode paths on the text jsonb really gives back, and that
-// appendJSONB writes that text exactly as PostgreSQL does.
+// the two decode paths on the text jsonb really gives back, that
+// appendJSONB writes that text exactly as PostgreSQL does, and that
+// numericFits agrees with PostgreSQL on every JSON number.
 func FuzzStoredRows(f *testing.F) {
 	for i, s := range decodeSeeds {
 		f.Add("Mixed", int32(i%4), s, `{"actor": "a"}`)
@@ -276,6 +279,10 @@ func FuzzStoredRows(f *testing.F) {
 	f.Add("Gone", int32(1), `{}`, `{}`)
 	f.Add("Recorded", int32(0), `{"n": 1}`, `[]`)
 	f.Add("Mixed", int32(2), `{"s": "\ud83d\ude00 \u00e9 \u001f \t", "any": [1.0, 1e2, -0, 0.1e-5]}`, `{}`)
+	for _, num := range []string{"1e131071", "1e131072", "-0.1e-16383", "0.1e-16382", "0e1073741823", "0e1073741822",
+		"1E-16383", "123.456e2", "0.0000e-16380", "-0", "1e+0000000000000000000012"} {
+		f.Add("Mixed", int32(2), num, `{}`)
+	}
 	pool := fuzzDatabase(f)
 	store, err := New(pool, &Config{Registry: fuzzRegistry()})
 	if err != nil {
@@ -284,6 +291,12 @@ func FuzzStoredRows(f *testing.F) {
 	var n atomic.Int64
 	f.Fuzz(func(t *testing.T, typ string, schema int32, data, metadata string) {
 		ctx := context.Background()
+		if num := bytes.Trim([]byte(data), " \t\r\n"); json.Valid(num) && len(num) > 0 && (num[0] == '-' || num[0] >= '0' && num[0] <= '9') {
+			_, err := pool.Exec(ctx, `SELECT $1::jsonb`, data)
+			if (err == nil) != numericFits(num) {
+				t.Fatalf("numericFits(%s) = %v, but PostgreSQL says %v", num, numericFits(num), err)
+			}
+		}
 		id := fmt.Sprintf("%d-%d", time.Now().UnixNano(), n.Add(1))
 		stream := StreamID("fuzz", id)
 		var stored []byte

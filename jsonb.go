@@ -20,15 +20,77 @@ const maxJSONDepth = 10000
 // checkStorable reports the first part of an encoded payload that jsonb
 // cannot store or that json cannot load back: a string or key holding
 // \u0000 or half a surrogate pair (jsonb refuses both, SQLSTATE 22P05 or
-// 22P02), or nesting deeper than maxJSONDepth. data is json.Marshal's
-// output, so valid JSON; the scan is skipped when neither problem can
-// occur (no \u escape, and too short to nest that deep).
+// 22P02), a number outside PostgreSQL's numeric range (22003; only a
+// json.Number or json.RawMessage can hold one), or nesting deeper than
+// maxJSONDepth. data is json.Marshal's output, so valid JSON; the scan is
+// skipped when none of these can occur: no \u escape, no exponent, and too
+// short to nest that deep or to spell a number with that many digits.
 func checkStorable(data []byte) error {
-	if len(data) <= maxJSONDepth && !bytes.Contains(data, []byte(`\u`)) {
+	if len(data) <= maxJSONDepth && !bytes.Contains(data, []byte(`\u`)) && !hasExponent(data) {
 		return nil
 	}
 	s := &storableScan{data: data}
 	return s.value(0)
+}
+
+// hasExponent reports whether data may hold a number with an exponent: a
+// digit followed by e or E (inside strings too; then the scan finds none).
+func hasExponent(data []byte) bool {
+	for i := 1; i < len(data); i++ {
+		if c := data[i]; (c == 'e' || c == 'E') && data[i-1] >= '0' && data[i-1] <= '9' {
+			return true
+		}
+	}
+	return false
+}
+
+// PostgreSQL's numeric, which jsonb stores numbers as, holds at most 131072
+// digits before the decimal point and 16383 after it (a base-10000 weight
+// in an int16, a display scale in 14 bits), and refuses exponents from
+// INT_MAX/2 up outright.
+const (
+	numericMaxIntDigits = 131072
+	numericMaxScale     = 16383
+	numericMaxExponent  = 1<<30 - 1
+	numericMaxExpDigits = 10 // longer exponents are out of range anyway
+)
+
+// numericFits reports whether PostgreSQL's numeric can hold the JSON number
+// num, following its input routine: the digits after the point, less the
+// exponent, are its scale; the most significant non-zero digit's place
+// decides its weight.
+func numericFits(num []byte) bool {
+	mantissa, expText, hasExp := bytes.Cut(bytes.ToLower(num), []byte("e"))
+	mantissa = bytes.TrimPrefix(mantissa, []byte("-"))
+	intPart, fracPart, _ := bytes.Cut(mantissa, []byte("."))
+	exp := 0
+	if hasExp {
+		digits := bytes.TrimLeft(bytes.TrimLeft(expText, "+-"), "0")
+		if len(digits) > numericMaxExpDigits {
+			return false
+		}
+		e, err := strconv.Atoi(string(digits))
+		if len(digits) > 0 && err != nil {
+			return false
+		}
+		if bytes.HasPrefix(expText, []byte("-")) {
+			e = -e
+		}
+		if e >= numericMaxExponent || e <= -numericMaxExponent {
+			return false
+		}
+		exp = e
+	}
+	if len(fracPart)-exp > numericMaxScale {
+		return false
+	}
+	all := append(append([]byte(nil), intPart...), fracPart...)
+	lead := len(all) - len(bytes.TrimLeft(all, "0"))
+	if lead == len(all) {
+		return true // zero
+	}
+	place := len(intPart) - 1 - lead + exp // 0 for units, 1 for tens, -1 for tenths
+	return place < numericMaxIntDigits
 }
 
 // storableScan walks encoded JSON, keeping the path to the current value
@@ -118,8 +180,16 @@ func (s *storableScan) value(depth int) error {
 		_, err := s.str("string")
 		return err
 	}
+	start := s.i
 	for s.i < len(s.data) && strings.IndexByte(",]} \t\r\n", s.data[s.i]) < 0 {
 		s.i++
+	}
+	if c := s.data[start]; (c == '-' || c >= '0' && c <= '9') && !numericFits(s.data[start:s.i]) {
+		num := s.data[start:s.i]
+		if len(num) > 40 {
+			num = append(num[:37:37], "..."...)
+		}
+		return s.fail("number %s is outside the range of PostgreSQL's numeric, which jsonb stores numbers as", num)
 	}
 	return nil
 }

@@ -75,6 +75,12 @@ var _ = Describe("Records that could not be stored exactly", func() {
 			`mire_test.Noted field tree.a[1]: string "x\u0000" holds \u0000 (NUL)`),
 		Entry("a lone surrogate in raw JSON", Noted{Tree: json.RawMessage(`{"s": "\ud800"}`)},
 			`mire_test.Noted field tree.s: string "\ud800" holds \ud800 without the other half of its surrogate pair`),
+		Entry("a number beyond numeric's digits before the point", Noted{Tree: json.RawMessage(`{"n": 1e131072}`)},
+			`mire_test.Noted field tree.n: number 1e131072 is outside the range of PostgreSQL's numeric`),
+		Entry("a number beyond numeric's digits after the point", Noted{Tree: json.Number("-0.1e-16383")},
+			`mire_test.Noted field tree: number -0.1e-16383 is outside the range of PostgreSQL's numeric`),
+		Entry("an exponent numeric refuses even for zero", Noted{Tree: json.Number("0e1073741823")},
+			`mire_test.Noted field tree: number 0e1073741823 is outside the range`),
 		Entry("nesting deeper than the decoder allows", Noted{Tree: nested(10000)},
 			`mire_test.Noted field tree[0][0][0]...: nesting deeper than 10000 levels, which encoding/json cannot decode`),
 	)
@@ -88,15 +94,21 @@ var _ = Describe("Records that could not be stored exactly", func() {
 		Expect(acc.Pending()).To(BeEmpty())
 	})
 
-	It("stores and loads nesting up to the decoder's limit, and escaped look-alikes of NUL", func(ctx SpecContext) {
+	It("stores and loads what comes up to the limits, and look-alikes of what is refused", func(ctx SpecContext) {
 		acc, err := mire.LoadOrNew[Account](ctx, store, mtest.Unique("acc"))
 		Expect(err).NotTo(HaveOccurred())
 		Expect(acc.Record(Noted{Note: `\u0000 is not NUL`, Tags: map[string]string{`\u0000`: `\ud800`}, Tree: nested(9999)})).To(Succeed())
+		Expect(acc.Record(Noted{Note: "1e131072 in a string", Tree: map[string]any{"edge": json.Number("1e-16383"), "zero": json.Number("0e99999")}})).To(Succeed())
 		Expect(store.Save(ctx, acc)).To(Succeed())
+		var got []any
 		for env, err := range store.ReadStream(ctx, acc.StreamID(), nil) {
 			Expect(err).NotTo(HaveOccurred())
-			Expect(env.Data).To(Equal(Noted{Note: `\u0000 is not NUL`, Tags: map[string]string{`\u0000`: `\ud800`}, Tree: nested(9999)}))
+			got = append(got, env.Data)
 		}
+		Expect(got).To(Equal([]any{
+			Noted{Note: `\u0000 is not NUL`, Tags: map[string]string{`\u0000`: `\ud800`}, Tree: nested(9999)},
+			Noted{Note: "1e131072 in a string", Tree: map[string]any{"edge": 1e-16383, "zero": 0.0}},
+		}))
 	})
 
 	DescribeTable("a NUL in metadata is refused by Save and Append, naming the field, and nothing is written",
