@@ -111,6 +111,9 @@ func newRoot[T any, PT interface {
 	if err := validateID("aggregate id", id); err != nil {
 		return nil, fmt.Errorf("mire: %s %T: %w", op, PT(nil), err)
 	}
+	if err := checkAggregateType(reflect.TypeFor[T]()); err != nil {
+		return nil, fmt.Errorf("mire: %s %T: %w", op, PT(nil), err)
+	}
 	root := &Root[T]{ID: id, registry: store.registry}
 	root.category = PT(&root.State).Category()
 	if err := validateCategory(root.category); err != nil {
@@ -227,9 +230,19 @@ func (r *Root[T]) Category() string { return r.category }
 // Record validates event, applies it to State at once, and queues it for
 // the next Save. It refuses (and changes nothing) for a nil event, a type
 // that is not registered, an event of another entity than the Root's
-// category, or a payload that fails its `validate` tags (*ValidationError).
-// Each recorded event gets a new UUIDv7 id.
+// category, a payload that fails its `validate` tags (*ValidationError), or
+// one that PostgreSQL's jsonb cannot store or json cannot load back (a NUL
+// character or half a surrogate pair in a string or key, a json.Number
+// outside PostgreSQL's numeric range, nesting deeper than 10000 levels:
+// ErrInvalidEvent naming the field), and on a Root that Load, LoadOrNew or
+// Create did not make.
+//
+// Each recorded event gets a new UUIDv7 id, or the one given with WithID;
+// Apply and Pending see the event itself.
 func (r *Root[T]) Record(event any) error {
+	if r.registry == nil {
+		return fmt.Errorf("mire: record on a %v with id %q: the Root was not made by Load, LoadOrNew or Create", reflect.TypeFor[Root[T]](), r.ID)
+	}
 	p, err := r.registry.prepare(r.category, event)
 	if err != nil {
 		return fmt.Errorf("mire: record on stream %q: %w", r.StreamID(), err)
@@ -276,6 +289,9 @@ func (reg *Registry) prepare(category string, event any) (pendingEvent, error) {
 	data, err := json.Marshal(event)
 	if err != nil {
 		return pendingEvent{}, fmt.Errorf("%w: encode %v: %v", ErrInvalidEvent, et.goType, err)
+	}
+	if err := checkStorable(data); err != nil {
+		return pendingEvent{}, fmt.Errorf("%w: %v %v", ErrInvalidEvent, et.goType, err)
 	}
 	given := id != uuid.Nil
 	if !given {

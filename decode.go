@@ -1,8 +1,11 @@
 package mire
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"reflect"
 )
 
 // DecodeEnvelope fills env.Data from env.Raw through the store's registry
@@ -12,6 +15,12 @@ import (
 // with their own SQL, such as projections; a payload it cannot decode is a
 // *DecodeError naming the stream, position and type.
 func (s *Store) DecodeEnvelope(env *Envelope, metadata []byte) error {
+	switch {
+	case s == nil:
+		return fmt.Errorf("mire: decode envelope: store is nil")
+	case env == nil:
+		return fmt.Errorf("mire: decode envelope: env is nil")
+	}
 	data, target, err := s.registry.decode(env.Category, env.Type, env.SchemaVersion, env.Raw)
 	if err != nil {
 		return &DecodeError{StreamID: env.StreamID, Position: env.Position, Version: env.Version, Type: env.Type, SchemaVersion: env.SchemaVersion, TargetVersion: target, Err: err}
@@ -24,4 +33,43 @@ func (s *Store) DecodeEnvelope(env *Envelope, metadata []byte) error {
 		}
 	}
 	return nil
+}
+
+// errNullPayload is a stored payload of JSON null: json.Unmarshal would
+// leave the struct at its zero value, but no write stores null, so both
+// decode paths refuse it.
+var errNullPayload = errors.New("payload is null, not a JSON object")
+
+// decode turns a stored payload into the registered Go value (not a
+// pointer), and returns the type's current version (0 if it is not
+// registered), the version it decodes to. Payloads at the current version
+// are unmarshalled straight into the struct (the fast path); older ones go
+// through the upcaster chain and then json.Unmarshal too (upcast.go), so
+// both paths decode alike.
+func (r *Registry) decode(entity, typ string, schemaVersion int, data []byte) (any, int, error) {
+	state := r.state.Load()
+	et, ok := state.byName[eventName{entity, typ}]
+	if !ok {
+		return nil, 0, fmt.Errorf("%w: entity %q type %q", ErrUnregistered, entity, typ)
+	}
+	target := et.tag.Version
+	ptr := reflect.New(et.goType)
+	switch {
+	case schemaVersion < 1:
+		return nil, target, fmt.Errorf("stored schema version %d is not valid: versions start at 1", schemaVersion)
+	case schemaVersion == target:
+		if bytes.Equal(bytes.Trim(data, " \t\r\n"), []byte("null")) {
+			return nil, target, errNullPayload
+		}
+		if err := json.Unmarshal(data, ptr.Interface()); err != nil {
+			return nil, target, fmt.Errorf("payload does not fit %v: %w", et.goType, err)
+		}
+	case schemaVersion < target:
+		if err := state.upcast(et, schemaVersion, data, ptr.Interface()); err != nil {
+			return nil, target, err
+		}
+	default:
+		return nil, target, fmt.Errorf("stored schema version %d is newer than %v's version %d (written by newer code?)", schemaVersion, et.goType, target)
+	}
+	return ptr.Elem().Interface(), target, nil
 }

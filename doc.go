@@ -62,7 +62,7 @@
 // An aggregate whose pointer type implements [Snapshotter] has its State
 // stored every [SnapshotPolicy].Every events, in the save's round trip;
 // loads start from it. Payloads written under older `version=N` tags are
-// upcast through [RegisterUpcaster] steps and decoded with mapstructure;
+// upcast through [RegisterUpcaster] steps and decoded with json.Unmarshal;
 // [RegisterAlias] (or the tag's alias key) loads history written under an
 // old type name; [Registry.Check] reports unfinished upcaster chains.
 //

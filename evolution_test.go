@@ -364,6 +364,7 @@ var _ = Describe("Schema evolution", func() {
 			},
 			Entry("from version 0", "Paged", 0, same, "want 1 <= from < current version 4"),
 			Entry("from the current version", "Paged", 4, same, "want 1 <= from < current version 4"),
+			Entry("from a version that wraps in 32 bits", "Paged", 1<<32+1, same, "upcaster from version 4294967297: want 1 <= from < current version 4"),
 			Entry("a type at version 1", "Other", 1, same, "want 1 <= from < current version 1"),
 			Entry("a nil function", "Paged", 1, nil, "upcaster from version 1 is nil"),
 			Entry("an alias", "Pager", 1, same, `it is an alias of "Paged"; register the upcaster for "Paged"`),
@@ -392,6 +393,82 @@ var _ = Describe("Schema evolution", func() {
 			Expect(reg.Register(Foreign{})).To(Succeed())
 		})
 	})
+})
+
+// Mixed has a field for each case where a decoder could differ from
+// encoding/json. It is at version 2 in its spec's registry, with an identity
+// upcaster from version 1, so the same stored payload decodes through the
+// fast path (at version 2) and the upcast path (at version 1).
+type Mixed struct {
+	mire.Event `mire:"entity=mixed,type=Mixed,version=2"`
+	mixedInner
+	U8    uint8           `json:"u8"`
+	I8    int8            `json:"i8"`
+	S     string          `json:"s"`
+	F32   float32         `json:"f32"`
+	Arr   [2]int          `json:"arr"`
+	Sss   int             `json:"sss"`
+	Any   any             `json:"any"`
+	Quote int64           `json:"quote,string"`
+	Ptr   *int            `json:"ptr"`
+	Map   map[string]int  `json:"map"`
+	Raw   json.RawMessage `json:"raw"`
+}
+
+type mixedInner struct {
+	Inner string `json:"inner"`
+}
+
+var _ = Describe("Decoding an older schema version", func() {
+	DescribeTable("gives what encoding/json gives a current payload, values and errors alike",
+		func(ctx SpecContext, payload string) {
+			reg := mire.NewRegistry()
+			Expect(reg.Register(Mixed{})).To(Succeed())
+			Expect(reg.RegisterUpcaster("mixed", "Mixed", 1, func(p map[string]any) (map[string]any, error) { return p, nil })).To(Succeed())
+			store, err := mire.New(db.Pool, &mire.Config{Registry: reg})
+			Expect(err).NotTo(HaveOccurred())
+			var stored string // as jsonb gives it back: one value per key, keys in jsonb's order
+			Expect(db.Pool.QueryRow(ctx, `SELECT $1::jsonb::text`, payload).Scan(&stored)).To(Succeed())
+
+			var want Mixed
+			wantErr := json.Unmarshal([]byte(stored), &want)
+			decode := func(schema int) (any, error) {
+				env := mire.Envelope{StreamID: "mixed-1", Category: "mixed", Version: 1, Position: 1, Type: "Mixed", SchemaVersion: schema, Raw: json.RawMessage(stored)}
+				err := store.DecodeEnvelope(&env, nil)
+				return env.Data, err
+			}
+			current, currentErr := decode(2)
+			upcast, upcastErr := decode(1)
+			if wantErr != nil || strings.TrimSpace(stored) == "null" {
+				Expect(currentErr).To(HaveOccurred(), "the fast path fails as json does")
+				Expect(upcastErr).To(HaveOccurred(), "the upcast path fails as json does")
+				return
+			}
+			Expect(currentErr).NotTo(HaveOccurred())
+			Expect(upcastErr).NotTo(HaveOccurred())
+			Expect(current).To(Equal(want))
+			Expect(upcast).To(Equal(want))
+		},
+		Entry("300 into uint8", `{"u8": 300}`),
+		Entry("200 into int8", `{"i8": 200}`),
+		Entry("a number into a string", `{"s": 5}`),
+		Entry("1e39 into float32", `{"f32": 1e39}`),
+		Entry("a fraction into an integer", `{"i8": 1.5}`),
+		Entry("three elements into [2]int", `{"arr": [1, 2, 3]}`),
+		Entry("one element into [2]int", `{"arr": [7]}`),
+		Entry("case-folded keys", `{"S": "upper", "s": "lower"}`),
+		Entry("keys that fold alike but differ in length", `{"sſſ": 1, "ſss": 2}`),
+		Entry("numbers into any", `{"any": {"n": 1.5, "big": 12345678901234567890, "list": [1, "two", null]}}`),
+		Entry("the string option", `{"quote": "9007199254740993"}`),
+		Entry("the string option with a bare number", `{"quote": 5}`),
+		Entry("a null pointer and a value", `{"ptr": null, "map": {"a": 1}}`),
+		Entry("raw JSON", `{"raw": {"b": [1, 2.50, "x"], "a": null}}`),
+		Entry("a promoted field", `{"inner": "promoted"}`),
+		Entry("null", `null`),
+		Entry("an array", `[1, 2]`),
+		Entry("a string", `"text"`),
+		Entry("a field of the wrong shape", `{"map": [1]}`),
+	)
 })
 
 // DocAggregate folds the doc events of the decode-error specs.

@@ -4,6 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
+	"strings"
 )
 
 // Metadata travels with each event: who caused it and in what flow. It is
@@ -23,7 +26,9 @@ func (m Metadata) IsZero() bool {
 type metadataKey struct{}
 
 // WithMetadata returns a context whose saves and appends store md with every
-// event they write. A later WithMetadata replaces it.
+// event they write. A later WithMetadata replaces it. Its strings must not
+// hold a NUL character (PostgreSQL cannot store one): a save or append with
+// such metadata fails with ErrInvalidEvent and writes nothing.
 //
 //	ctx = mire.WithMetadata(ctx, mire.Metadata{CorrelationID: reqID, Actor: user})
 //	err = store.Save(ctx, acc)
@@ -45,9 +50,33 @@ func metadataJSON(ctx context.Context) ([]byte, error) {
 	if md.IsZero() {
 		return nil, nil
 	}
+	if err := md.checkStorable(); err != nil {
+		return nil, err
+	}
 	data, err := json.Marshal(md)
 	if err != nil {
 		return nil, fmt.Errorf("mire: encode metadata: %w", err)
 	}
 	return data, nil
+}
+
+// checkStorable refuses metadata that PostgreSQL's jsonb cannot store: a
+// NUL character in any of its strings.
+func (m Metadata) checkStorable() error {
+	for _, f := range []struct{ name, value string }{
+		{"correlation id", m.CorrelationID}, {"causation id", m.CausationID}, {"actor", m.Actor},
+	} {
+		if strings.IndexByte(f.value, 0) >= 0 {
+			return fmt.Errorf("%w: metadata %s %q holds a NUL character, which PostgreSQL's jsonb cannot store", ErrInvalidEvent, f.name, f.value)
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(m.Values)) {
+		if strings.IndexByte(k, 0) >= 0 {
+			return fmt.Errorf("%w: metadata key %q holds a NUL character, which PostgreSQL's jsonb cannot store", ErrInvalidEvent, k)
+		}
+		if v := m.Values[k]; strings.IndexByte(v, 0) >= 0 {
+			return fmt.Errorf("%w: metadata value %q (key %q) holds a NUL character, which PostgreSQL's jsonb cannot store", ErrInvalidEvent, v, k)
+		}
+	}
+	return nil
 }

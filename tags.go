@@ -19,10 +19,17 @@ import (
 //
 // Keys: entity (required; the category of the streams the event belongs to),
 // type (required; the stored discriminator, never derived from the Go type
-// name), version (the payload's schema version, default 1) and alias (an old
-// type name whose stored events load as this type; repeat with '|' for
-// several: alias=Created|Started).
+// name), version (the payload's schema version, a whole number from 1 to
+// MaxSchemaVersion, default 1) and alias (an old type name whose stored
+// events load as this type; repeat with '|' for several:
+// alias=Created|Started).
 type Event struct{}
+
+// MaxSchemaVersion is the highest schema version an event's `version` tag
+// key may give. Versions count payload changes, so real types stay far
+// below it; the bound keeps a typo from making a version that the database's
+// 32-bit column would truncate, or an upcaster chain too long to check.
+const MaxSchemaVersion = 10000
 
 // eventTag is the compiled form of an event struct's `mire` tag.
 type eventTag struct {
@@ -36,6 +43,7 @@ var (
 	eventMarker = reflect.TypeFor[Event]()
 	entityName  = regexp.MustCompile(`^[a-z][a-z0-9_]{0,62}$`)
 	typeName    = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_.]{0,126}$`)
+	versionText = regexp.MustCompile(`^[1-9][0-9]{0,4}$`) // at most 99999; MaxSchemaVersion is checked after
 )
 
 // tagCache holds the parsed tag of each event type: reflect.Type -> tagResult.
@@ -118,8 +126,8 @@ func parseTag(raw string) (eventTag, error) {
 			tag.Type = value
 		case "version":
 			v, err := strconv.Atoi(value)
-			if err != nil || v < 1 {
-				return tag, fmt.Errorf("version %q must be a whole number of at least 1", value)
+			if !versionText.MatchString(value) || err != nil || v > MaxSchemaVersion {
+				return tag, fmt.Errorf("version %q must be a whole number from 1 to %d", value, MaxSchemaVersion)
 			}
 			tag.Version = v
 		case "alias":

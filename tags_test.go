@@ -54,6 +54,81 @@ type (
 		mire.Event `mire:"entity=order,type=Placed"`
 	}
 	notAStruct string
+
+	tagVersionMax struct {
+		mire.Event `mire:"entity=order,type=X,version=10000"`
+	}
+	tagVersionHuge struct {
+		mire.Event `mire:"entity=order,type=X,version=400000000"`
+	}
+	tagVersionWraps struct {
+		mire.Event `mire:"entity=order,type=X,version=4294967297"`
+	}
+	tagVersionSigned struct {
+		mire.Event `mire:"entity=order,type=X,version=+2"`
+	}
+
+	validateUnknown struct {
+		mire.Event `mire:"entity=order,type=X"`
+		Amount     int `json:"amount" validate:"gtx=0"`
+	}
+	validateBadParam struct {
+		mire.Event `mire:"entity=order,type=X"`
+		Amount     int `json:"amount" validate:"gt=abc"`
+	}
+	validateBadParamOmitted struct {
+		mire.Event `mire:"entity=order,type=X"`
+		Amount     int `json:"amount" validate:"omitempty,gt=abc"`
+	}
+	validateLine struct {
+		Qty int `json:"qty" validate:"gt=abc"`
+	}
+	validateDived struct {
+		mire.Event `mire:"entity=order,type=X"`
+		Lines      []validateLine `json:"lines" validate:"dive"`
+	}
+	validatePointed struct {
+		mire.Event `mire:"entity=order,type=X"`
+		Line       *validateLine `json:"line" validate:"omitempty"`
+	}
+	validateMapKeys struct {
+		mire.Event `mire:"entity=order,type=X"`
+		Prices     map[string]int `json:"prices" validate:"dive,keys,lenx=3,endkeys,gt=0"`
+	}
+	validateDiveScalar struct {
+		mire.Event `mire:"entity=order,type=X"`
+		Amount     int `json:"amount" validate:"dive"`
+	}
+	validateFine struct {
+		mire.Event `mire:"entity=order,type=X"`
+		Amount     int                        `json:"amount" validate:"gte=0,lte=100"`
+		Lines      []validGoodLine            `json:"lines" validate:"required,dive"`
+		Line       *validGoodLine             `json:"line" validate:"omitempty"`
+		Prices     map[string]int             `json:"prices" validate:"dive,keys,len=3,endkeys,gt=0"`
+		Currency   string                     `json:"currency" validate:"required_with=Amount,omitempty,oneof=EUR USD"`
+		Nested     map[string][]validGoodLine `json:"nested" validate:"dive,dive"`
+	}
+	validGoodLine struct {
+		Qty  int            `json:"qty" validate:"gt=0"`
+		Next *validGoodLine `json:"next"`
+	}
+
+	noFieldEncoded struct {
+		mire.Event `mire:"entity=order,type=X"`
+		//lint:ignore U1000 unexported on purpose: no field of the event is encoded
+		amount int
+		Hidden string `json:"-"`
+	}
+	noPayload struct {
+		mire.Event `mire:"entity=order,type=X"`
+	}
+	promotedPayload struct {
+		mire.Event `mire:"entity=order,type=X"`
+		embedded
+	}
+	embedded struct {
+		Amount int `json:"amount"`
+	}
 )
 
 var _ = Describe("Registering event types", func() {
@@ -78,7 +153,11 @@ var _ = Describe("Registering event types", func() {
 		Entry("no type", tagMissingType{}, "missing type"),
 		Entry("a bad entity name", tagBadEntity{}, `entity "Order-Lines" must match`),
 		Entry("a bad type name", tagBadType{}, `type "9lives" must match`),
-		Entry("version 0", tagBadVersion{}, `version "0" must be a whole number of at least 1`),
+		Entry("version 0", tagBadVersion{}, `version "0" must be a whole number from 1 to 10000`),
+		Entry("the highest version", tagVersionMax{}, ""),
+		Entry("a version above 10000", tagVersionHuge{}, `version "400000000" must be a whole number from 1 to 10000`),
+		Entry("a version that wraps in 32 bits", tagVersionWraps{}, `version "4294967297" must be a whole number from 1 to 10000`),
+		Entry("a version with a sign", tagVersionSigned{}, `version "+2" must be a whole number from 1 to 10000`),
 		Entry("a key given twice", tagRepeatedKey{}, `key "type" given twice`),
 		Entry("a key without value", tagNotKeyValue{}, `"type" is not key=value`),
 		Entry("no mire tag", tagNoTag{}, "has no `mire` tag"),
@@ -86,6 +165,19 @@ var _ = Describe("Registering event types", func() {
 		Entry("a duplicate (entity, type)", tagDuplicateName{}, `entity "order" type "Placed" is already registered by mire_test.tagValid`),
 		Entry("a non-struct type", notAStruct(""), "must be a struct, not string"),
 		Entry("a pointer to a pointer", new(*tagValid), "pointer to a pointer"),
+
+		Entry("a validate tag naming no validator", validateUnknown{}, `validate tags: field Amount: Undefined validation function 'gtx' on field 'Amount'`),
+		Entry("a validate parameter that is not a number", validateBadParam{}, `validate tags: field Amount: strconv.ParseInt: parsing "abc"`),
+		Entry("a bad parameter behind omitempty", validateBadParamOmitted{}, `validate tags: field Amount: strconv.ParseInt: parsing "abc"`),
+		Entry("a bad parameter in a slice element (dive)", validateDived{}, `validate tags: field Lines: strconv.ParseInt: parsing "abc"`),
+		Entry("a bad parameter behind a pointer", validatePointed{}, `validate tags: field Line: strconv.ParseInt: parsing "abc"`),
+		Entry("an unknown validator on map keys", validateMapKeys{}, `validate tags: field Prices: Undefined validation function 'lenx' on field 'Prices'`),
+		Entry("dive on a scalar", validateDiveScalar{}, `validate tags: field Amount: dive error! can't dive on a non slice or map`),
+		Entry("valid validate tags on slices, maps, pointers and nested structs", validateFine{}, ""),
+
+		Entry("fields, none encoded as JSON", noFieldEncoded{}, "none of its 2 fields besides mire.Event is encoded as JSON (unexported, or tagged json:\"-\")"),
+		Entry("no fields besides the marker (an event without payload)", noPayload{}, ""),
+		Entry("fields promoted from an embedded struct", promotedPayload{}, ""),
 	)
 
 	It("registers nothing when one type of a call fails", func() {
