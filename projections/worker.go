@@ -195,7 +195,12 @@ func (w *worker) acquire(ctx context.Context) (bool, error) {
 	var fence int64
 	var cursorXid uint64
 	var cursorPos, floor int64
-	err := w.r.store.Pool().QueryRow(ctx, w.r.sql.acquire, w.p.Name, w.r.cfg.Owner, w.r.cfg.LeaseTTL.Seconds(), w.p.Categories).
+	// The lease statement runs to its end even when ctx ends meanwhile
+	// (a stop): a lease taken under a fence the worker never learnt could
+	// not be released, and would block every replica for LeaseTTL.
+	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.r.cfg.LeaseTTL)
+	defer cancel()
+	err := w.r.store.Pool().QueryRow(lctx, w.r.sql.acquire, w.p.Name, w.r.cfg.Owner, w.r.cfg.LeaseTTL.Seconds(), w.p.Categories).
 		Scan(&fence, &cursorXid, &cursorPos, &floor, &held, &state)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return false, nil
@@ -203,16 +208,19 @@ func (w *worker) acquire(ctx context.Context) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("mire: projection %q: acquire lease: %w", w.p.Name, err)
 	}
+	w.fence = fence // from here on, stop releases the lease
 	renewedAt := time.Now()
 	rows, err := w.readHeld(ctx, held)
 	if err != nil {
+		w.stop()
 		return false, err
 	}
 	var cursorHead int64
 	if err := w.r.store.Pool().QueryRow(ctx, w.r.sql.cursorHead, cursorXid, cursorPos).Scan(&cursorHead); err != nil {
+		w.stop()
 		return false, fmt.Errorf("mire: projection %q: find the cursor's append: %w", w.p.Name, err)
 	}
-	w.fence, w.cursorXid, w.cursorPos, w.cursorHead, w.floor = fence, cursorXid, cursorPos, cursorHead, floor
+	w.cursorXid, w.cursorPos, w.cursorHead, w.floor = cursorXid, cursorPos, cursorHead, floor
 	w.order, w.halted, w.renewedAt = newOrder(rows), state == string(Halted), renewedAt
 	w.failPos, w.failCount, w.single = 0, 0, 0
 	w.r.cfg.Logger.Info("mire: projection: lease acquired", "projection", w.p.Name, "owner", w.r.cfg.Owner, "fence", fence)
@@ -262,13 +270,15 @@ func (w *worker) renew(ctx context.Context) {
 
 // stop releases the lease, so that another replica takes over at once.
 func (w *worker) stop() {
-	if w.fence == 0 || w.r.noRelease {
+	if w.fence == 0 {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	if _, err := w.r.store.Pool().Exec(ctx, w.r.sql.release, w.p.Name, w.fence); err != nil {
-		w.r.cfg.Logger.Warn("mire: projection: release lease", "projection", w.p.Name, "err", err)
+	if !w.r.noRelease {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if _, err := w.r.store.Pool().Exec(ctx, w.r.sql.release, w.p.Name, w.fence); err != nil {
+			w.r.cfg.Logger.Warn("mire: projection: release lease", "projection", w.p.Name, "err", err)
+		}
 	}
 	w.fence = 0
 }
