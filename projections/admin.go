@@ -152,7 +152,10 @@ func (r *Runner) Status(ctx context.Context, name string) (Status, error) {
 
 // Reset resets one of the runner's projections to the beginning of the
 // log and, in the same transaction, clears its read model with the
-// projection's Truncate (if set).
+// projection's Truncate (if set). It is safe while a runner (this one or
+// another) is in the middle of a batch: it waits for that batch's
+// transaction, which locks the checkpoint before its handlers write, so
+// the two never deadlock; the batch's checkpoint is then overwritten.
 func (r *Runner) Reset(ctx context.Context, name string) error {
 	w := r.byName[name]
 	if w == nil {

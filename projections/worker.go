@@ -341,6 +341,16 @@ func (w *worker) step(ctx context.Context) (more bool, err error) {
 	if err != nil || len(rows) == 0 {
 		return false, err
 	}
+	// Lock the subscription row before the handlers write: an admin
+	// operation (Reset, Rebuild) locks it before it clears the read model,
+	// so both take their locks in one order and never deadlock. It also
+	// ends the batch early if the fence has moved on.
+	if err := tx.QueryRow(ctx, w.r.sql.lockFence, w.p.Name, w.fence).Scan(new(int)); err != nil {
+		if errors.Is(err, pgx.ErrNoRows) {
+			return false, errFenced
+		}
+		return false, fmt.Errorf("mire: projection %q: lock checkpoint: %w", w.p.Name, err)
+	}
 
 	ord := w.order.clone()
 	var delivered int64

@@ -1,0 +1,74 @@
+package projections_test
+
+import (
+	"context"
+	"fmt"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/mire-go/mire"
+	"github.com/mire-go/mire/internal/mtest"
+	"github.com/mire-go/mire/projections"
+)
+
+var _ = Describe("Admin operations", func() {
+	var e env
+	BeforeEach(func(ctx SpecContext) { e = freshEnv(ctx) })
+
+	// The batch transaction writes read-model rows and then its checkpoint;
+	// the admin transaction resets the checkpoint and truncates the read
+	// model. Taken in opposite orders, the two locks deadlock.
+	It("rebuilds and resets a projection while its runner is in the middle of a batch", Label("slow"), func(ctx SpecContext) {
+		const streams, perStream = 30, 50 // a backlog of 1,500 events
+		for range streams {
+			events := []any{Opened{Initial: 1}}
+			for range perStream - 1 {
+				events = append(events, Deposited{Amount: 2})
+			}
+			_, err := e.store.Append(ctx, mire.StreamID("account", mtest.Unique("load")), mire.NoStream, events...)
+			Expect(err).NotTo(HaveOccurred())
+		}
+		midBatch := make(chan struct{}, 1)
+		slow := balanceHandler()
+		p := projections.Projection{Name: "rebuilt-under-load", BatchSize: 50,
+			Handler: projections.HandlerFunc(func(ctx context.Context, tx pgx.Tx, env mire.Envelope) error {
+				if err := slow.Handle(ctx, tx, env); err != nil {
+					return err
+				}
+				select { // the batch has written read-model rows
+				case midBatch <- struct{}{}:
+				default:
+				}
+				_, err := tx.Exec(ctx, `SELECT pg_sleep(0.001)`)
+				return err
+			}),
+			Truncate: func(ctx context.Context, tx pgx.Tx) error {
+				_, err := tx.Exec(ctx, `TRUNCATE balances`)
+				return err
+			}}
+		r := newRunner(e.store, "", p)
+		start(r)
+		inBatch := func() {
+			select { // a signal from before the last reset may be waiting
+			case <-midBatch:
+			default:
+			}
+			Eventually(midBatch).WithContext(ctx).WithTimeout(patience(quiet())).Should(Receive())
+		}
+		for i := range 3 {
+			inBatch()
+			Expect(r.Reset(ctx, p.Name)).To(Succeed(), "reset %d", i)
+			inBatch()
+			Expect(r.Rebuild(ctx, p.Name, nil)).To(Succeed(), "rebuild %d", i)
+			Expect(r.Reset(ctx, p.Name)).To(Succeed()) // replay again
+		}
+		inBatch()
+		Expect(r.Rebuild(ctx, p.Name, nil)).To(Succeed())
+		st := status(ctx, e.store, p.Name)
+		Expect(st.Delivered).To(BeEquivalentTo(streams*perStream), fmt.Sprintf("%+v", st))
+		Expect(mtestCount(ctx, e, `SELECT sum(applied)::int FROM balances`)).To(Equal(streams * perStream))
+		Expect(balances(ctx, e.pool)).To(Equal(foldedBalances(ctx, e.pool)))
+	})
+})
