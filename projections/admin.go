@@ -93,6 +93,8 @@ func statusOf(ctx context.Context, store *mire.Store, sql queries, name string) 
 // (after a fix of the handler, or of the data). The fence is raised and
 // the lease freed, so the projection is taken over afresh within the
 // runners' RecheckInterval. Resuming a running projection only does that.
+// A name that has no checkpoint (it never ran) is an error wrapping
+// mire.ErrNotFound; nothing is changed.
 func Resume(ctx context.Context, store *mire.Store, name string) error {
 	return admin(ctx, store, name, "resume", newQueries(store.Schema()).resume, nil)
 }
@@ -101,7 +103,8 @@ func Resume(ctx context.Context, store *mire.Store, name string) error {
 // its error, without touching its read model; use Runner.Rebuild (or clear
 // the read model yourself) to replay into an empty one. The lease is freed
 // and the fence raised: a worker in the middle of a batch cannot write its
-// checkpoint over the reset.
+// checkpoint over the reset. A name that has no checkpoint (it never ran)
+// is an error wrapping mire.ErrNotFound; nothing is changed.
 func Reset(ctx context.Context, store *mire.Store, name string) error {
 	return admin(ctx, store, name, "reset", newQueries(store.Schema()).reset, nil)
 }
@@ -113,20 +116,27 @@ func Reset(ctx context.Context, store *mire.Store, name string) error {
 // longer holds, and a restored projection would wait or skip. Run it for
 // each projection after the restore, before writers start again (events of
 // transactions in flight at that moment may be skipped). The read models
-// restored with the dump stay as they are.
+// restored with the dump stay as they are. A name that has no checkpoint
+// (it never ran) is an error wrapping mire.ErrNotFound; nothing is changed.
 func MoveToWatermark(ctx context.Context, store *mire.Store, name string) error {
 	return admin(ctx, store, name, "move to watermark", newQueries(store.Schema()).toWatermark, nil)
 }
 
 // admin runs one admin statement on the subscription row, in a transaction
-// that first locks the row and runs before (if set) with it.
+// that first locks the row and runs before (if set) with it. A projection
+// that never ran has no row: with before (a runner's own projection) that
+// is fine, there is nothing to move; without, the name is unknown.
 func admin(ctx context.Context, store *mire.Store, name, op, sql string, before func(context.Context, pgx.Tx) error) error {
 	q := newQueries(store.Schema())
+	errNotFound := fmt.Errorf("no projection of that name has run (no checkpoint): %w", mire.ErrNotFound)
 	err := pgx.BeginFunc(ctx, store.Pool(), func(tx pgx.Tx) error {
 		var found string
 		err := tx.QueryRow(ctx, q.lockSubscription, name).Scan(&found)
 		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 			return err
+		}
+		if found == "" && before == nil {
+			return errNotFound
 		}
 		if before != nil {
 			if err := before(ctx, tx); err != nil {

@@ -2,6 +2,7 @@ package projections_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -16,6 +17,29 @@ import (
 var _ = Describe("Admin operations", func() {
 	var e env
 	BeforeEach(func(ctx SpecContext) { e = freshEnv(ctx) })
+
+	DescribeTable("refuses an unknown projection name with an error naming it",
+		func(ctx SpecContext, op func(context.Context, *mire.Store, string) error) {
+			r := newRunner(e.store, "", projections.Projection{Name: "known", Handler: (&seen{}).recorder("")})
+			Expect(r.CatchUp(ctx)).To(Succeed())
+			err := op(ctx, e.store, "knwon") // a typo during an incident
+			Expect(errors.Is(err, mire.ErrNotFound)).To(BeTrue(), "%v", err)
+			Expect(err).To(MatchError(ContainSubstring(`"knwon"`)))
+			Expect(op(ctx, e.store, "known")).To(Succeed())
+		},
+		Entry("Reset", projections.Reset),
+		Entry("Resume", projections.Resume),
+		Entry("MoveToWatermark", projections.MoveToWatermark),
+		Entry("Runner.Reset", func(ctx context.Context, store *mire.Store, name string) error {
+			r := newRunner(store, "", projections.Projection{Name: "known", Handler: (&seen{}).recorder("")})
+			return r.Reset(ctx, name)
+		}),
+		Entry("Runner.Rebuild", func(ctx context.Context, store *mire.Store, name string) error {
+			r := newRunner(store, "", projections.Projection{Name: "known", Handler: (&seen{}).recorder("")})
+			start(r)
+			return r.Rebuild(ctx, name, nil)
+		}),
+	)
 
 	// The batch transaction writes read-model rows and then its checkpoint;
 	// the admin transaction resets the checkpoint and truncates the read
