@@ -76,7 +76,7 @@ func statusOf(ctx context.Context, store *mire.Store, sql queries, name string) 
 		return Status{}, fmt.Errorf("mire: projection %q: status: %w", name, mire.ErrNotFound)
 	}
 	if err != nil {
-		return Status{}, fmt.Errorf("mire: projection %q: status: %w", name, err)
+		return Status{}, fmt.Errorf("mire: projection %q: status: %w", name, notMigrated(store.Schema(), err))
 	}
 	st.State = State(state)
 	if leaseUntil != nil {
@@ -150,7 +150,7 @@ func admin(ctx context.Context, store *mire.Store, name, op, sql string, before 
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("mire: projection %q: %s: %w", name, op, err)
+		return fmt.Errorf("mire: projection %q: %s: %w", name, op, notMigrated(store.Schema(), err))
 	}
 	return nil
 }

@@ -41,6 +41,51 @@ var _ = Describe("Admin operations", func() {
 		}),
 	)
 
+	// Every entry point, on a database that was never migrated (or a schema
+	// that was not), says so instead of "relation does not exist".
+	for _, where := range []string{"an empty database", "a schema never migrated"} {
+		DescribeTable("reports "+where+" as not migrated",
+			func(ctx SpecContext, op func(context.Context, *mire.Store, *projections.Runner) error) {
+				store := e.store
+				if where == "an empty database" {
+					_, pool := db.Empty(ctx)
+					var err error
+					store, err = mire.New(pool, nil)
+					Expect(err).NotTo(HaveOccurred())
+				} else {
+					var err error
+					store, err = mire.New(e.pool, &mire.Config{Schema: "never_migrated"})
+					Expect(err).NotTo(HaveOccurred())
+				}
+				r := newRunner(store, "", projections.Projection{Name: "p", Handler: (&seen{}).recorder("")})
+				ctx2, cancel := context.WithTimeout(ctx, patience(quiet()))
+				defer cancel()
+				err := op(ctx2, store, r)
+				Expect(errors.Is(err, mire.ErrNotMigrated)).To(BeTrue(), "%v", err)
+				Expect(err).To(MatchError(ContainSubstring(store.Schema())))
+			},
+			Entry("Runner.Run", func(ctx context.Context, _ *mire.Store, r *projections.Runner) error { return r.Run(ctx) }),
+			Entry("Runner.CatchUp", func(ctx context.Context, _ *mire.Store, r *projections.Runner) error { return r.CatchUp(ctx) }),
+			Entry("StatusOf", func(ctx context.Context, s *mire.Store, _ *projections.Runner) error {
+				_, err := projections.StatusOf(ctx, s, "p")
+				return err
+			}),
+			Entry("Runner.Status", func(ctx context.Context, _ *mire.Store, r *projections.Runner) error {
+				_, err := r.Status(ctx, "p")
+				return err
+			}),
+			Entry("Reset", func(ctx context.Context, s *mire.Store, _ *projections.Runner) error { return projections.Reset(ctx, s, "p") }),
+			Entry("Resume", func(ctx context.Context, s *mire.Store, _ *projections.Runner) error { return projections.Resume(ctx, s, "p") }),
+			Entry("MoveToWatermark", func(ctx context.Context, s *mire.Store, _ *projections.Runner) error {
+				return projections.MoveToWatermark(ctx, s, "p")
+			}),
+			Entry("Runner.Reset", func(ctx context.Context, _ *mire.Store, r *projections.Runner) error { return r.Reset(ctx, "p") }),
+			Entry("Runner.Rebuild", func(ctx context.Context, _ *mire.Store, r *projections.Runner) error {
+				return r.Rebuild(ctx, "p", nil)
+			}),
+		)
+	}
+
 	// The batch transaction writes read-model rows and then its checkpoint;
 	// the admin transaction resets the checkpoint and truncates the read
 	// model. Taken in opposite orders, the two locks deadlock.

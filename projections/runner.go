@@ -13,6 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/mire-go/mire"
+	"github.com/mire-go/mire/internal/pgerr"
 )
 
 // Defaults of Config.
@@ -136,21 +137,33 @@ func (r *Runner) Owner() string { return r.cfg.Owner }
 // Each projection competes for its lease; the one that wins reads in
 // batches, hands events to the handler and checkpoints, woken by the
 // store's notifications or, failing those, every PollInterval. Run returns
-// an error only if it is already running.
+// an error only if it is already running, or, at once, if the store's
+// schema is not migrated (the error wraps mire.ErrNotMigrated); a database
+// that cannot be reached is retried, not returned.
 func (r *Runner) Run(ctx context.Context) error {
-	release, err := r.claim("run")
+	ctx, release, err := r.claim(ctx, "run")
 	if err != nil {
 		return err
 	}
 	defer release()
 
+	// A worker that finds the schema unmigrated ends the whole run: no
+	// projection can run, and waiting would hide the mistake.
+	var fatal error
+	var once sync.Once
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	fail := func(err error) {
+		once.Do(func() { fatal = err })
+		cancel()
+	}
 	var wg sync.WaitGroup
 	wg.Go(func() { r.listen(ctx) })
 	for _, w := range r.workers {
-		wg.Go(func() { w.run(ctx) })
+		wg.Go(func() { w.run(ctx, fail) })
 	}
 	wg.Wait()
-	return nil
+	return fatal
 }
 
 // listen wakes the workers on every notification of the store's channel.
@@ -214,7 +227,7 @@ func (r *Runner) wakeAll() {
 // application uses Run. A projection that halts makes CatchUp return an
 // error wrapping ErrHalted.
 func (r *Runner) CatchUp(ctx context.Context) error {
-	release, err := r.claim("catch up")
+	ctx, release, err := r.claim(ctx, "catch up")
 	if err != nil {
 		return err
 	}
@@ -238,17 +251,27 @@ func sleep(ctx context.Context, d time.Duration) {
 }
 
 // claim marks the runner running for op (Run or CatchUp, which must not
-// overlap) and returns the function that marks it idle again.
-func (r *Runner) claim(op string) (release func(), err error) {
+// overlap) and returns the context op runs in and the function that marks
+// the runner idle again.
+func (r *Runner) claim(ctx context.Context, op string) (context.Context, func(), error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.running {
-		return nil, fmt.Errorf("mire: runner %s: %s: already running", r.cfg.Owner, op)
+		return nil, nil, fmt.Errorf("mire: runner %s: %s: already running", r.cfg.Owner, op)
 	}
 	r.running = true
-	return func() {
+	return ctx, func() {
 		r.mu.Lock()
 		r.running = false
 		r.mu.Unlock()
 	}, nil
+}
+
+// notMigrated wraps err with mire.ErrNotMigrated, naming the schema, if it
+// says that the store's schema or one of its tables does not exist.
+func notMigrated(schema string, err error) error {
+	if pgerr.NotMigrated(err) {
+		return fmt.Errorf("%w: schema %q: %v", mire.ErrNotMigrated, schema, err)
+	}
+	return err
 }

@@ -51,11 +51,17 @@ type worker struct {
 	single    int   // after a failure: how many more batches read one event each
 }
 
-func (w *worker) run(ctx context.Context) {
+// run is run for Run: it competes for the lease and runs batches until ctx
+// ends. An unmigrated schema is passed to fail, which ends the run.
+func (w *worker) run(ctx context.Context, fail func(error)) {
 	defer w.stop()
 	for ctx.Err() == nil {
 		if w.fence == 0 {
 			ok, err := w.acquire(ctx)
+			if errors.Is(err, mire.ErrNotMigrated) {
+				fail(err)
+				return
+			}
 			if err != nil && ctx.Err() == nil {
 				w.r.cfg.Logger.Warn("mire: projection: acquire lease", "projection", w.p.Name, "err", err)
 			}
@@ -206,7 +212,7 @@ func (w *worker) acquire(ctx context.Context) (bool, error) {
 		return false, nil
 	}
 	if err != nil {
-		return false, fmt.Errorf("mire: projection %q: acquire lease: %w", w.p.Name, err)
+		return false, fmt.Errorf("mire: projection %q: acquire lease: %w", w.p.Name, notMigrated(w.r.store.Schema(), err))
 	}
 	w.fence = fence // from here on, stop releases the lease
 	renewedAt := time.Now()
