@@ -74,8 +74,12 @@ var _ = Describe("Admin operations", func() {
 				_, err := r.Status(ctx, "p")
 				return err
 			}),
-			Entry("Reset", func(ctx context.Context, s *mire.Store, _ *projections.Runner) error { return projections.Reset(ctx, s, "p") }),
-			Entry("Resume", func(ctx context.Context, s *mire.Store, _ *projections.Runner) error { return projections.Resume(ctx, s, "p") }),
+			Entry("Reset", func(ctx context.Context, s *mire.Store, _ *projections.Runner) error {
+				return projections.Reset(ctx, s, "p")
+			}),
+			Entry("Resume", func(ctx context.Context, s *mire.Store, _ *projections.Runner) error {
+				return projections.Resume(ctx, s, "p")
+			}),
 			Entry("MoveToWatermark", func(ctx context.Context, s *mire.Store, _ *projections.Runner) error {
 				return projections.MoveToWatermark(ctx, s, "p")
 			}),
