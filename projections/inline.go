@@ -26,6 +26,9 @@ func Inline(store *mire.Store, p Projection) error {
 	if err := p.validate(); err != nil {
 		return fmt.Errorf("mire: inline projection: %w", err)
 	}
+	if err := p.checkRoutes(store); err != nil {
+		return fmt.Errorf("mire: inline projection: %w", err)
+	}
 	categories := slices.Clone(p.Categories)
 	return store.AddInline(func(ctx context.Context, tx pgx.Tx, events []mire.Envelope) error {
 		for _, env := range events {

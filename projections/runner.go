@@ -106,6 +106,9 @@ func NewRunner(store *mire.Store, cfg *Config, projections ...Projection) (*Runn
 		if err := p.validate(); err != nil {
 			return nil, fmt.Errorf("mire: new runner: %w", err)
 		}
+		if err := p.checkRoutes(store); err != nil {
+			return nil, fmt.Errorf("mire: new runner: %w", err)
+		}
 		if _, dup := r.byName[p.Name]; dup {
 			return nil, fmt.Errorf("mire: new runner: projection %q given twice", p.Name)
 		}
