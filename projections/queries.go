@@ -84,7 +84,7 @@ WHERE e.position = ANY($1::bigint[]) ORDER BY e.xid, e.position`
 
 	selectPosition = `SELECT position FROM {{schema}}.events WHERE stream_id = $1 AND version = $2`
 
-	subscriptionColumns = `fence, cursor_xid, cursor_position, floor_position, held, state`
+	subscriptionColumns = `fence, cursor_xid, cursor_position, floor_position, held, state, coalesce(last_error, '')`
 
 	// acquire takes the lease ($2 owner, $3 TTL in seconds) if it is free,
 	// expired, or already this owner's, raising the fence; it returns no row

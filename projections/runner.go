@@ -58,6 +58,17 @@ type Config struct {
 	// Logger receives handler failures, takeovers and lost leases. Defaults
 	// to the store's logger's default, slog.Default().
 	Logger *slog.Logger
+	// OnHalt, if set, tells the application that a projection has halted,
+	// so that it can alert or exit: a halted projection is otherwise only
+	// visible in its Status. It is called when this runner halts a
+	// projection on an event its handler keeps failing (Config.MaxAttempts),
+	// and again whenever this runner takes the lease of a projection that
+	// is halted (after a restart, say), until Resume. name is the
+	// projection's; err wraps ErrHalted and names the event (and, on the
+	// halt itself, wraps the handler's error). OnHalt runs on a goroutine
+	// of its own, so it may block or call Stop; it may outlive Run.
+	// Defaults to nil: a halt is logged and shown in Status only.
+	OnHalt func(name string, err error)
 }
 
 // Runner hosts projections: in every replica of an application, one Runner
@@ -241,6 +252,14 @@ func (r *Runner) CatchUp(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// halted tells the application, through Config.OnHalt, that projection
+// name is halted.
+func (r *Runner) halted(name string, err error) {
+	if r.cfg.OnHalt != nil {
+		go r.cfg.OnHalt(name, err)
+	}
 }
 
 // sleep waits for d or the end of ctx.

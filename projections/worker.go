@@ -174,6 +174,7 @@ func (w *worker) halt(ctx context.Context, ee *eventError) {
 	default:
 		w.r.cfg.Logger.Error("mire: projection halted", "projection", w.p.Name, "err", ee)
 		w.halted = true
+		w.r.halted(w.p.Name, fmt.Errorf("mire: projection %q: %w: %w", w.p.Name, ErrHalted, ee))
 	}
 }
 
@@ -197,7 +198,7 @@ func (w *worker) idle(ctx context.Context) {
 // checkpoint and the held-back events.
 func (w *worker) acquire(ctx context.Context) (bool, error) {
 	var held []int64
-	var state string
+	var state, lastError string
 	var fence int64
 	var cursorXid uint64
 	var cursorPos, floor int64
@@ -207,7 +208,7 @@ func (w *worker) acquire(ctx context.Context) (bool, error) {
 	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.r.cfg.LeaseTTL)
 	defer cancel()
 	err := w.r.store.Pool().QueryRow(lctx, w.r.sql.acquire, w.p.Name, w.r.cfg.Owner, w.r.cfg.LeaseTTL.Seconds(), w.p.Categories).
-		Scan(&fence, &cursorXid, &cursorPos, &floor, &held, &state)
+		Scan(&fence, &cursorXid, &cursorPos, &floor, &held, &state, &lastError)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return false, nil
 	}
@@ -230,6 +231,9 @@ func (w *worker) acquire(ctx context.Context) (bool, error) {
 	w.order, w.halted, w.renewedAt = newOrder(rows), state == string(Halted), renewedAt
 	w.failPos, w.failCount, w.single = 0, 0, 0
 	w.r.cfg.Logger.Info("mire: projection: lease acquired", "projection", w.p.Name, "owner", w.r.cfg.Owner, "fence", fence)
+	if w.halted {
+		w.r.halted(w.p.Name, fmt.Errorf("mire: projection %q: %w: %s", w.p.Name, ErrHalted, lastError))
+	}
 	return true, nil
 }
 
