@@ -23,6 +23,68 @@ var _ = Describe("Stopping runners", func() {
 	var e env
 	BeforeEach(func(ctx SpecContext) { e = freshEnv(ctx) })
 
+	It("stops with Stop: Run returns, every lease is released, and the pool may be closed at once", func(ctx SpecContext) {
+		store := e.another(ctx) // its own pool, closed right after Stop
+		names := []string{"one", "two", "three"}
+		var ps []projections.Projection
+		for _, n := range names {
+			ps = append(ps, projections.Projection{Name: n, Handler: (&seen{}).recorder("")})
+		}
+		r := newRunner(store, "", ps...)
+		runDone := make(chan error, 1)
+		go func() { runDone <- r.Run(context.Background()) }() // only Stop ends it
+		for _, n := range names {
+			Eventually(statusFn(e.store, n)).WithContext(ctx).WithTimeout(patience(quiet())).Should(HaveField("Owner", r.Owner()))
+		}
+		Expect(r.Stop(ctx)).To(Succeed())
+		Expect(runDone).To(Receive(BeNil()), "Run has returned when Stop returns")
+		store.Pool().Close()
+		Expect(leasesHeld(ctx, e)).To(BeZero())
+
+		Expect(r.Stop(ctx)).To(Succeed(), "a second Stop does nothing")
+		Expect(r.Run(ctx)).To(MatchError(projections.ErrStopped))
+		Expect(r.CatchUp(ctx)).To(MatchError(projections.ErrStopped))
+	})
+
+	It("makes a Run started after Stop return at once, and a CatchUp in progress stop", func(ctx SpecContext) {
+		r := newRunner(e.store, "", projections.Projection{Name: "early", Handler: (&seen{}).recorder("")})
+		Expect(r.Stop(ctx)).To(Succeed())
+		Expect(r.Run(ctx)).To(MatchError(projections.ErrStopped))
+
+		// A CatchUp waiting for a lease another runner holds ends with Stop.
+		holder := newRunner(e.store, "holder", projections.Projection{Name: "held", Handler: (&seen{}).recorder("")})
+		start(holder)
+		Eventually(statusFn(e.store, "held")).WithContext(ctx).WithTimeout(patience(quiet())).Should(HaveField("Owner", "holder"))
+		waiter := newRunner(e.store, "waiter", projections.Projection{Name: "held", Handler: (&seen{}).recorder("")})
+		caught := make(chan error, 1)
+		go func() { caught <- waiter.CatchUp(ctx) }()
+		Consistently(caught).WithContext(ctx).Within(3 * quiet().RecheckInterval).ShouldNot(Receive())
+		Expect(waiter.Stop(ctx)).To(Succeed())
+		Expect(caught).To(Receive(MatchError(projections.ErrStopped)))
+	})
+
+	It("lets a restarted runner with the same Owner take over its own lease at once, raising the fence", func(ctx SpecContext) {
+		cfg := quiet()
+		cfg.LeaseTTL = 10 * time.Minute // expiry cannot be what frees the lease
+		cfg.Owner = "pod-0"
+		p := projections.Projection{Name: "restarted", Handler: (&seen{}).recorder("")}
+		crashed, err := projections.NewRunner(e.another(ctx), cfg, p)
+		Expect(err).NotTo(HaveOccurred())
+		projections.CrashOnStop(crashed) // as a killed process, or a pool closed under Run
+		stop := start(crashed)
+		Eventually(statusFn(e.store, "restarted")).WithContext(ctx).WithTimeout(patience(quiet())).Should(HaveField("Owner", "pod-0"))
+		stop()
+		before := status(ctx, e.store, "restarted")
+		Expect(before.Owner).To(Equal("pod-0"), "the lease is still held")
+
+		restarted, err := projections.NewRunner(e.store, cfg, p)
+		Expect(err).NotTo(HaveOccurred())
+		start(restarted)
+		a := open(ctx, e.store, 1)
+		Eventually(statusFn(e.store, "restarted")).WithContext(ctx).WithTimeout(cfg.LeaseTTL / 10).Should(And(
+			HaveField("Fence", BeNumerically(">", before.Fence)), HaveField("Lag", BeZero()), HaveField("Position", positionOf(ctx, e.store, a, 1))))
+	})
+
 	// A standby that takes the lease just as it is told to stop must still
 	// give it back: after every clean stop, no lease is held.
 	It("leaves no lease held when the active runner and a standby stop at about the same moment", Label("slow"), func(ctx SpecContext) {

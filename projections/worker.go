@@ -44,6 +44,7 @@ type worker struct {
 	order      *order
 	halted     bool
 	renewedAt  time.Time
+	releaseErr error // why the last stop could not release the lease
 
 	heads     int   // how many heads (appends' first rows) the next read asks for; 0: limit + 1
 	failPos   int64 // the position of the event that failed last, 0 if none
@@ -94,8 +95,8 @@ func (w *worker) run(ctx context.Context, fail func(error)) {
 func (w *worker) catchUp(ctx context.Context) error {
 	defer w.stop()
 	for {
-		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("mire: projection %q: catch up: %w", w.p.Name, err)
+		if ctx.Err() != nil {
+			return fmt.Errorf("mire: projection %q: catch up: %w", w.p.Name, context.Cause(ctx))
 		}
 		if w.fence == 0 {
 			ok, err := w.acquire(ctx)
@@ -117,7 +118,7 @@ func (w *worker) catchUp(ctx context.Context) error {
 		more, err := w.step(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
-				return fmt.Errorf("mire: projection %q: catch up: %w", w.p.Name, ctx.Err())
+				return fmt.Errorf("mire: projection %q: catch up: %w", w.p.Name, context.Cause(ctx))
 			}
 			w.failed(ctx, err)
 			continue
@@ -278,8 +279,10 @@ func (w *worker) renew(ctx context.Context) {
 	}
 }
 
-// stop releases the lease, so that another replica takes over at once.
+// stop releases the lease, so that another replica takes over at once. A
+// failure is logged and kept in releaseErr.
 func (w *worker) stop() {
+	w.releaseErr = nil
 	if w.fence == 0 {
 		return
 	}
@@ -288,6 +291,7 @@ func (w *worker) stop() {
 		defer cancel()
 		if _, err := w.r.store.Pool().Exec(ctx, w.r.sql.release, w.p.Name, w.fence); err != nil {
 			w.r.cfg.Logger.Warn("mire: projection: release lease", "projection", w.p.Name, "err", err)
+			w.releaseErr = fmt.Errorf("mire: projection %q: release lease (it expires after LeaseTTL): %w", w.p.Name, err)
 		}
 	}
 	w.fence = 0
