@@ -68,6 +68,14 @@ func patience(cfg *projections.Config) time.Duration {
 	return 10 * (cfg.LeaseTTL + cfg.RecheckInterval + cfg.PollInterval)
 }
 
+// Every wait without a timeout of its own gets patience(quiet()), also
+// one given the spec's context (which Gomega would otherwise wait on
+// forever).
+var _ = BeforeEach(func() {
+	SetDefaultEventuallyTimeout(patience(quiet()))
+	EnforceDefaultTimeoutsWhenUsingContexts()
+})
+
 // env is a fresh database with a store and the balances read model.
 type env struct {
 	url   string

@@ -7,7 +7,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
@@ -212,9 +211,7 @@ var _ = Describe("Guarantee 3: one active worker per projection", func() {
 		stops[active]() // cancelled without releasing its lease
 		deposit(ctx, e.store, a, 1)
 		cfg := quiet()
-		Eventually(statusFn(e.store, "single")).
-			WithContext(ctx).WithTimeout(cfg.LeaseTTL + cfg.RecheckInterval + 500*time.Millisecond).
-			Should(HaveField("Owner", standby))
+		Eventually(statusFn(e.store, "single")).WithContext(ctx).WithTimeout(patience(cfg)).Should(HaveField("Owner", standby))
 		Eventually(s.count).WithContext(ctx).Should(Equal(22))
 		Expect(s.owners()[standby]).To(Equal(1))
 		Expect(status(ctx, e.store, "single").Fence).To(BeNumerically(">", before.Fence))
