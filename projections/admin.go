@@ -122,29 +122,33 @@ func MoveToWatermark(ctx context.Context, store *mire.Store, name string) error 
 	return admin(ctx, store, name, "move to watermark", newQueries(store.Schema()).toWatermark, nil)
 }
 
-// admin runs one admin statement on the subscription row, in a transaction
-// that first locks the row and runs before (if set) with it. A projection
-// that never ran has no row: with before (a runner's own projection) that
-// is fine, there is nothing to move; without, the name is unknown.
+// admin runs one admin statement on the subscription row, in one
+// transaction with before (if set: a runner's Truncate). A projection that
+// never ran has no row: with before (a runner's own projection) that is
+// fine, there is nothing to move; without, the name is unknown.
+//
+// before runs first, and the row is locked after it: a batch writes the
+// read model first and its checkpoint last, so taking the locks in the
+// same order, an admin operation waits for a batch in flight (or the batch
+// for it) and neither deadlocks. The batch's checkpoint, if it commits
+// first, is then reset; if the admin commits first, the batch is fenced.
 func admin(ctx context.Context, store *mire.Store, name, op, sql string, before func(context.Context, pgx.Tx) error) error {
 	q := newQueries(store.Schema())
-	errNotFound := fmt.Errorf("no projection of that name has run (no checkpoint): %w", mire.ErrNotFound)
 	err := pgx.BeginFunc(ctx, store.Pool(), func(tx pgx.Tx) error {
-		var found string
-		err := tx.QueryRow(ctx, q.lockSubscription, name).Scan(&found)
-		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
-			return err
-		}
-		if found == "" && before == nil {
-			return errNotFound
-		}
 		if before != nil {
 			if err := before(ctx, tx); err != nil {
 				return err
 			}
 		}
-		if found == "" {
+		var found string
+		err := tx.QueryRow(ctx, q.lockSubscription, name).Scan(&found)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows) && before == nil:
+			return fmt.Errorf("no projection of that name has run (no checkpoint): %w", mire.ErrNotFound)
+		case errors.Is(err, pgx.ErrNoRows):
 			return nil // never ran: nothing to move
+		case err != nil:
+			return err
 		}
 		_, err = tx.Exec(ctx, sql, name)
 		return err
@@ -163,9 +167,9 @@ func (r *Runner) Status(ctx context.Context, name string) (Status, error) {
 // Reset resets one of the runner's projections to the beginning of the
 // log and, in the same transaction, clears its read model with the
 // projection's Truncate (if set). It is safe while a runner (this one or
-// another) is in the middle of a batch: it waits for that batch's
-// transaction, which locks the checkpoint before its handlers write, so
-// the two never deadlock; the batch's checkpoint is then overwritten.
+// another) is in the middle of a batch: Truncate's locks wait for that
+// batch's transaction (or the batch waits for Reset's), and the reset
+// wins either way.
 func (r *Runner) Reset(ctx context.Context, name string) error {
 	w := r.byName[name]
 	if w == nil {

@@ -103,10 +103,6 @@ WHERE name = $1 AND fence = $2 RETURNING state`
 	release = `UPDATE {{schema}}.subscriptions SET owner = NULL, lease_until = NULL
 WHERE name = $1 AND fence = $2`
 
-	// lockFence locks the subscription row for a batch's transaction, if
-	// the fence ($2) is still the worker's, before its handlers write.
-	lockFence = `SELECT 1 FROM {{schema}}.subscriptions WHERE name = $1 AND fence = $2 FOR NO KEY UPDATE`
-
 	// checkpoint moves the cursor inside the batch's transaction, only while
 	// the fence is still this worker's; it also extends the lease.
 	checkpoint = `UPDATE {{schema}}.subscriptions
@@ -154,7 +150,7 @@ FROM {{schema}}.subscriptions s WHERE s.name = $1`
 
 type queries struct {
 	readHeads, readHeadsCategories, readRest, readPositions, selectPosition, cursorHead string
-	acquire, renew, release, lockFence, checkpoint, halt                                string
+	acquire, renew, release, checkpoint, halt                                           string
 	resume, reset, toWatermark, lockSubscription, status                                string
 }
 
@@ -170,7 +166,6 @@ func newQueries(schema string) queries {
 		acquire:             fill(acquire),
 		renew:               fill(renew),
 		release:             fill(release),
-		lockFence:           fill(lockFence),
 		checkpoint:          fill(checkpoint),
 		halt:                fill(halt),
 		resume:              fill(resume),

@@ -148,6 +148,12 @@ func (w *worker) failed(ctx context.Context, err error) {
 		sleep(ctx, w.r.cfg.RetryBackoff)
 		return
 	}
+	// A handler may fail because an admin operation reset the projection
+	// and cleared its read model under the batch: then the fence has moved
+	// on and the failure is not the event's.
+	if w.renew(ctx); w.fence == 0 {
+		return
+	}
 	w.single = w.p.BatchSize // close in on the failing event one at a time
 	if ee.env.Position == w.failPos {
 		w.failCount++
@@ -341,6 +347,12 @@ func (w *worker) scan(rows pgx.Rows) ([]scannedRow, error) {
 // step reads one batch, delivers what it may in stream order, and writes
 // the checkpoint in the same transaction, only while the fence is ours. It
 // reports whether the batch was full (more may be waiting).
+//
+// The checkpoint is the batch's last write, after the handlers' writes to
+// the read model; the admin operations (see admin) take their locks in
+// the same order, so the two never deadlock. (Locking the checkpoint
+// first would do too, but a worker paused in its handler would then hold
+// that lock and block the takeover its lease expiry allows.)
 func (w *worker) step(ctx context.Context) (more bool, err error) {
 	limit := w.p.BatchSize
 	if w.single > 0 {
@@ -354,16 +366,6 @@ func (w *worker) step(ctx context.Context) (more bool, err error) {
 	rows, more, err := w.read(ctx, tx, limit)
 	if err != nil || len(rows) == 0 {
 		return false, err
-	}
-	// Lock the subscription row before the handlers write: an admin
-	// operation (Reset, Rebuild) locks it before it clears the read model,
-	// so both take their locks in one order and never deadlock. It also
-	// ends the batch early if the fence has moved on.
-	if err := tx.QueryRow(ctx, w.r.sql.lockFence, w.p.Name, w.fence).Scan(new(int)); err != nil {
-		if errors.Is(err, pgx.ErrNoRows) {
-			return false, errFenced
-		}
-		return false, fmt.Errorf("mire: projection %q: lock checkpoint: %w", w.p.Name, err)
 	}
 
 	ord := w.order.clone()
