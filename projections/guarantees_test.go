@@ -239,7 +239,10 @@ var _ = Describe("Guarantee 4: fencing", func() {
 		a := open(ctx, e.store, 5)
 		deposit(ctx, e.store, a, 1)
 
-		paused, resume := make(chan struct{}), make(chan struct{})
+		paused, resumed := make(chan struct{}), make(chan struct{})
+		var resumeOnce sync.Once
+		resume := func() { resumeOnce.Do(func() { close(resumed) }) }
+		DeferCleanup(resume) // after a failure too, or stopping the old runner waits for ever
 		var pausedOnce sync.Once
 		handler := func(owner string) projections.Handler {
 			return projections.HandlerFunc(func(ctx context.Context, tx pgx.Tx, env mire.Envelope) error {
@@ -248,7 +251,7 @@ var _ = Describe("Guarantee 4: fencing", func() {
 				}
 				if owner == "old" {
 					pausedOnce.Do(func() { close(paused) })
-					<-resume // a GC pause, a stopped VM: no lease renewal meanwhile
+					<-resumed // a GC pause, a stopped VM: no lease renewal meanwhile
 				}
 				return balanceHandler().Handle(ctx, tx, env)
 			})
@@ -264,7 +267,7 @@ var _ = Describe("Guarantee 4: fencing", func() {
 		Expect(st.Owner).To(Equal("new"))
 		Expect(st.Fence).To(BeNumerically(">", oldFence))
 
-		close(resume) // the old worker wakes up and tries to finish its batch
+		resume() // the old worker wakes up and tries to finish its batch
 		stopOld()
 		after := status(ctx, e.store, "fenced")
 		Expect(after.Fence).To(Equal(st.Fence))
