@@ -242,7 +242,6 @@ var _ = Describe("Guarantee 4: fencing", func() {
 		paused, resumed := make(chan struct{}), make(chan struct{})
 		var resumeOnce sync.Once
 		resume := func() { resumeOnce.Do(func() { close(resumed) }) }
-		DeferCleanup(resume) // after a failure too, or stopping the old runner waits for ever
 		var pausedOnce sync.Once
 		handler := func(owner string) projections.Handler {
 			return projections.HandlerFunc(func(ctx context.Context, tx pgx.Tx, env mire.Envelope) error {
@@ -258,6 +257,7 @@ var _ = Describe("Guarantee 4: fencing", func() {
 		}
 		old := newRunner(e.store, "old", projections.Projection{Name: "fenced", Handler: handler("old")})
 		stopOld := start(old)
+		DeferCleanup(resume) // before stopOld, after a failure too, or stopping it waits for ever
 		Eventually(paused).WithContext(ctx).Should(BeClosed())
 		oldFence := status(ctx, e.store, "fenced").Fence
 
