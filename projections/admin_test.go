@@ -46,21 +46,17 @@ var _ = Describe("Admin operations", func() {
 	for _, where := range []string{"an empty database", "a schema never migrated"} {
 		DescribeTable("reports "+where+" as not migrated",
 			func(ctx SpecContext, op func(context.Context, *mire.Store, *projections.Runner) error) {
-				store := e.store
+				pool, cfg := e.pool, &mire.Config{Schema: "never_migrated"}
 				if where == "an empty database" {
-					_, pool := db.Empty(ctx)
-					var err error
-					store, err = mire.New(pool, nil)
-					Expect(err).NotTo(HaveOccurred())
-				} else {
-					var err error
-					store, err = mire.New(e.pool, &mire.Config{Schema: "never_migrated"})
-					Expect(err).NotTo(HaveOccurred())
+					_, pool = db.Empty(ctx)
+					cfg = nil
 				}
+				store, err := mire.New(pool, cfg)
+				Expect(err).NotTo(HaveOccurred())
 				r := newRunner(store, "", projections.Projection{Name: "p", Handler: (&seen{}).recorder("")})
 				ctx2, cancel := context.WithTimeout(ctx, patience(quiet()))
 				defer cancel()
-				err := op(ctx2, store, r)
+				err = op(ctx2, store, r)
 				Expect(errors.Is(err, mire.ErrNotMigrated)).To(BeTrue(), "%v", err)
 				Expect(err).To(MatchError(ContainSubstring(store.Schema())))
 			},
