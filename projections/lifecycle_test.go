@@ -37,9 +37,9 @@ var _ = Describe("Stopping runners", func() {
 			Eventually(statusFn(e.store, n)).WithContext(ctx).WithTimeout(patience(quiet())).Should(HaveField("Owner", r.Owner()))
 		}
 		Expect(r.Stop(ctx)).To(Succeed())
-		Expect(runDone).To(Receive(BeNil()), "Run has returned when Stop returns")
-		store.Pool().Close()
+		store.Pool().Close() // Run has done with it: its leases are released
 		Expect(leasesHeld(ctx, e)).To(BeZero())
+		Eventually(runDone).WithContext(ctx).Should(Receive(BeNil())) // Run's return value is on its way
 
 		Expect(r.Stop(ctx)).To(Succeed(), "a second Stop does nothing")
 		Expect(r.Run(ctx)).To(MatchError(projections.ErrStopped))
@@ -60,7 +60,7 @@ var _ = Describe("Stopping runners", func() {
 		go func() { caught <- waiter.CatchUp(ctx) }()
 		Consistently(caught).WithContext(ctx).Within(3 * quiet().RecheckInterval).ShouldNot(Receive())
 		Expect(waiter.Stop(ctx)).To(Succeed())
-		Expect(caught).To(Receive(MatchError(projections.ErrStopped)))
+		Eventually(caught).WithContext(ctx).Should(Receive(MatchError(projections.ErrStopped)))
 	})
 
 	It("lets a restarted runner with the same Owner take over its own lease at once, raising the fence", func(ctx SpecContext) {

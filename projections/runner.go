@@ -198,9 +198,10 @@ func (r *Runner) Run(ctx context.Context) error {
 }
 
 // Stop ends the runner for good: it cancels the Run (or CatchUp) in
-// progress, and waits until it has released its leases and returned, so
-// that another replica, or this application started again, takes over at
-// once. Call it before closing the store's pool, which releasing needs.
+// progress, and waits until it has released its leases and is done with
+// the pool (it is returning), so that another replica, or this application
+// started again, takes over at once. Call it before closing the store's
+// pool, which releasing needs.
 // Later calls of Run and CatchUp return an error wrapping ErrStopped at
 // once, so Stop also ends a Run whose goroutine has not started yet.
 //
