@@ -104,12 +104,33 @@ func (w *worker) stop() {
 		return
 	}
 	if !w.r.noRelease {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		if _, err := w.r.store.Pool().Exec(ctx, w.r.sql.release, w.p.Name, w.fence); err != nil {
+		if err := w.release(); err != nil {
 			w.r.cfg.Logger.Warn("mire: projection: release lease", "projection", w.p.Name, "err", err)
 			w.releaseErr = fmt.Errorf("mire: projection %q: release lease (it expires after LeaseTTL): %w", w.p.Name, err)
 		}
 	}
 	w.fence = 0
+}
+
+// release gives the lease back through the store's pool or, if that fails
+// (a pool closed under a running runner: a shutdown in the wrong order),
+// through a connection of its own, so that the next start of the
+// application does not wait for the lease to expire.
+func (w *worker) release() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	pool := w.r.store.Pool()
+	_, err := pool.Exec(ctx, w.r.sql.release, w.p.Name, w.fence)
+	if err == nil || ctx.Err() != nil {
+		return err
+	}
+	conn, cerr := pgx.ConnectConfig(ctx, pool.Config().ConnConfig)
+	if cerr != nil {
+		return errors.Join(err, cerr)
+	}
+	defer func() { _ = conn.Close(context.WithoutCancel(ctx)) }()
+	if _, cerr := conn.Exec(ctx, w.r.sql.release, w.p.Name, w.fence); cerr != nil {
+		return errors.Join(err, cerr)
+	}
+	return nil
 }

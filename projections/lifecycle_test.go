@@ -46,6 +46,19 @@ var _ = Describe("Stopping runners", func() {
 		Expect(r.CatchUp(ctx)).To(MatchError(projections.ErrStopped))
 	})
 
+	It("releases its leases even when the pool was closed before Run returned", func(ctx SpecContext) {
+		store := e.another(ctx)
+		r := newRunner(store, "", projections.Projection{Name: "orphan", Handler: (&seen{}).recorder("")})
+		runCtx, cancel := context.WithCancel(context.Background())
+		runDone := make(chan error, 1)
+		go func() { runDone <- r.Run(runCtx) }()
+		Eventually(statusFn(e.store, "orphan")).WithContext(ctx).Should(HaveField("Owner", r.Owner()))
+		store.Pool().Close() // the shutdown order the README once suggested
+		cancel()
+		Eventually(runDone).WithContext(ctx).Should(Receive(BeNil()))
+		Expect(leasesHeld(ctx, e)).To(BeZero())
+	})
+
 	It("makes a Run started after Stop return at once, and a CatchUp in progress stop", func(ctx SpecContext) {
 		r := newRunner(e.store, "", projections.Projection{Name: "early", Handler: (&seen{}).recorder("")})
 		Expect(r.Stop(ctx)).To(Succeed())

@@ -158,8 +158,9 @@ func (r *Runner) Owner() string { return r.cfg.Owner }
 
 // Run hosts the runner's projections until ctx ends or Stop is called,
 // then releases the leases it holds (so another replica takes over at
-// once) and returns nil. Releasing needs the store's pool: end Run with
-// Stop, which returns once it is done, before closing the pool.
+// once) and returns nil. End it with Stop, which returns once the leases
+// are released, and close the store's pool after that (a pool closed
+// first costs each lease a connection of its own to be released).
 // Each projection competes for its lease; the one that wins reads in
 // batches, hands events to the handler and checkpoints, woken by the
 // store's notifications or, failing those, every PollInterval. Run returns
@@ -201,7 +202,7 @@ func (r *Runner) Run(ctx context.Context) error {
 // progress, and waits until it has released its leases and is done with
 // the pool (it is returning), so that another replica, or this application
 // started again, takes over at once. Call it before closing the store's
-// pool, which releasing needs.
+// pool.
 // Later calls of Run and CatchUp return an error wrapping ErrStopped at
 // once, so Stop also ends a Run whose goroutine has not started yet.
 //
