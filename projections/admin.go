@@ -127,14 +127,16 @@ func MoveToWatermark(ctx context.Context, store *mire.Store, name string) error 
 // never ran has no row: with before (a runner's own projection) that is
 // fine, there is nothing to move; without, the name is unknown.
 //
-// before runs first, and the row is locked after it: a batch writes the
-// read model first and its checkpoint last, so taking the locks in the
-// same order, an admin operation waits for a batch in flight (or the batch
-// for it) and neither deadlocks. The batch's checkpoint, if it commits
-// first, is then reset; if the admin commits first, the batch is fenced.
+// It first takes the projection's advisory lock (see adminLock), so it
+// waits for the batches in flight, and new batches wait for it, whatever
+// tables before clears: the two never deadlock, and the batches that
+// waited are fenced.
 func admin(ctx context.Context, store *mire.Store, name, op, sql string, before func(context.Context, pgx.Tx) error) error {
 	q := newQueries(store.Schema())
 	err := pgx.BeginFunc(ctx, store.Pool(), func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, q.adminLock, lockKey(store.Schema(), name)); err != nil {
+			return err
+		}
 		if before != nil {
 			if err := before(ctx, tx); err != nil {
 				return err
@@ -167,9 +169,9 @@ func (r *Runner) Status(ctx context.Context, name string) (Status, error) {
 // Reset resets one of the runner's projections to the beginning of the
 // log and, in the same transaction, clears its read model with the
 // projection's Truncate (if set). It is safe while a runner (this one or
-// another) is in the middle of a batch: Truncate's locks wait for that
-// batch's transaction (or the batch waits for Reset's), and the reset
-// wins either way.
+// another) is in the middle of a batch: it waits for that batch to
+// commit, then resets its checkpoint; Truncate may clear any tables in any
+// order.
 func (r *Runner) Reset(ctx context.Context, name string) error {
 	w := r.byName[name]
 	if w == nil {

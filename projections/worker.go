@@ -246,11 +246,12 @@ func (w *worker) scan(rows pgx.Rows) ([]scannedRow, error) {
 // the checkpoint in the same transaction, only while the fence is ours. It
 // reports whether the batch was full (more may be waiting).
 //
-// The checkpoint is the batch's last write, after the handlers' writes to
-// the read model; the admin operations (see admin) take their locks in
-// the same order, so the two never deadlock. (Locking the checkpoint
-// first would do too, but a worker paused in its handler would then hold
-// that lock and block the takeover its lease expiry allows.)
+// Before its handlers write, the batch takes the projection's advisory
+// lock, shared (see batchLock): an admin operation that clears the read
+// model takes it exclusive first, so the two never deadlock. (Locking the
+// checkpoint row first would do too, but a worker paused in its handler
+// would then hold that lock and block the takeover its lease expiry
+// allows.)
 func (w *worker) step(ctx context.Context) (more bool, err error) {
 	limit := w.p.BatchSize
 	if w.single > 0 {
@@ -264,6 +265,9 @@ func (w *worker) step(ctx context.Context) (more bool, err error) {
 	rows, more, err := w.read(ctx, tx, limit)
 	if err != nil || len(rows) == 0 {
 		return false, err
+	}
+	if _, err := tx.Exec(ctx, w.r.sql.batchLock, lockKey(w.r.store.Schema(), w.p.Name)); err != nil {
+		return false, fmt.Errorf("mire: projection %q: lock against admin operations: %w", w.p.Name, err)
 	}
 
 	ord := w.order.clone()
