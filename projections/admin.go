@@ -76,7 +76,7 @@ func statusOf(ctx context.Context, store *mire.Store, sql queries, name string) 
 		return Status{}, fmt.Errorf("mire: projection %q: status: %w", name, mire.ErrNotFound)
 	}
 	if err != nil {
-		return Status{}, fmt.Errorf("mire: projection %q: status: %w", name, err)
+		return Status{}, fmt.Errorf("mire: projection %q: status: %w", name, notMigrated(store.Schema(), err))
 	}
 	st.State = State(state)
 	if leaseUntil != nil {
@@ -93,6 +93,8 @@ func statusOf(ctx context.Context, store *mire.Store, sql queries, name string) 
 // (after a fix of the handler, or of the data). The fence is raised and
 // the lease freed, so the projection is taken over afresh within the
 // runners' RecheckInterval. Resuming a running projection only does that.
+// A name that has no checkpoint (it never ran) is an error wrapping
+// mire.ErrNotFound; nothing is changed.
 func Resume(ctx context.Context, store *mire.Store, name string) error {
 	return admin(ctx, store, name, "resume", newQueries(store.Schema()).resume, nil)
 }
@@ -101,7 +103,8 @@ func Resume(ctx context.Context, store *mire.Store, name string) error {
 // its error, without touching its read model; use Runner.Rebuild (or clear
 // the read model yourself) to replay into an empty one. The lease is freed
 // and the fence raised: a worker in the middle of a batch cannot write its
-// checkpoint over the reset.
+// checkpoint over the reset. A name that has no checkpoint (it never ran)
+// is an error wrapping mire.ErrNotFound; nothing is changed.
 func Reset(ctx context.Context, store *mire.Store, name string) error {
 	return admin(ctx, store, name, "reset", newQueries(store.Schema()).reset, nil)
 }
@@ -113,19 +116,25 @@ func Reset(ctx context.Context, store *mire.Store, name string) error {
 // longer holds, and a restored projection would wait or skip. Run it for
 // each projection after the restore, before writers start again (events of
 // transactions in flight at that moment may be skipped). The read models
-// restored with the dump stay as they are.
+// restored with the dump stay as they are. A name that has no checkpoint
+// (it never ran) is an error wrapping mire.ErrNotFound; nothing is changed.
 func MoveToWatermark(ctx context.Context, store *mire.Store, name string) error {
 	return admin(ctx, store, name, "move to watermark", newQueries(store.Schema()).toWatermark, nil)
 }
 
-// admin runs one admin statement on the subscription row, in a transaction
-// that first locks the row and runs before (if set) with it.
+// admin runs one admin statement on the subscription row, in one
+// transaction with before (if set: a runner's Truncate). A projection that
+// never ran has no row: with before (a runner's own projection) that is
+// fine, there is nothing to move; without, the name is unknown.
+//
+// It first takes the projection's advisory lock (see adminLock), so it
+// waits for the batches in flight, and new batches wait for it, whatever
+// tables before clears: the two never deadlock, and the batches that
+// waited are fenced.
 func admin(ctx context.Context, store *mire.Store, name, op, sql string, before func(context.Context, pgx.Tx) error) error {
 	q := newQueries(store.Schema())
 	err := pgx.BeginFunc(ctx, store.Pool(), func(tx pgx.Tx) error {
-		var found string
-		err := tx.QueryRow(ctx, q.lockSubscription, name).Scan(&found)
-		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		if _, err := tx.Exec(ctx, q.adminLock, lockKey(store.Schema(), name)); err != nil {
 			return err
 		}
 		if before != nil {
@@ -133,14 +142,21 @@ func admin(ctx context.Context, store *mire.Store, name, op, sql string, before 
 				return err
 			}
 		}
-		if found == "" {
+		var found string
+		err := tx.QueryRow(ctx, q.lockSubscription, name).Scan(&found)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows) && before == nil:
+			return fmt.Errorf("no projection of that name has run (no checkpoint): %w", mire.ErrNotFound)
+		case errors.Is(err, pgx.ErrNoRows):
 			return nil // never ran: nothing to move
+		case err != nil:
+			return err
 		}
 		_, err = tx.Exec(ctx, sql, name)
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("mire: projection %q: %s: %w", name, op, err)
+		return fmt.Errorf("mire: projection %q: %s: %w", name, op, notMigrated(store.Schema(), err))
 	}
 	return nil
 }
@@ -152,7 +168,10 @@ func (r *Runner) Status(ctx context.Context, name string) (Status, error) {
 
 // Reset resets one of the runner's projections to the beginning of the
 // log and, in the same transaction, clears its read model with the
-// projection's Truncate (if set).
+// projection's Truncate (if set). It is safe while a runner (this one or
+// another) is in the middle of a batch: it waits for that batch to
+// commit, then resets its checkpoint; Truncate may clear any tables in any
+// order.
 func (r *Runner) Reset(ctx context.Context, name string) error {
 	w := r.byName[name]
 	if w == nil {

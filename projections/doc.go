@@ -23,7 +23,14 @@
 //		),
 //	}
 //	runner, err := projections.NewRunner(store, nil, balances)
-//	go runner.Run(ctx) // in every replica; blocks until ctx ends
+//	go runner.Run(ctx)      // in every replica
+//	...
+//	err = runner.Stop(ctx)  // at shutdown, before the pool is closed
+//
+// A route that could never fire is refused where it is built: [On] panics
+// for a pointer type, and [NewRunner] and [Inline] return an error naming
+// a Go type the store's registry does not hold (or one outside the
+// projection's categories), instead of checkpointing past its events.
 //
 // # Guarantees
 //
@@ -53,7 +60,9 @@
 //     lease (paused past LeaseTTL, partitioned) cannot advance the
 //     checkpoint, and its transactional writes roll back. A replica that
 //     dies is replaced within LeaseTTL + RecheckInterval; one that stops
-//     cleanly releases its leases at once.
+//     cleanly ([Runner.Stop]) releases its leases at once, and one
+//     restarted under the same Config.Owner takes its own lease back at
+//     once (raising the fence).
 //   - Exactly once, for what a handler writes through tx: read-model rows
 //     and the checkpoint commit together, or neither does. Anything else a
 //     handler does (messages, HTTP calls, writes through another
@@ -92,9 +101,19 @@
 // events, owner, fence, state and the last error with its event. [Reset]
 // starts a projection over; [Runner.Rebuild] resets it and clears its read
 // model (Projection.Truncate) in one transaction, then reports progress
-// until it has caught up. [Runner.CatchUp] drives a runner's projections to
-// the end of the log in the calling goroutine and returns, for tools, tests
-// and benchmarks.
+// until it has caught up; both are safe while a runner is in the middle of
+// a batch. [Runner.CatchUp] drives a runner's projections to the end of the
+// log in the calling goroutine and returns, for tools, tests and
+// benchmarks.
+//
+// [Runner.Stop] is the clean shutdown: it ends Run, releases the leases
+// and returns when Run has returned; call it before closing the pool,
+// which releasing needs. Config.OnHalt tells the application that a
+// projection has halted (to alert, or to exit), also when a restarted
+// runner finds it halted. Admin calls on a name that has no checkpoint
+// return an error wrapping [mire.ErrNotFound]; every entry point on a
+// schema that was never migrated returns one wrapping
+// [mire.ErrNotMigrated].
 //
 // # Limits
 //

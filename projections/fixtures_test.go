@@ -59,6 +59,23 @@ func quiet() *projections.Config {
 	}
 }
 
+// patience is how long a spec waits for something a runner with cfg must
+// do: a takeover, a batch, a caught-up projection. It is derived from the
+// configured lease and intervals with a generous margin, so that a loaded
+// machine (two busy cores, -race) does not fail a spec that a quiet one
+// passes; only a real failure waits it out.
+func patience(cfg *projections.Config) time.Duration {
+	return 10 * (cfg.LeaseTTL + cfg.RecheckInterval + cfg.PollInterval)
+}
+
+// Every wait without a timeout of its own gets patience(quiet()), also
+// one given the spec's context (which Gomega would otherwise wait on
+// forever).
+var _ = BeforeEach(func() {
+	SetDefaultEventuallyTimeout(patience(quiet()))
+	EnforceDefaultTimeoutsWhenUsingContexts()
+})
+
 // env is a fresh database with a store and the balances read model.
 type env struct {
 	url   string

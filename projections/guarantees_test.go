@@ -7,7 +7,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
@@ -212,9 +211,7 @@ var _ = Describe("Guarantee 3: one active worker per projection", func() {
 		stops[active]() // cancelled without releasing its lease
 		deposit(ctx, e.store, a, 1)
 		cfg := quiet()
-		Eventually(statusFn(e.store, "single")).
-			WithContext(ctx).WithTimeout(cfg.LeaseTTL + cfg.RecheckInterval + 500*time.Millisecond).
-			Should(HaveField("Owner", standby))
+		Eventually(statusFn(e.store, "single")).WithContext(ctx).WithTimeout(patience(cfg)).Should(HaveField("Owner", standby))
 		Eventually(s.count).WithContext(ctx).Should(Equal(22))
 		Expect(s.owners()[standby]).To(Equal(1))
 		Expect(status(ctx, e.store, "single").Fence).To(BeNumerically(">", before.Fence))
@@ -242,7 +239,9 @@ var _ = Describe("Guarantee 4: fencing", func() {
 		a := open(ctx, e.store, 5)
 		deposit(ctx, e.store, a, 1)
 
-		paused, resume := make(chan struct{}), make(chan struct{})
+		paused, resumed := make(chan struct{}), make(chan struct{})
+		var resumeOnce sync.Once
+		resume := func() { resumeOnce.Do(func() { close(resumed) }) }
 		var pausedOnce sync.Once
 		handler := func(owner string) projections.Handler {
 			return projections.HandlerFunc(func(ctx context.Context, tx pgx.Tx, env mire.Envelope) error {
@@ -251,13 +250,14 @@ var _ = Describe("Guarantee 4: fencing", func() {
 				}
 				if owner == "old" {
 					pausedOnce.Do(func() { close(paused) })
-					<-resume // a GC pause, a stopped VM: no lease renewal meanwhile
+					<-resumed // a GC pause, a stopped VM: no lease renewal meanwhile
 				}
 				return balanceHandler().Handle(ctx, tx, env)
 			})
 		}
 		old := newRunner(e.store, "old", projections.Projection{Name: "fenced", Handler: handler("old")})
 		stopOld := start(old)
+		DeferCleanup(resume) // before stopOld, after a failure too, or stopping it waits for ever
 		Eventually(paused).WithContext(ctx).Should(BeClosed())
 		oldFence := status(ctx, e.store, "fenced").Fence
 
@@ -267,7 +267,7 @@ var _ = Describe("Guarantee 4: fencing", func() {
 		Expect(st.Owner).To(Equal("new"))
 		Expect(st.Fence).To(BeNumerically(">", oldFence))
 
-		close(resume) // the old worker wakes up and tries to finish its batch
+		resume() // the old worker wakes up and tries to finish its batch
 		stopOld()
 		after := status(ctx, e.store, "fenced")
 		Expect(after.Fence).To(Equal(st.Fence))

@@ -18,12 +18,16 @@ import (
 // errors; BatchSize is unused), and it sees only events written after it
 // was registered: to build the read model from history, run the same
 // handler as a Runner projection once. See mire.InlineProjection for the
-// costs.
+// costs. Like NewRunner, it refuses typed routes (On) that could never
+// fire on store, naming their Go type.
 func Inline(store *mire.Store, p Projection) error {
 	if store == nil {
 		return fmt.Errorf("mire: inline projection %q: store is nil", p.Name)
 	}
 	if err := p.validate(); err != nil {
+		return fmt.Errorf("mire: inline projection: %w", err)
+	}
+	if err := p.checkRoutes(store); err != nil {
 		return fmt.Errorf("mire: inline projection: %w", err)
 	}
 	categories := slices.Clone(p.Categories)

@@ -8,7 +8,6 @@ import (
 	"os/signal"
 	"syscall"
 	"testing"
-	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
@@ -100,7 +99,7 @@ var _ = Describe("Guarantee 3: one active worker across OS processes", func() {
 			}
 			return out, rows.Err()
 		}
-		Eventually(handledBy).WithContext(ctx).WithTimeout(20 * time.Second).Should(Or(
+		Eventually(handledBy).WithContext(ctx).WithTimeout(patience(quiet())).Should(Or(
 			Equal(map[string]int{"p1": 10}), Equal(map[string]int{"p2": 10})))
 		before := status(ctx, e.store, "procs")
 		active := before.Owner
@@ -110,8 +109,7 @@ var _ = Describe("Guarantee 3: one active worker across OS processes", func() {
 		_ = procs[active].Wait()
 		deposit(ctx, e.store, a, 1)
 		cfg := quiet()
-		Eventually(statusFn(e.store, "procs")).WithContext(ctx).
-			WithTimeout(cfg.LeaseTTL + cfg.RecheckInterval + time.Second).Should(HaveField("Owner", standby))
+		Eventually(statusFn(e.store, "procs")).WithContext(ctx).WithTimeout(patience(cfg)).Should(HaveField("Owner", standby))
 		Eventually(handledBy).WithContext(ctx).Should(Equal(map[string]int{active: 10, standby: 1}))
 		Expect(status(ctx, e.store, "procs").Fence).To(Equal(before.Fence + 1))
 	})

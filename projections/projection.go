@@ -3,11 +3,15 @@ package projections
 import (
 	"context"
 	"fmt"
+	"maps"
 	"reflect"
 	"regexp"
+	"slices"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/mire-go/mire"
+	"github.com/mire-go/mire/internal/registryinfo"
 )
 
 // BatchSizeDefault is how many events a projection reads per batch (and per
@@ -52,6 +56,15 @@ func (p *Projection) validate() error {
 		if c == "" {
 			return fmt.Errorf("mire: projection %q: empty category", p.Name)
 		}
+	}
+	return nil
+}
+
+// checkRoutes refuses typed routes of p's handler that can never fire on
+// store (see On). Handlers other than Routes are not inspected.
+func (p *Projection) checkRoutes(store *mire.Store) error {
+	if r, ok := p.Handler.(router); ok {
+		return r.check(store, p)
 	}
 	return nil
 }
@@ -107,9 +120,22 @@ type Route struct {
 //		projections.On(func(ctx context.Context, tx pgx.Tx, e Opened, env mire.Envelope) error { ... }),
 //		projections.On(func(ctx context.Context, tx pgx.Tx, e Deposited, env mire.Envelope) error { ... }),
 //	)
+//
+// A route that could never fire would checkpoint past its events, and the
+// read model would silently lose them, so it is refused where the
+// information is: On panics if E is not a struct type (a pointer, an
+// interface); NewRunner and Inline return an error if E is not in the
+// store's registry or its entity is outside the projection's Categories.
 func On[E any](fn func(ctx context.Context, tx pgx.Tx, e E, env mire.Envelope) error) Route {
+	t := reflect.TypeFor[E]()
+	switch {
+	case t.Kind() == reflect.Pointer:
+		panic(fmt.Errorf("mire: projections.On: route for %v: events are delivered as values: route %v, not a pointer", t, t.Elem()))
+	case t.Kind() != reflect.Struct:
+		panic(fmt.Errorf("mire: projections.On: route for %v: not an event struct type, so no event can match it", t))
+	}
 	return Route{
-		typ: reflect.TypeFor[E](),
+		typ: t,
 		fn: func(ctx context.Context, tx pgx.Tx, env mire.Envelope) error {
 			return fn(ctx, tx, env.Data.(E), env)
 		},
@@ -135,6 +161,23 @@ func Routes(routes ...Route) Handler {
 
 // router maps an event's Go type to its route.
 type router map[reflect.Type]func(context.Context, pgx.Tx, mire.Envelope) error
+
+// check refuses routes that can never fire for a projection of store:
+// types missing from the store's registry, or whose entity is outside the
+// projection's categories.
+func (r router) check(store *mire.Store, p *Projection) error {
+	types := slices.SortedFunc(maps.Keys(r), func(a, b reflect.Type) int { return strings.Compare(a.String(), b.String()) })
+	for _, t := range types {
+		entity, ok := registryinfo.Entity(store.Registry(), t)
+		if !ok {
+			return fmt.Errorf("projection %q: route for %v: the store's registry does not hold it (call Register on it), so no event can match it: %w", p.Name, t, mire.ErrUnregistered)
+		}
+		if len(p.Categories) > 0 && !slices.Contains(p.Categories, entity) {
+			return fmt.Errorf("projection %q: route for %v (entity %q) can never fire: the projection reads only categories %q", p.Name, t, entity, p.Categories)
+		}
+	}
+	return nil
+}
 
 func (r router) Handle(ctx context.Context, tx pgx.Tx, env mire.Envelope) error {
 	if fn := r[reflect.TypeOf(env.Data)]; fn != nil {

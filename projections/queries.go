@@ -1,6 +1,7 @@
 package projections
 
 import (
+	"hash/fnv"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -84,7 +85,7 @@ WHERE e.position = ANY($1::bigint[]) ORDER BY e.xid, e.position`
 
 	selectPosition = `SELECT position FROM {{schema}}.events WHERE stream_id = $1 AND version = $2`
 
-	subscriptionColumns = `fence, cursor_xid, cursor_position, floor_position, held, state`
+	subscriptionColumns = `fence, cursor_xid, cursor_position, floor_position, held, state, coalesce(last_error, '')`
 
 	// acquire takes the lease ($2 owner, $3 TTL in seconds) if it is free,
 	// expired, or already this owner's, raising the fence; it returns no row
@@ -102,6 +103,18 @@ WHERE name = $1 AND fence = $2 RETURNING state`
 
 	release = `UPDATE {{schema}}.subscriptions SET owner = NULL, lease_until = NULL
 WHERE name = $1 AND fence = $2`
+
+	// batchLock is taken, shared, by a batch's transaction before its
+	// handlers write, and adminLock, exclusive, by an admin transaction
+	// before it clears the read model ($1: the projection's lockKey). An
+	// admin operation so waits for the batches in flight and new batches
+	// wait for it, whatever tables the read model spans and in whatever
+	// order the handlers and Truncate touch them: they cannot deadlock.
+	// Unlike a lock on the subscription row, it does not stand in the way
+	// of a takeover: a worker paused in its handler holds only a shared
+	// lock, which its successor's batches share.
+	batchLock = `SELECT pg_advisory_xact_lock_shared($1)`
+	adminLock = `SELECT pg_advisory_xact_lock($1)`
 
 	// checkpoint moves the cursor inside the batch's transaction, only while
 	// the fence is still this worker's; it also extends the lease.
@@ -150,7 +163,7 @@ FROM {{schema}}.subscriptions s WHERE s.name = $1`
 
 type queries struct {
 	readHeads, readHeadsCategories, readRest, readPositions, selectPosition, cursorHead string
-	acquire, renew, release, checkpoint, halt                                           string
+	acquire, renew, release, batchLock, adminLock, checkpoint, halt                     string
 	resume, reset, toWatermark, lockSubscription, status                                string
 }
 
@@ -166,6 +179,8 @@ func newQueries(schema string) queries {
 		acquire:             fill(acquire),
 		renew:               fill(renew),
 		release:             fill(release),
+		batchLock:           batchLock,
+		adminLock:           adminLock,
 		checkpoint:          fill(checkpoint),
 		halt:                fill(halt),
 		resume:              fill(resume),
@@ -174,4 +189,13 @@ func newQueries(schema string) queries {
 		lockSubscription:    fill(lockSubscription),
 		status:              fill(status),
 	}
+}
+
+// lockKey is the advisory lock key of projection name in schema, for
+// batchLock and adminLock. A collision with another advisory lock of the
+// database costs waiting, never correctness.
+func lockKey(schema, name string) int64 {
+	h := fnv.New64a()
+	h.Write([]byte("mire.projection\x00" + schema + "\x00" + name))
+	return int64(h.Sum64())
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/mire-go/mire"
+	"github.com/mire-go/mire/internal/pgerr"
 )
 
 // Defaults of Config.
@@ -23,6 +24,10 @@ const (
 	RetryBackoffDefault    = 100 * time.Millisecond
 	MaxAttemptsDefault     = 5
 )
+
+// ErrStopped is returned (wrapped) by Run and CatchUp called after Stop,
+// and by a CatchUp that Stop interrupted.
+var ErrStopped = errors.New("mire: runner stopped")
 
 // ErrHalted is returned (wrapped, with the error and event) by CatchUp and
 // Rebuild when a projection halted on an event its handler keeps failing.
@@ -51,12 +56,25 @@ type Config struct {
 	MaxAttempts int
 	// Owner names this runner in the leases it holds. It must be unique
 	// among live runners: a runner takes over a lease held under its own
-	// name at once (so a restarted replica keeping its name resumes without
-	// waiting for the TTL). Defaults to "host:pid:random".
+	// name at once, raising the fence (so a replica restarted under a
+	// stable name, such as its pod name, resumes without waiting for the
+	// lease of its previous life to expire, even after a crash). Defaults
+	// to "host:pid:random", which is new at every start.
 	Owner string
 	// Logger receives handler failures, takeovers and lost leases. Defaults
 	// to the store's logger's default, slog.Default().
 	Logger *slog.Logger
+	// OnHalt, if set, tells the application that a projection has halted,
+	// so that it can alert or exit: a halted projection is otherwise only
+	// visible in its Status. It is called when this runner halts a
+	// projection on an event its handler keeps failing (Config.MaxAttempts),
+	// and again whenever this runner takes the lease of a projection that
+	// is halted (after a restart, say), until Resume. name is the
+	// projection's; err wraps ErrHalted and names the event (and, on the
+	// halt itself, wraps the handler's error). OnHalt runs on a goroutine
+	// of its own, so it may block or call Stop; it may outlive Run.
+	// Defaults to nil: a halt is logged and shown in Status only.
+	OnHalt func(name string, err error)
 }
 
 // Runner hosts projections: in every replica of an application, one Runner
@@ -69,8 +87,12 @@ type Runner struct {
 	workers []*worker
 	byName  map[string]*worker
 
-	mu      sync.Mutex
-	running bool
+	mu       sync.Mutex
+	running  bool                    // a Run or CatchUp is in progress
+	stopped  bool                    // Stop was called
+	cancel   context.CancelCauseFunc // ends the last Run or CatchUp
+	done     chan struct{}           // closed when the last Run or CatchUp has returned
+	released error                   // the leases it could not release
 
 	noRelease bool // tests: stop without releasing leases, as a crash would
 }
@@ -105,6 +127,9 @@ func NewRunner(store *mire.Store, cfg *Config, projections ...Projection) (*Runn
 		if err := p.validate(); err != nil {
 			return nil, fmt.Errorf("mire: new runner: %w", err)
 		}
+		if err := p.checkRoutes(store); err != nil {
+			return nil, fmt.Errorf("mire: new runner: %w", err)
+		}
 		if _, dup := r.byName[p.Name]; dup {
 			return nil, fmt.Errorf("mire: new runner: projection %q given twice", p.Name)
 		}
@@ -131,25 +156,79 @@ func (c *Config) validate() error {
 // Owner returns the name this runner holds leases under.
 func (r *Runner) Owner() string { return r.cfg.Owner }
 
-// Run hosts the runner's projections until ctx ends, then releases the
-// leases it holds (so another replica takes over at once) and returns nil.
+// Run hosts the runner's projections until ctx ends or Stop is called,
+// then releases the leases it holds (so another replica takes over at
+// once) and returns nil. End it with Stop, which returns once the leases
+// are released, and close the store's pool after that (a pool closed
+// first costs each lease a connection of its own to be released).
 // Each projection competes for its lease; the one that wins reads in
 // batches, hands events to the handler and checkpoints, woken by the
 // store's notifications or, failing those, every PollInterval. Run returns
-// an error only if it is already running.
+// an error only if it is already running, if Stop was called (wrapping
+// ErrStopped), or, at once, if the store's schema is not migrated
+// (wrapping mire.ErrNotMigrated); a database that cannot be reached is
+// retried, not returned.
 func (r *Runner) Run(ctx context.Context) error {
-	release, err := r.claim("run")
+	ctx, release, err := r.claim(ctx, "run")
 	if err != nil {
 		return err
 	}
-	defer release()
+	var releaseErrs []error
+	defer func() { release(errors.Join(releaseErrs...)) }()
 
+	// A worker that finds the schema unmigrated ends the whole run: no
+	// projection can run, and waiting would hide the mistake.
+	var fatal error
+	var once sync.Once
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	fail := func(err error) {
+		once.Do(func() { fatal = err })
+		cancel()
+	}
 	var wg sync.WaitGroup
 	wg.Go(func() { r.listen(ctx) })
 	for _, w := range r.workers {
-		wg.Go(func() { w.run(ctx) })
+		wg.Go(func() { w.run(ctx, fail) })
 	}
 	wg.Wait()
+	for _, w := range r.workers {
+		releaseErrs = append(releaseErrs, w.releaseErr)
+	}
+	return fatal
+}
+
+// Stop ends the runner for good: it cancels the Run (or CatchUp) in
+// progress, and waits until it has released its leases and is done with
+// the pool (it is returning), so that another replica, or this application
+// started again, takes over at once. Call it before closing the store's
+// pool.
+// Later calls of Run and CatchUp return an error wrapping ErrStopped at
+// once, so Stop also ends a Run whose goroutine has not started yet.
+//
+// Stop returns an error if ctx ends first (Run then goes on stopping in
+// the background) or if a lease could not be released (it then expires
+// after LeaseTTL). Calling it again waits for the same end and returns the
+// same result; on a runner that never ran it returns nil.
+func (r *Runner) Stop(ctx context.Context) error {
+	r.mu.Lock()
+	r.stopped = true
+	cancel, done := r.cancel, r.done
+	r.mu.Unlock()
+	if done == nil {
+		return nil
+	}
+	cancel(ErrStopped)
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return fmt.Errorf("mire: runner %s: stop: %w", r.cfg.Owner, ctx.Err())
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.released != nil {
+		return fmt.Errorf("mire: runner %s: stop: %w", r.cfg.Owner, r.released)
+	}
 	return nil
 }
 
@@ -212,19 +291,30 @@ func (r *Runner) wakeAll() {
 // ctx ends). It is meant for tools, tests and benchmarks that want to
 // drive projections to the end of the log and stop: a long-running
 // application uses Run. A projection that halts makes CatchUp return an
-// error wrapping ErrHalted.
+// error wrapping ErrHalted; Stop makes it return one wrapping ErrStopped.
 func (r *Runner) CatchUp(ctx context.Context) error {
-	release, err := r.claim("catch up")
+	ctx, release, err := r.claim(ctx, "catch up")
 	if err != nil {
 		return err
 	}
-	defer release()
+	var releaseErrs []error
+	defer func() { release(errors.Join(releaseErrs...)) }()
 	for _, w := range r.workers {
-		if err := w.catchUp(ctx); err != nil {
+		err := w.catchUp(ctx)
+		releaseErrs = append(releaseErrs, w.releaseErr)
+		if err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// halted tells the application, through Config.OnHalt, that projection
+// name is halted.
+func (r *Runner) halted(name string, err error) {
+	if r.cfg.OnHalt != nil {
+		go r.cfg.OnHalt(name, err)
+	}
 }
 
 // sleep waits for d or the end of ctx.
@@ -238,17 +328,35 @@ func sleep(ctx context.Context, d time.Duration) {
 }
 
 // claim marks the runner running for op (Run or CatchUp, which must not
-// overlap) and returns the function that marks it idle again.
-func (r *Runner) claim(op string) (release func(), err error) {
+// overlap) and returns the context op runs in, which Stop cancels, and the
+// function that marks the runner idle again, noting the leases op could
+// not release.
+func (r *Runner) claim(ctx context.Context, op string) (context.Context, func(released error), error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.running {
-		return nil, fmt.Errorf("mire: runner %s: %s: already running", r.cfg.Owner, op)
+	if r.stopped {
+		return nil, nil, fmt.Errorf("mire: runner %s: %s: %w", r.cfg.Owner, op, ErrStopped)
 	}
-	r.running = true
-	return func() {
+	if r.running {
+		return nil, nil, fmt.Errorf("mire: runner %s: %s: already running", r.cfg.Owner, op)
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	done := make(chan struct{})
+	r.running, r.cancel, r.done = true, cancel, done
+	return ctx, func(released error) {
+		cancel(nil)
 		r.mu.Lock()
-		r.running = false
+		r.running, r.released = false, released
 		r.mu.Unlock()
+		close(done)
 	}, nil
+}
+
+// notMigrated wraps err with mire.ErrNotMigrated, naming the schema, if it
+// says that the store's schema or one of its tables does not exist.
+func notMigrated(schema string, err error) error {
+	if pgerr.NotMigrated(err) {
+		return fmt.Errorf("%w: schema %q: %v", mire.ErrNotMigrated, schema, err)
+	}
+	return err
 }

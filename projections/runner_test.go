@@ -93,7 +93,8 @@ var _ = Describe("Runner", func() {
 		}).WithContext(ctx).WithPolling(100 * time.Millisecond).Should(BeNumerically(">", 0))
 		n := s.count()
 		b := open(ctx, e.store, 1)
-		Eventually(s.streamVersions).WithArguments(b).WithTimeout(2 * time.Second).Should(Equal([]int64{1}))
+		// Far shorter than the poll, however slow the machine.
+		Eventually(s.streamVersions).WithArguments(b).WithTimeout(patience(quiet())).Should(Equal([]int64{1}))
 		Expect(s.count()).To(BeNumerically(">", n))
 	})
 

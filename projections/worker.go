@@ -44,6 +44,7 @@ type worker struct {
 	order      *order
 	halted     bool
 	renewedAt  time.Time
+	releaseErr error // why the last stop could not release the lease
 
 	heads     int   // how many heads (appends' first rows) the next read asks for; 0: limit + 1
 	failPos   int64 // the position of the event that failed last, 0 if none
@@ -51,11 +52,17 @@ type worker struct {
 	single    int   // after a failure: how many more batches read one event each
 }
 
-func (w *worker) run(ctx context.Context) {
+// run is run for Run: it competes for the lease and runs batches until ctx
+// ends. An unmigrated schema is passed to fail, which ends the run.
+func (w *worker) run(ctx context.Context, fail func(error)) {
 	defer w.stop()
 	for ctx.Err() == nil {
 		if w.fence == 0 {
 			ok, err := w.acquire(ctx)
+			if errors.Is(err, mire.ErrNotMigrated) {
+				fail(err)
+				return
+			}
 			if err != nil && ctx.Err() == nil {
 				w.r.cfg.Logger.Warn("mire: projection: acquire lease", "projection", w.p.Name, "err", err)
 			}
@@ -88,8 +95,8 @@ func (w *worker) run(ctx context.Context) {
 func (w *worker) catchUp(ctx context.Context) error {
 	defer w.stop()
 	for {
-		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("mire: projection %q: catch up: %w", w.p.Name, err)
+		if ctx.Err() != nil {
+			return fmt.Errorf("mire: projection %q: catch up: %w", w.p.Name, context.Cause(ctx))
 		}
 		if w.fence == 0 {
 			ok, err := w.acquire(ctx)
@@ -111,7 +118,7 @@ func (w *worker) catchUp(ctx context.Context) error {
 		more, err := w.step(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
-				return fmt.Errorf("mire: projection %q: catch up: %w", w.p.Name, ctx.Err())
+				return fmt.Errorf("mire: projection %q: catch up: %w", w.p.Name, context.Cause(ctx))
 			}
 			w.failed(ctx, err)
 			continue
@@ -141,6 +148,12 @@ func (w *worker) failed(ctx context.Context, err error) {
 		sleep(ctx, w.r.cfg.RetryBackoff)
 		return
 	}
+	// A handler may fail because an admin operation reset the projection
+	// and cleared its read model under the batch: then the fence has moved
+	// on and the failure is not the event's.
+	if w.renew(ctx); w.fence == 0 {
+		return
+	}
 	w.single = w.p.BatchSize // close in on the failing event one at a time
 	if ee.env.Position == w.failPos {
 		w.failCount++
@@ -168,6 +181,7 @@ func (w *worker) halt(ctx context.Context, ee *eventError) {
 	default:
 		w.r.cfg.Logger.Error("mire: projection halted", "projection", w.p.Name, "err", ee)
 		w.halted = true
+		w.r.halted(w.p.Name, fmt.Errorf("mire: projection %q: %w: %w", w.p.Name, ErrHalted, ee))
 	}
 }
 
@@ -185,92 +199,6 @@ func (w *worker) idle(ctx context.Context) {
 	if time.Since(w.renewedAt) >= ttl/3 {
 		w.renew(ctx)
 	}
-}
-
-// acquire tries to take the projection's lease; on success it loads the
-// checkpoint and the held-back events.
-func (w *worker) acquire(ctx context.Context) (bool, error) {
-	var held []int64
-	var state string
-	var fence int64
-	var cursorXid uint64
-	var cursorPos, floor int64
-	err := w.r.store.Pool().QueryRow(ctx, w.r.sql.acquire, w.p.Name, w.r.cfg.Owner, w.r.cfg.LeaseTTL.Seconds(), w.p.Categories).
-		Scan(&fence, &cursorXid, &cursorPos, &floor, &held, &state)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return false, nil
-	}
-	if err != nil {
-		return false, fmt.Errorf("mire: projection %q: acquire lease: %w", w.p.Name, err)
-	}
-	renewedAt := time.Now()
-	rows, err := w.readHeld(ctx, held)
-	if err != nil {
-		return false, err
-	}
-	var cursorHead int64
-	if err := w.r.store.Pool().QueryRow(ctx, w.r.sql.cursorHead, cursorXid, cursorPos).Scan(&cursorHead); err != nil {
-		return false, fmt.Errorf("mire: projection %q: find the cursor's append: %w", w.p.Name, err)
-	}
-	w.fence, w.cursorXid, w.cursorPos, w.cursorHead, w.floor = fence, cursorXid, cursorPos, cursorHead, floor
-	w.order, w.halted, w.renewedAt = newOrder(rows), state == string(Halted), renewedAt
-	w.failPos, w.failCount, w.single = 0, 0, 0
-	w.r.cfg.Logger.Info("mire: projection: lease acquired", "projection", w.p.Name, "owner", w.r.cfg.Owner, "fence", fence)
-	return true, nil
-}
-
-func (w *worker) readHeld(ctx context.Context, positions []int64) ([]row, error) {
-	if len(positions) == 0 {
-		return nil, nil
-	}
-	rows, err := w.r.store.Pool().Query(ctx, w.r.sql.readPositions, positions)
-	if err != nil {
-		return nil, fmt.Errorf("mire: projection %q: read held events: %w", w.p.Name, err)
-	}
-	out, err := w.scan(rows)
-	if err != nil {
-		return nil, err
-	}
-	held := make([]row, len(out))
-	for i, r := range out {
-		if r.err != nil {
-			return nil, r.err
-		}
-		held[i] = r.row
-	}
-	return held, nil
-}
-
-// renew extends the lease; a lost lease sets fence to 0. It also notices a
-// halted projection's Resume (which raises the fence).
-func (w *worker) renew(ctx context.Context) {
-	var state string
-	err := w.r.store.Pool().QueryRow(ctx, w.r.sql.renew, w.p.Name, w.fence, w.r.cfg.LeaseTTL.Seconds()).Scan(&state)
-	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-		w.r.cfg.Logger.Info("mire: projection: lease lost", "projection", w.p.Name, "fence", w.fence)
-		w.fence = 0
-	case err != nil:
-		if ctx.Err() == nil {
-			w.r.cfg.Logger.Warn("mire: projection: renew lease", "projection", w.p.Name, "err", err)
-		}
-	default:
-		w.renewedAt = time.Now()
-		w.halted = state == string(Halted)
-	}
-}
-
-// stop releases the lease, so that another replica takes over at once.
-func (w *worker) stop() {
-	if w.fence == 0 || w.r.noRelease {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	if _, err := w.r.store.Pool().Exec(ctx, w.r.sql.release, w.p.Name, w.fence); err != nil {
-		w.r.cfg.Logger.Warn("mire: projection: release lease", "projection", w.p.Name, "err", err)
-	}
-	w.fence = 0
 }
 
 // scannedRow is a row with its decoding error, if any, the size of the
@@ -317,6 +245,13 @@ func (w *worker) scan(rows pgx.Rows) ([]scannedRow, error) {
 // step reads one batch, delivers what it may in stream order, and writes
 // the checkpoint in the same transaction, only while the fence is ours. It
 // reports whether the batch was full (more may be waiting).
+//
+// Before its handlers write, the batch takes the projection's advisory
+// lock, shared (see batchLock): an admin operation that clears the read
+// model takes it exclusive first, so the two never deadlock. (Locking the
+// checkpoint row first would do too, but a worker paused in its handler
+// would then hold that lock and block the takeover its lease expiry
+// allows.)
 func (w *worker) step(ctx context.Context) (more bool, err error) {
 	limit := w.p.BatchSize
 	if w.single > 0 {
@@ -330,6 +265,9 @@ func (w *worker) step(ctx context.Context) (more bool, err error) {
 	rows, more, err := w.read(ctx, tx, limit)
 	if err != nil || len(rows) == 0 {
 		return false, err
+	}
+	if _, err := tx.Exec(ctx, w.r.sql.batchLock, lockKey(w.r.store.Schema(), w.p.Name)); err != nil {
+		return false, fmt.Errorf("mire: projection %q: lock against admin operations: %w", w.p.Name, err)
 	}
 
 	ord := w.order.clone()
