@@ -82,7 +82,7 @@ func transfer(ctx context.Context, store *mire.Store, fromID, toID string, amoun
 	if amount <= 0 {
 		return fmt.Errorf("transfer amount must be positive, not %d", amount)
 	}
-	scope, err := store.Begin(ctx)
+	scope, err := store.Begin(ctx, nil)
 	if err != nil {
 		return err
 	}
