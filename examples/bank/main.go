@@ -106,7 +106,7 @@ func transfer(ctx context.Context, store *mire.Store, fromID, toID string, amoun
 	if err := to.Record(Credited{Amount: amount}); err != nil {
 		return err
 	}
-	if err := scope.Save(ctx, from, to); err != nil {
+	if err := scope.Save(ctx, accs); err != nil {
 		return err
 	}
 	return scope.Commit(ctx)
