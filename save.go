@@ -32,7 +32,7 @@ func (s *Store) Save(ctx context.Context, roots ...Saveable) error {
 	}
 	advance(writes, versions)
 	if len(writes) > 0 {
-		s.notifyCommitted()
+		s.Notify()
 	}
 	return nil
 }

@@ -75,9 +75,6 @@ type InTxOpts struct {
 // RetryBackoffDefault is the first wait between InTx attempts.
 const RetryBackoffDefault = 5 * time.Millisecond
 
-// setLockTimeout sets lock_timeout for the rest of the transaction only.
-const setLockTimeout = `SELECT set_config('lock_timeout', $1, true)`
-
 // retryBackoffMaxShift caps the doubling of the wait between attempts at
 // RetryBackoff << 6.
 const retryBackoffMaxShift = 6
@@ -162,7 +159,7 @@ func (s *Store) begin(ctx context.Context, o TxOpts) (*TxScope, error) {
 	}
 	if o.LockTimeout > 0 {
 		ms := strconv.FormatInt(max(o.LockTimeout.Milliseconds(), 1), 10) + "ms"
-		if _, err := tx.Exec(ctx, setLockTimeout, ms); err != nil {
+		if _, err := tx.Exec(ctx, s.sql.setLockTimeout, ms); err != nil {
 			_ = tx.Rollback(context.WithoutCancel(ctx))
 			return nil, fmt.Errorf("mire: begin: set lock timeout: %w", translate(ctx, err))
 		}
@@ -345,7 +342,7 @@ func (t *TxScope) Commit(ctx context.Context) error {
 		}
 		return fmt.Errorf("mire: commit: %w", translate(ctx, err))
 	}
-	t.store.notifyCommitted()
+	t.store.Notify()
 	t.saved = nil
 	return nil
 }
