@@ -302,8 +302,37 @@ func (reg *Registry) prepare(category string, event any) (pendingEvent, error) {
 	return pendingEvent{id: id, typ: et.tag.Type, schema: int32(et.tag.Version), data: data, value: event, given: given}, nil
 }
 
-// Saveable is a Root with events to save. Only *Root[T] implements it.
+// Saveable is what Save takes: a *Root[T], or the Roots[T] that
+// LoadManyForUpdate returns, which saves every Root in it. No other type
+// implements it.
 type Saveable interface {
+	// appendRoots appends the Roots to save to dst, refusing a nil one.
+	appendRoots(dst []rootSaver) ([]rootSaver, error)
+}
+
+// Roots is several Roots of one aggregate type, as LoadManyForUpdate
+// returns them. It is Saveable: scope.Save(ctx, accs) saves them all.
+type Roots[T any] []*Root[T]
+
+func (rs Roots[T]) appendRoots(dst []rootSaver) ([]rootSaver, error) {
+	for i, r := range rs {
+		if r == nil {
+			return nil, fmt.Errorf("root %d of %T is nil", i, rs)
+		}
+		dst = append(dst, r)
+	}
+	return dst, nil
+}
+
+func (r *Root[T]) appendRoots(dst []rootSaver) ([]rootSaver, error) {
+	if r == nil {
+		return nil, fmt.Errorf("%T is nil", r)
+	}
+	return append(dst, r), nil
+}
+
+// rootSaver is the face of one *Root[T] that a save writes through.
+type rootSaver interface {
 	StreamID() string
 	// write returns the Root's pending append, or why the Root cannot be
 	// saved (an id or version edited by hand).

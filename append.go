@@ -1,6 +1,7 @@
 package mire
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"strconv"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // ExpectedVersion is what an Append expects of its stream: Any, NoStream,
@@ -61,7 +63,7 @@ func (s *Store) Append(ctx context.Context, streamID string, expected ExpectedVe
 		return err
 	})
 	if err == nil {
-		s.notifyCommitted()
+		s.Notify()
 	}
 	return version, err
 }
@@ -342,4 +344,45 @@ func (s *Store) resolveRefused(ctx context.Context, db dbtx, w streamWrite, meta
 		cerr.Expected = w.expected
 	}
 	return version, err
+}
+
+// appendWithSnapshot runs the append statement sql of w and the snapshot
+// upsert as one pipelined batch: one round trip, and, on a pool, one
+// implicit transaction. It returns what the append statement returned.
+//
+// The snapshot never costs the save. A State that could not be encoded is
+// logged and the append runs alone. If Postgres refuses the snapshot row,
+// that is logged too; on a pool the batch rolled back as a whole, so the
+// append runs again alone; inside a transaction the snapshot is rolled
+// back to its savepoint, and the append stands.
+func (s *Store) appendWithSnapshot(ctx context.Context, db dbtx, w streamWrite, sql string, args []any) (written, version int64, err error) {
+	b, ok := db.(batcher)
+	_, onPool := db.(*pgxpool.Pool)
+	batch := &pgx.Batch{}
+	batch.Queue(sql, args...)
+	n := 0
+	if ok {
+		n = s.queueSnapshots(ctx, batch, !onPool, w)
+	}
+	if n == 0 {
+		err = db.QueryRow(ctx, sql, args...).Scan(&written, &version)
+		return written, version, err
+	}
+	results := b.SendBatch(ctx, batch)
+	err = results.QueryRow().Scan(&written, &version)
+	snapErr := snapshotsStored(results, n)
+	closeErr := results.Close()
+	if err != nil {
+		return 0, 0, err
+	}
+	if snapErr = cmp.Or(snapErr, closeErr); snapErr == nil {
+		return written, version, nil
+	}
+	if err := s.snapshotsRefused(ctx, db, !onPool, snapErr, w); err != nil {
+		return 0, 0, err
+	}
+	if onPool {
+		err = db.QueryRow(ctx, sql, args...).Scan(&written, &version)
+	}
+	return written, version, err
 }

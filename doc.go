@@ -49,8 +49,9 @@
 // [Store.Begin] opens a [TxScope]: [LoadForUpdate] and [LoadManyForUpdate]
 // row-lock streams (in a stable order, so opposite transfers cannot
 // deadlock) and [TxScope.Save] saves several roots atomically.
-// [Store.InTx] commits on nil and rolls back on error or panic. See
-// examples/bank.
+// [Store.InTx] commits on nil and rolls back on error or panic, retrying
+// conflicts with [InTxOpts]. [Store.ScopeTx] gives a scope inside the
+// caller's own pgx.Tx. See examples/bank.
 //
 // # Connection pools
 //

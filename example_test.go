@@ -2,6 +2,7 @@ package mire_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log"
 	"os"
@@ -9,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/mire-go/mire"
 	"github.com/mire-go/mire/pgtest"
@@ -84,4 +86,79 @@ func ExampleWithID() {
 	// delivery 3: version 1, error <nil>
 	// stored: Deposited true
 	// events: 1
+}
+
+// A transfer locks both accounts in one stable order, decides, and saves
+// both in one transaction; InTx commits, or rolls back on an error, and
+// retries a conflict.
+func ExampleStore_InTx() {
+	ctx := context.Background()
+	store := exampleStore()
+	alice, bob := "alice-"+uuid.NewString(), "bob-"+uuid.NewString()
+	for _, id := range []string{alice, bob} {
+		acc, _ := mire.Create[Account](store, id)
+		if err := acc.Record(Opened{Owner: id, Initial: 100}); err != nil {
+			log.Fatal(err)
+		}
+		if err := store.Save(ctx, acc); err != nil {
+			log.Fatal(err)
+		}
+	}
+
+	err := store.InTx(ctx, &mire.InTxOpts{Retries: 3}, func(scope *mire.TxScope) error {
+		accs, err := mire.LoadManyForUpdate[Account](ctx, scope, alice, bob)
+		if err != nil {
+			return err
+		}
+		if accs[0].State.Balance < 30 {
+			return errors.New("insufficient funds")
+		}
+		if err := accs[0].Record(Withdrawn{Amount: 30}); err != nil {
+			return err
+		}
+		if err := accs[1].Record(Deposited{Amount: 30}); err != nil {
+			return err
+		}
+		return scope.Save(ctx, accs)
+	})
+	fmt.Println("transfer:", err)
+	for _, id := range []string{alice, bob} {
+		acc, _ := mire.Load[Account](ctx, store, id)
+		fmt.Println(acc.State.Balance, "at version", acc.Version)
+	}
+	// Output:
+	// transfer: <nil>
+	// 70 at version 2
+	// 130 at version 2
+}
+
+// Code that already runs in a transaction (a job worker, a unit of work)
+// loads and saves aggregates in it through ScopeTx, so the events commit
+// with its own rows.
+func ExampleStore_ScopeTx() {
+	ctx := context.Background()
+	store := exampleStore()
+	id := uuid.NewString()
+
+	err := pgx.BeginFunc(ctx, store.Pool(), func(tx pgx.Tx) error {
+		// ... the caller's own statements in tx ...
+		scope, err := store.ScopeTx(tx)
+		if err != nil {
+			return err
+		}
+		acc, err := mire.LoadOrNew[Account](ctx, scope, id)
+		if err != nil {
+			return err
+		}
+		if err := acc.Record(Opened{Owner: "Carol", Initial: 5}); err != nil {
+			return err
+		}
+		return scope.Save(ctx, acc)
+	})
+	fmt.Println("committed:", err)
+	acc, err := mire.Load[Account](ctx, store, id)
+	fmt.Println(acc.State.Owner, acc.State.Balance, err)
+	// Output:
+	// committed: <nil>
+	// Carol 5 <nil>
 }

@@ -2,11 +2,9 @@ package mire
 
 import (
 	"context"
-	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/mire-go/mire/pgschema"
 )
 
@@ -28,8 +26,6 @@ func NotifyChannel(schema string) string { return pgschema.NotifyChannel(schema)
 type notifier struct {
 	dirty   atomic.Bool
 	running atomic.Bool
-	once    sync.Once
-	sql     string
 }
 
 // Notify tells projection runners listening on this store's schema that
@@ -46,14 +42,9 @@ func (s *Store) Notify() {
 	}
 }
 
-// notifyCommitted is the write path's hook: Notify after a commit.
-func (s *Store) notifyCommitted() { s.Notify() }
-
 func (s *Store) sendNotifications() {
 	n := &s.notify
-	n.once.Do(func() {
-		n.sql = `SELECT pg_notify(` + quoteLiteral(NotifyChannel(s.schema)) + `, '')`
-	})
+	channel := NotifyChannel(s.schema)
 	for {
 		for n.dirty.Swap(false) {
 			if s.closed.Load() {
@@ -61,7 +52,7 @@ func (s *Store) sendNotifications() {
 				return
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-			if _, err := s.pool.Exec(ctx, n.sql, pgx.QueryExecModeSimpleProtocol); err != nil {
+			if _, err := s.pool.Exec(ctx, s.sql.notify, channel); err != nil {
 				s.logger.Debug("mire: notify projection runners", "err", err)
 			}
 			cancel()
@@ -74,16 +65,4 @@ func (s *Store) sendNotifications() {
 			return
 		}
 	}
-}
-
-// quoteLiteral quotes s as an SQL string literal.
-func quoteLiteral(s string) string {
-	out := []byte{'\''}
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\'' {
-			out = append(out, '\'')
-		}
-		out = append(out, s[i])
-	}
-	return string(append(out, '\''))
 }

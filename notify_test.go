@@ -46,7 +46,7 @@ var _ = Describe("Notify", func() {
 		Expect(err).NotTo(HaveOccurred())
 		Expect(notified(ctx)).To(Succeed())
 
-		Expect(store.InTx(ctx, func(scope *mire.TxScope) error {
+		Expect(store.InTx(ctx, nil, func(scope *mire.TxScope) error {
 			acc, err := mire.LoadForUpdate[Account](ctx, scope, id)
 			if err != nil {
 				return err

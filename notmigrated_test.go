@@ -35,7 +35,7 @@ func ledgerEvents() []any {
 
 // inScope runs fn in a scope of store, rolled back at the end.
 func inScope(ctx context.Context, store *mire.Store, fn func(*mire.TxScope) error) error {
-	scope, err := store.Begin(ctx)
+	scope, err := store.Begin(ctx, nil)
 	Expect(err).NotTo(HaveOccurred(), "BEGIN needs no table")
 	defer func() { Expect(scope.Rollback(ctx)).To(Succeed()) }()
 	return fn(scope)
@@ -116,14 +116,14 @@ var _ = Describe("A store over an unmigrated schema", func() {
 			})
 		})),
 		Entry("TxScope.Commit after a failed call", call(func(ctx context.Context, store *mire.Store) error {
-			scope, err := store.Begin(ctx)
+			scope, err := store.Begin(ctx, nil)
 			Expect(err).NotTo(HaveOccurred())
 			defer func() { _ = scope.Rollback(ctx) }()
 			Expect(scope.Save(ctx, recorded[Account](store, "a", Opened{Owner: "a"}))).NotTo(Succeed())
 			return scope.Commit(ctx)
 		})),
 		Entry("InTx", call(func(ctx context.Context, store *mire.Store) error {
-			return store.InTx(ctx, func(scope *mire.TxScope) error {
+			return store.InTx(ctx, nil, func(scope *mire.TxScope) error {
 				acc, err := mire.LoadOrNew[Account](ctx, scope, "a")
 				if err != nil {
 					return err
@@ -133,7 +133,7 @@ var _ = Describe("A store over an unmigrated schema", func() {
 			})
 		})),
 		Entry("InTxOpts with retries", call(func(ctx context.Context, store *mire.Store) error {
-			return store.InTxOpts(ctx, &mire.TxOpts{Retries: 3}, func(scope *mire.TxScope) error {
+			return store.InTx(ctx, &mire.InTxOpts{Retries: 3}, func(scope *mire.TxScope) error {
 				return scope.Save(ctx, recorded[Account](store, "a", Opened{Owner: "a"}))
 			})
 		})),

@@ -51,9 +51,14 @@ SET version = streams.version + EXCLUDED.version, prev_xid = streams.last_xid, l
 RETURNING version - $8::bigint AS before, prev_xid), ins AS (` + appendTail
 
 	selectStreamVersion = `SELECT version FROM {{schema}}.streams WHERE stream_id = $1`
-	lockStream          = `SELECT version FROM {{schema}}.streams WHERE stream_id = $1 FOR UPDATE`
-	lockStreams         = `SELECT stream_id FROM {{schema}}.streams WHERE stream_id = ANY($1::text[]) ORDER BY stream_id FOR UPDATE`
-	selectEventByID     = `SELECT stream_id, version FROM {{schema}}.events WHERE event_id = $1`
+
+	// notify wakes the projection runners listening on channel $1.
+	notify = `SELECT pg_notify($1, '')`
+
+	// setLockTimeout sets lock_timeout ($1, e.g. '20ms') for the rest of
+	// the transaction only.
+	setLockTimeout = `SELECT set_config('lock_timeout', $1, true)`
+	lockStreams    = `SELECT stream_id FROM {{schema}}.streams WHERE stream_id = ANY($1::text[]) ORDER BY stream_id FOR UPDATE`
 
 	// selectRefused explains a refused append in one round trip: stream
 	// $2's version (NULL if it does not exist), then for each event id of
@@ -118,9 +123,9 @@ type queries struct {
 	appendNew   appendQueries // for events with the ids Record and Append made
 	appendGiven appendQueries // for events with ids given by WithID
 
-	selectStreamVersion, lockStream, lockStreams, selectEventByID string
-	selectRefused                                                 string
-	selectStreamEvents, readStream, readCategory, readAll         string
+	selectStreamVersion, lockStreams, notify, setLockTimeout string
+	selectRefused                                            string
+	selectStreamEvents, readStream, readCategory, readAll    string
 
 	snapshot snapshotQueries // snapshot.go
 }
@@ -132,13 +137,67 @@ func newQueries(schema string) queries {
 		appendNew:           newAppendQueries(fill, false),
 		appendGiven:         newAppendQueries(fill, true),
 		selectStreamVersion: fill(selectStreamVersion),
-		lockStream:          fill(lockStream),
 		lockStreams:         fill(lockStreams),
-		selectEventByID:     fill(selectEventByID),
+		notify:              notify,
+		setLockTimeout:      setLockTimeout,
 		selectRefused:       fill(selectRefused),
 		selectStreamEvents:  fill(selectStreamEvents),
 		readStream:          fill(readStream),
 		readCategory:        fill(readCategory),
 		readAll:             fill(readAll),
 	}
+}
+
+// The snapshot SQL, with {{schema}} standing for the quoted schema name
+// (snapshot.go).
+const (
+	// upsertSnapshot stores the state of stream $1 at version $2, but only
+	// if the event that took the stream to $2 ($5, the last of the save) is
+	// stored there by this very transaction: a refused append writes no
+	// snapshot, and neither does a retry recognised later, so every
+	// snapshot shares its event's transaction (and so its recorded_at,
+	// which loads check). An older snapshot, one at the same version (left
+	// by a stream deleted by hand and written again) or one of another
+	// schema version is replaced; a newer one is kept.
+	upsertSnapshot = `INSERT INTO {{schema}}.snapshots AS s (stream_id, version, schema_version, state)
+SELECT $1::text, $2::bigint, $3::int, $4::jsonb
+WHERE EXISTS (SELECT FROM {{schema}}.events
+  WHERE event_id = $5::uuid AND stream_id = $1::text AND version = $2::bigint AND xid = pg_current_xact_id())
+ON CONFLICT (stream_id) DO UPDATE
+SET version = EXCLUDED.version, schema_version = EXCLUDED.schema_version, state = EXCLUDED.state, taken_at = EXCLUDED.taken_at
+WHERE s.version <= EXCLUDED.version OR s.schema_version <> EXCLUDED.schema_version`
+
+	// selectStreamFromSnapshot is selectStreamEvents with the stream's
+	// snapshot of schema version $3 (if it is past version $2) between the
+	// stream row and the events: a snapshotRow (see fold) with its state as
+	// data, and then only the events after it. One statement, so the stream
+	// row, the snapshot and the events are read from the same database
+	// snapshot.
+	//
+	// A snapshot is used only if the event at its version is the one it was
+	// stored with: the upsert writes it in that event's transaction, so its
+	// taken_at is that event's recorded_at (both are now()). A snapshot
+	// above the stream's version, or left behind by a stream deleted and
+	// written again, fails the test; its row then comes with a NULL state,
+	// and every event is read.
+	selectStreamFromSnapshot = `WITH snap AS (
+SELECT s.version, s.state, EXISTS (SELECT FROM {{schema}}.events e
+  WHERE e.stream_id = $1 AND e.version = s.version AND e.recorded_at = s.taken_at) AS usable
+FROM {{schema}}.snapshots s WHERE s.stream_id = $1 AND s.version > $2 AND s.schema_version = $3)
+SELECT -2::bigint, version, ''::text, 0, NULL::jsonb FROM {{schema}}.streams WHERE stream_id = $1
+UNION ALL
+SELECT -1, version, '', 0, CASE WHEN usable THEN state END FROM snap
+UNION ALL
+SELECT version, position, type, schema_version, data FROM {{schema}}.events
+WHERE stream_id = $1 AND version > coalesce((SELECT version FROM snap WHERE usable), $2)
+ORDER BY 1`
+)
+
+// snapshotQueries is the snapshot SQL of one Store, with its schema filled in.
+type snapshotQueries struct {
+	upsert, selectStream string
+}
+
+func newSnapshotQueries(fill func(string) string) snapshotQueries {
+	return snapshotQueries{upsert: fill(upsertSnapshot), selectStream: fill(selectStreamFromSnapshot)}
 }

@@ -52,11 +52,24 @@ const ReadBatchSizeDefault = 10_000
 //
 //	for env, err := range store.ReadStream(ctx, "account-alice", nil) { ... }
 func (s *Store) ReadStream(ctx context.Context, streamID string, opts *ReadOpts) iter.Seq2[Envelope, error] {
+	return s.readStream(ctx, s.pool, streamID, opts)
+}
+
+// ReadStream is Store.ReadStream inside the scope's transaction: it sees
+// the scope's own writes, and the locks it holds.
+func (t *TxScope) ReadStream(ctx context.Context, streamID string, opts *ReadOpts) iter.Seq2[Envelope, error] {
+	if err := t.live("read stream"); err != nil {
+		return failed(err)
+	}
+	return t.store.readStream(ctx, t.tx, streamID, opts)
+}
+
+func (s *Store) readStream(ctx context.Context, db dbtx, streamID string, opts *ReadOpts) iter.Seq2[Envelope, error] {
 	if _, err := validateStreamID(streamID); err != nil {
 		return failed(fmt.Errorf("mire: read stream: %w", err))
 	}
 	return s.read(ctx, "read stream "+streamID, opts, func(after int64, limit int) (pgx.Rows, error) {
-		return s.pool.Query(ctx, s.sql.readStream, streamID, after, limit)
+		return db.Query(ctx, s.sql.readStream, streamID, after, limit)
 	}, func(e *Envelope) int64 { return e.Version })
 }
 

@@ -28,7 +28,7 @@ var (
 		return pgx.BeginFunc(ctx, store.Pool(), func(tx pgx.Tx) error { return store.SaveTx(ctx, tx, roots...) })
 	}
 	saveInScope saver = func(ctx context.Context, store *mire.Store, roots ...mire.Saveable) error {
-		return store.InTx(ctx, func(scope *mire.TxScope) error { return scope.Save(ctx, roots...) })
+		return store.InTx(ctx, nil, func(scope *mire.TxScope) error { return scope.Save(ctx, roots...) })
 	}
 )
 
@@ -460,7 +460,7 @@ var _ = Describe("Concurrent retries of the same write", func() {
 				copies[i] = *r
 			}
 			errs := race(func(i int) error {
-				return store.InTxOpts(ctx, &mire.TxOpts{Retries: 5}, func(scope *mire.TxScope) error {
+				return store.InTx(ctx, &mire.InTxOpts{Retries: 5}, func(scope *mire.TxScope) error {
 					return scope.Save(ctx, &copies[i])
 				})
 			})

@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"fmt"
-	"reflect"
 	"slices"
 
 	"github.com/google/uuid"
@@ -33,7 +32,7 @@ func (s *Store) Save(ctx context.Context, roots ...Saveable) error {
 	}
 	advance(writes, versions)
 	if len(writes) > 0 {
-		s.notifyCommitted()
+		s.Notify()
 	}
 	return nil
 }
@@ -102,7 +101,7 @@ func advance(writes []rootWrite, versions []int64) {
 }
 
 type rootWrite struct {
-	root  Saveable
+	root  rootSaver
 	write streamWrite
 }
 
@@ -110,14 +109,21 @@ type rootWrite struct {
 // id (so two saves of the same streams lock their rows in the same order and
 // cannot deadlock), rejecting nil roots, Roots edited into an invalid id or
 // version, a stream given twice and an event id given twice.
-func collectWrites(roots []Saveable) ([]rootWrite, error) {
+func collectWrites(saveables []Saveable) ([]rootWrite, error) {
+	roots := make([]rootSaver, 0, len(saveables))
+	for i, s := range saveables {
+		if s == nil {
+			return nil, fmt.Errorf("mire: save: root %d is nil", i)
+		}
+		var err error
+		if roots, err = s.appendRoots(roots); err != nil {
+			return nil, fmt.Errorf("mire: save: argument %d: %w", i, err)
+		}
+	}
 	writes := make([]rootWrite, 0, len(roots))
 	seen := make(map[string]bool, len(roots))
 	var ids eventIDs
-	for i, root := range roots {
-		if root == nil || reflect.ValueOf(root).IsNil() {
-			return nil, fmt.Errorf("mire: save: root %d is nil", i)
-		}
+	for _, root := range roots {
 		w, err := root.write()
 		if err != nil {
 			return nil, err

@@ -2,14 +2,12 @@ package mire
 
 import (
 	"bytes"
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // SnapshotPolicy is an aggregate's choice of snapshots: how often Save
@@ -50,59 +48,6 @@ type SnapshotPolicy struct {
 // see them.
 type Snapshotter interface {
 	SnapshotPolicy() SnapshotPolicy
-}
-
-// The snapshot SQL, with {{schema}} standing for the quoted schema name.
-const (
-	// upsertSnapshot stores the state of stream $1 at version $2, but only
-	// if the event that took the stream to $2 ($5, the last of the save) is
-	// stored there by this very transaction: a refused append writes no
-	// snapshot, and neither does a retry recognised later, so every
-	// snapshot shares its event's transaction (and so its recorded_at,
-	// which loads check). An older snapshot, one at the same version (left
-	// by a stream deleted by hand and written again) or one of another
-	// schema version is replaced; a newer one is kept.
-	upsertSnapshot = `INSERT INTO {{schema}}.snapshots AS s (stream_id, version, schema_version, state)
-SELECT $1::text, $2::bigint, $3::int, $4::jsonb
-WHERE EXISTS (SELECT FROM {{schema}}.events
-  WHERE event_id = $5::uuid AND stream_id = $1::text AND version = $2::bigint AND xid = pg_current_xact_id())
-ON CONFLICT (stream_id) DO UPDATE
-SET version = EXCLUDED.version, schema_version = EXCLUDED.schema_version, state = EXCLUDED.state, taken_at = EXCLUDED.taken_at
-WHERE s.version <= EXCLUDED.version OR s.schema_version <> EXCLUDED.schema_version`
-
-	// selectStreamFromSnapshot is selectStreamEvents with the stream's
-	// snapshot of schema version $3 (if it is past version $2) between the
-	// stream row and the events: a snapshotRow (see fold) with its state as
-	// data, and then only the events after it. One statement, so the stream
-	// row, the snapshot and the events are read from the same database
-	// snapshot.
-	//
-	// A snapshot is used only if the event at its version is the one it was
-	// stored with: the upsert writes it in that event's transaction, so its
-	// taken_at is that event's recorded_at (both are now()). A snapshot
-	// above the stream's version, or left behind by a stream deleted and
-	// written again, fails the test; its row then comes with a NULL state,
-	// and every event is read.
-	selectStreamFromSnapshot = `WITH snap AS (
-SELECT s.version, s.state, EXISTS (SELECT FROM {{schema}}.events e
-  WHERE e.stream_id = $1 AND e.version = s.version AND e.recorded_at = s.taken_at) AS usable
-FROM {{schema}}.snapshots s WHERE s.stream_id = $1 AND s.version > $2 AND s.schema_version = $3)
-SELECT -2::bigint, version, ''::text, 0, NULL::jsonb FROM {{schema}}.streams WHERE stream_id = $1
-UNION ALL
-SELECT -1, version, '', 0, CASE WHEN usable THEN state END FROM snap
-UNION ALL
-SELECT version, position, type, schema_version, data FROM {{schema}}.events
-WHERE stream_id = $1 AND version > coalesce((SELECT version FROM snap WHERE usable), $2)
-ORDER BY 1`
-)
-
-// snapshotQueries is the snapshot SQL of one Store, with its schema filled in.
-type snapshotQueries struct {
-	upsert, selectStream string
-}
-
-func newSnapshotQueries(fill func(string) string) snapshotQueries {
-	return snapshotQueries{upsert: fill(upsertSnapshot), selectStream: fill(selectStreamFromSnapshot)}
 }
 
 // snapshotWrite is a snapshot to store with a save's events.
@@ -286,45 +231,4 @@ func (s *Store) snapshotsRefused(ctx context.Context, tx dbtx, inTx bool, refusa
 		return fmt.Errorf("undo refused snapshot: %w", err)
 	}
 	return nil
-}
-
-// appendWithSnapshot runs the append statement sql of w and the snapshot
-// upsert as one pipelined batch: one round trip, and, on a pool, one
-// implicit transaction. It returns what the append statement returned.
-//
-// The snapshot never costs the save. A State that could not be encoded is
-// logged and the append runs alone. If Postgres refuses the snapshot row,
-// that is logged too; on a pool the batch rolled back as a whole, so the
-// append runs again alone; inside a transaction the snapshot is rolled
-// back to its savepoint, and the append stands.
-func (s *Store) appendWithSnapshot(ctx context.Context, db dbtx, w streamWrite, sql string, args []any) (written, version int64, err error) {
-	b, ok := db.(batcher)
-	_, onPool := db.(*pgxpool.Pool)
-	batch := &pgx.Batch{}
-	batch.Queue(sql, args...)
-	n := 0
-	if ok {
-		n = s.queueSnapshots(ctx, batch, !onPool, w)
-	}
-	if n == 0 {
-		err = db.QueryRow(ctx, sql, args...).Scan(&written, &version)
-		return written, version, err
-	}
-	results := b.SendBatch(ctx, batch)
-	err = results.QueryRow().Scan(&written, &version)
-	snapErr := snapshotsStored(results, n)
-	closeErr := results.Close()
-	if err != nil {
-		return 0, 0, err
-	}
-	if snapErr = cmp.Or(snapErr, closeErr); snapErr == nil {
-		return written, version, nil
-	}
-	if err := s.snapshotsRefused(ctx, db, !onPool, snapErr, w); err != nil {
-		return 0, 0, err
-	}
-	if onPool {
-		err = db.QueryRow(ctx, sql, args...).Scan(&written, &version)
-	}
-	return written, version, err
 }

@@ -328,7 +328,7 @@ var _ = Describe("Snapshots", func() {
 			Expect(logs.all()).To(ContainElement(ContainSubstring("snapshot ignored")))
 
 			// In a scope too.
-			Expect(store.InTx(ctx, func(scope *mire.TxScope) error {
+			Expect(store.InTx(ctx, nil, func(scope *mire.TxScope) error {
 				locked, err := mire.LoadForUpdate[Ledger](ctx, scope, id)
 				Expect(err).NotTo(HaveOccurred())
 				Expect(locked.State.Applied).To(Equal(120))
@@ -356,7 +356,7 @@ var _ = Describe("Snapshots", func() {
 		Expect(loaded.State.Applied).To(Equal(120), "a full replay")
 		Expect(withoutApplied(loaded.State.LedgerState)).To(Equal(withoutApplied(led.State.LedgerState)))
 		Expect(logs.all()).To(ContainElement(SatisfyAll(ContainSubstring("snapshot ignored"), ContainSubstring("version 500"))))
-		Expect(store.InTx(ctx, func(scope *mire.TxScope) error {
+		Expect(store.InTx(ctx, nil, func(scope *mire.TxScope) error {
 			locked, err := mire.LoadForUpdate[Ledger](ctx, scope, id)
 			Expect(err).NotTo(HaveOccurred())
 			Expect(locked.Version).To(BeEquivalentTo(120))
@@ -435,7 +435,7 @@ var _ = Describe("Snapshots", func() {
 
 		_, err = mire.Load[Ledger](ctx, store, id)
 		Expect(err).To(corrupt)
-		Expect(store.InTx(ctx, func(scope *mire.TxScope) error {
+		Expect(store.InTx(ctx, nil, func(scope *mire.TxScope) error {
 			_, err := mire.LoadForUpdate[Ledger](ctx, scope, id)
 			return err
 		})).To(corrupt)
@@ -483,7 +483,7 @@ var _ = Describe("Snapshots", func() {
 		Expect(err).NotTo(HaveOccurred())
 		Expect(off.State.Applied).To(Equal(30))
 
-		scope, err := store.Begin(ctx)
+		scope, err := store.Begin(ctx, nil)
 		Expect(err).NotTo(HaveOccurred())
 		defer scope.Rollback(ctx)
 		in, err := mire.LoadForUpdate[Ledger](ctx, scope, a)
@@ -568,7 +568,7 @@ var _ = Describe("Snapshots", func() {
 		Expect(logs.all()).To(ConsistOf(And(ContainSubstring("snapshot not taken"), ContainSubstring(fragile.StreamID()))))
 
 		// The same in a scope: b crosses 100 this time, a crosses nothing.
-		err = store.InTx(ctx, func(scope *mire.TxScope) error {
+		err = store.InTx(ctx, nil, func(scope *mire.TxScope) error {
 			both, err := mire.LoadManyForUpdate[Ledger](ctx, scope, a.ID, b.ID)
 			if err != nil {
 				return err

@@ -327,7 +327,7 @@ var _ = Describe("Store", func() {
 				Expect(err).To(corrupt, "not a new Root, whose saves would conflict forever")
 
 				other := openAccount(ctx, store, 0)
-				scope, err := store.Begin(ctx)
+				scope, err := store.Begin(ctx, nil)
 				Expect(err).NotTo(HaveOccurred())
 				defer scope.Rollback(ctx)
 				_, err = mire.LoadForUpdate[Account](ctx, scope, id)

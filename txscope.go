@@ -18,33 +18,34 @@ import (
 // them as one atomic unit. It is the escape hatch, not the default; most
 // commands load and save one aggregate with Store.Save.
 //
-//	scope, err := store.Begin(ctx)
+//	scope, err := store.Begin(ctx, nil)
 //	if err != nil { ... }
 //	defer scope.Rollback(ctx)
 //	accs, err := mire.LoadManyForUpdate[Account](ctx, scope, from, to)
 //	... decide, Record on both ...
-//	if err := scope.Save(ctx, accs[0], accs[1]); err != nil { ... }
+//	if err := scope.Save(ctx, accs); err != nil { ... }
 //	err = scope.Commit(ctx)
 //
 // Store.InTx wraps the same steps around a function. A TxScope is not safe
 // for concurrent use.
 type TxScope struct {
-	store  *Store
-	tx     pgx.Tx
-	saved  []savedRoot // roots advanced by Save, restored if the scope does not commit
-	failed error       // an earlier call's error (a Save, a lock wait) that makes Commit refuse
-	done   bool
+	store   *Store
+	tx      pgx.Tx
+	saved   []savedRoot // roots advanced by Save, restored if the scope does not commit
+	failed  error       // an earlier call's error (a Save, a lock wait) that makes Commit refuse
+	done    bool
+	callers bool // tx is the caller's (ScopeTx): the caller commits or rolls back
 }
 
 // savedRoot is a Root's state before a scope's Save advanced it.
 type savedRoot struct {
-	root    Saveable
+	root    rootSaver
 	version int64
 	pending []pendingEvent
 }
 
-// TxOpts tunes a TxScope, and InTxOpts's retries. A nil *TxOpts means all
-// defaults.
+// TxOpts tunes the transaction of a TxScope, for Begin and (inside
+// InTxOpts) InTx. A nil *TxOpts means all defaults.
 type TxOpts struct {
 	// LockTimeout bounds each wait for a row lock inside the scope (a
 	// locking load, or a save behind another scope's lock); past it the call
@@ -56,40 +57,37 @@ type TxOpts struct {
 	// read-decide-write. Under repeatable read or serializable, a lock on a
 	// stream another transaction changed meanwhile is ErrSerialization.
 	IsoLevel pgx.TxIsoLevel
-	// Retries is how many more times InTxOpts runs its function after a run
+}
+
+// InTxOpts tunes InTx: its transaction, and its retries. A nil *InTxOpts
+// means all defaults.
+type InTxOpts struct {
+	TxOpts
+	// Retries is how many more times InTx runs its function after a run
 	// failed with ErrConcurrency or ErrSerialization. Defaults to 0: no
-	// retry. Begin and BeginTx ignore it.
+	// retry.
 	Retries int
 	// RetryBackoff is the base of the jittered, doubling wait between
-	// InTxOpts attempts. Defaults to RetryBackoffDefault.
+	// attempts. Defaults to RetryBackoffDefault.
 	RetryBackoff time.Duration
 }
 
-// RetryBackoffDefault is the first wait between InTxOpts attempts.
+// RetryBackoffDefault is the first wait between InTx attempts.
 const RetryBackoffDefault = 5 * time.Millisecond
-
-// setLockTimeout sets lock_timeout for the rest of the transaction only.
-const setLockTimeout = `SELECT set_config('lock_timeout', $1, true)`
 
 // retryBackoffMaxShift caps the doubling of the wait between attempts at
 // RetryBackoff << 6.
 const retryBackoffMaxShift = 6
 
-// withDefaults returns a copy of opts (nil meaning the zero value) with its
-// defaults filled in, or an error naming the first bad field.
+// withDefaults returns a copy of opts (nil meaning the zero value), or an
+// error naming the first bad field.
 func (opts *TxOpts) withDefaults() (TxOpts, error) {
 	var o TxOpts
 	if opts != nil {
 		o = *opts
 	}
-	o.RetryBackoff = cmp.Or(o.RetryBackoff, RetryBackoffDefault)
-	switch {
-	case o.LockTimeout < 0:
+	if o.LockTimeout < 0 {
 		return o, fmt.Errorf("negative lock timeout %v", o.LockTimeout)
-	case o.Retries < 0:
-		return o, fmt.Errorf("negative retries %d", o.Retries)
-	case o.RetryBackoff < 0:
-		return o, fmt.Errorf("negative retry backoff %v", o.RetryBackoff)
 	}
 	switch o.IsoLevel {
 	case "", pgx.ReadUncommitted, pgx.ReadCommitted, pgx.RepeatableRead, pgx.Serializable:
@@ -99,16 +97,34 @@ func (opts *TxOpts) withDefaults() (TxOpts, error) {
 	return o, nil
 }
 
-// Begin opens a TxScope with default options. Always defer Rollback:
+// withDefaults returns a copy of opts (nil meaning the zero value) with its
+// defaults filled in, or an error naming the first bad field.
+func (opts *InTxOpts) withDefaults() (InTxOpts, error) {
+	var o InTxOpts
+	if opts != nil {
+		o = *opts
+	}
+	var err error
+	if o.TxOpts, err = o.TxOpts.withDefaults(); err != nil {
+		return o, err
+	}
+	o.RetryBackoff = cmp.Or(o.RetryBackoff, RetryBackoffDefault)
+	switch {
+	case o.Retries < 0:
+		return o, fmt.Errorf("negative retries %d", o.Retries)
+	case o.RetryBackoff < 0:
+		return o, fmt.Errorf("negative retry backoff %v", o.RetryBackoff)
+	}
+	return o, nil
+}
+
+// Begin opens a TxScope with opts (nil for defaults). Always defer
+// Rollback:
 //
-//	scope, err := store.Begin(ctx)
+//	scope, err := store.Begin(ctx, nil)
 //	if err != nil { ... }
 //	defer scope.Rollback(ctx) // a no-op after Commit
-func (s *Store) Begin(ctx context.Context) (*TxScope, error) { return s.BeginTx(ctx, nil) }
-
-// BeginTx opens a TxScope with opts (nil for defaults). Always defer
-// Rollback.
-func (s *Store) BeginTx(ctx context.Context, opts *TxOpts) (*TxScope, error) {
+func (s *Store) Begin(ctx context.Context, opts *TxOpts) (*TxScope, error) {
 	if err := s.check(ctx, "begin"); err != nil {
 		return nil, err
 	}
@@ -119,6 +135,23 @@ func (s *Store) BeginTx(ctx context.Context, opts *TxOpts) (*TxScope, error) {
 	return s.begin(ctx, o)
 }
 
+// ScopeTx returns a TxScope inside the caller's transaction tx, for code
+// that already runs in one (a job worker completing its job, an HTTP
+// handler's unit of work): Load, LoadForUpdate, LoadManyForUpdate,
+// TxScope.ReadStream and TxScope.Save all run in tx, and commit or roll back
+// with the caller's own rows. The caller ends tx: Commit and Rollback of
+// this scope are errors. Like SaveTx, the roots advance when their
+// statements succeed; if the caller then rolls back, reload them.
+func (s *Store) ScopeTx(tx pgx.Tx) (*TxScope, error) {
+	if s.closed.Load() {
+		return nil, fmt.Errorf("mire: scope tx: %w", ErrClosed)
+	}
+	if tx == nil {
+		return nil, fmt.Errorf("mire: scope tx: tx is nil")
+	}
+	return &TxScope{store: s, tx: tx, callers: true}, nil
+}
+
 func (s *Store) begin(ctx context.Context, o TxOpts) (*TxScope, error) {
 	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: o.IsoLevel})
 	if err != nil {
@@ -126,7 +159,7 @@ func (s *Store) begin(ctx context.Context, o TxOpts) (*TxScope, error) {
 	}
 	if o.LockTimeout > 0 {
 		ms := strconv.FormatInt(max(o.LockTimeout.Milliseconds(), 1), 10) + "ms"
-		if _, err := tx.Exec(ctx, setLockTimeout, ms); err != nil {
+		if _, err := tx.Exec(ctx, s.sql.setLockTimeout, ms); err != nil {
 			_ = tx.Rollback(context.WithoutCancel(ctx))
 			return nil, fmt.Errorf("mire: begin: set lock timeout: %w", translate(ctx, err))
 		}
@@ -157,11 +190,13 @@ func LoadForUpdate[T any, PT interface {
 	return roots[0], nil
 }
 
-// LoadManyForUpdate row-locks the streams of every id and then loads them.
+// LoadManyForUpdate row-locks the streams of every id and then loads them,
+// in one round trip.
 // It locks in one stable order (by stream id, whatever order the ids come
 // in), so two scopes locking the same streams, say for transfers in
 // opposite directions, wait for each other instead of deadlocking. The
-// roots come back in the order of ids; an id given twice is an error.
+// roots come back in the order of ids, as Roots, which Save takes whole
+// (scope.Save(ctx, accs)); an id given twice is an error.
 //
 // A missing stream is ErrNotFound naming it; the streams that do exist stay
 // locked until the scope ends. A lock wait that outlasts the scope's
@@ -170,14 +205,14 @@ func LoadForUpdate[T any, PT interface {
 func LoadManyForUpdate[T any, PT interface {
 	*T
 	Aggregate
-}](ctx context.Context, scope *TxScope, ids ...string) ([]*Root[T], error) {
+}](ctx context.Context, scope *TxScope, ids ...string) (Roots[T], error) {
 	if err := scope.live("load for update"); err != nil {
 		return nil, err
 	}
 	if len(ids) == 0 {
 		return nil, fmt.Errorf("mire: load for update %T: no ids", PT(nil))
 	}
-	roots := make([]*Root[T], len(ids))
+	roots := make(Roots[T], len(ids))
 	streamIDs := make([]string, 0, len(ids))
 	for i, id := range ids {
 		root, err := newRoot[T, PT](ctx, scope.store, id, "load for update")
@@ -273,8 +308,10 @@ func (t *TxScope) Save(ctx context.Context, roots ...Saveable) error {
 		t.restore()
 		return err
 	}
-	for _, w := range writes {
-		t.saved = append(t.saved, savedRoot{root: w.root, version: int64(w.write.expected), pending: w.write.events})
+	if !t.callers {
+		for _, w := range writes {
+			t.saved = append(t.saved, savedRoot{root: w.root, version: int64(w.write.expected), pending: w.write.events})
+		}
 	}
 	advance(writes, versions)
 	return nil
@@ -287,6 +324,9 @@ func (t *TxScope) Save(ctx context.Context, roots ...Saveable) error {
 func (t *TxScope) Commit(ctx context.Context) error {
 	if err := t.usable("commit"); err != nil {
 		return err
+	}
+	if t.callers {
+		return errCallersTx("commit")
 	}
 	if t.failed != nil {
 		if err := t.Rollback(ctx); err != nil {
@@ -302,7 +342,7 @@ func (t *TxScope) Commit(ctx context.Context) error {
 		}
 		return fmt.Errorf("mire: commit: %w", translate(ctx, err))
 	}
-	t.store.notifyCommitted()
+	t.store.Notify()
 	t.saved = nil
 	return nil
 }
@@ -312,6 +352,9 @@ func (t *TxScope) Commit(ctx context.Context) error {
 // Rollback, so it is safe to defer right after Begin. It runs even when ctx
 // is cancelled.
 func (t *TxScope) Rollback(ctx context.Context) error {
+	if t.callers {
+		return errCallersTx("rollback")
+	}
 	if t.done {
 		return nil
 	}
@@ -328,7 +371,7 @@ func (t *TxScope) Rollback(ctx context.Context) error {
 // in the scope, with every event it saved in the scope pending again,
 // followed by those recorded since its last Save.
 func (t *TxScope) restore() {
-	first := make(map[Saveable]*savedRoot, len(t.saved))
+	first := make(map[rootSaver]*savedRoot, len(t.saved))
 	order := make([]*savedRoot, 0, len(t.saved))
 	for _, s := range t.saved {
 		if u, ok := first[s.root]; ok {
@@ -343,6 +386,11 @@ func (t *TxScope) restore() {
 		u.root.restore(u.version, append(u.pending, u.root.pendingEvents()...))
 	}
 	t.saved = nil
+}
+
+// errCallersTx refuses op (commit, rollback) on a scope of ScopeTx.
+func errCallersTx(op string) error {
+	return fmt.Errorf("mire: %s: the scope is inside the caller's transaction (ScopeTx); %s that transaction instead", op, op)
 }
 
 // usable refuses a call on a scope already committed or rolled back.
@@ -365,27 +413,28 @@ func (t *TxScope) live(op string) error {
 	return nil
 }
 
-// InTx runs fn in a new TxScope with default options: it commits when fn
-// returns nil, and rolls back when fn returns an error or panics (the panic
-// then goes on, with its own stack). fn must not Commit or Roll back the
-// scope itself. The roots fn saved are put back if nothing commits.
+// InTx runs fn in a new TxScope with opts (nil for defaults): it commits
+// when fn returns nil, and rolls back when fn returns an error or panics
+// (the panic then goes on, with its own stack). fn must not Commit or Roll
+// back the scope itself. The roots fn saved are put back if nothing
+// commits.
 //
-//	err := store.InTx(ctx, func(scope *mire.TxScope) error {
+// With opts.Retries > 0, a run that fails with ErrConcurrency or
+// ErrSerialization (a deadlock, or a serialization failure under a stricter
+// IsoLevel) is rolled back and fn runs again in a new scope after a
+// jittered, doubling backoff, so fn must load everything it decides on
+// inside the scope. Other errors, ErrLockTimeout among them, are returned
+// at once: the timeout is the caller's own bound.
+//
+//	err := store.InTx(ctx, &mire.InTxOpts{Retries: 3}, func(scope *mire.TxScope) error {
 //		accs, err := mire.LoadManyForUpdate[Account](ctx, scope, from, to)
-//		...
-//		return scope.Save(ctx, accs...)
+//		if err != nil {
+//			return err
+//		}
+//		... Record on accs[0] and accs[1] ...
+//		return scope.Save(ctx, accs)
 //	})
-func (s *Store) InTx(ctx context.Context, fn func(*TxScope) error) error {
-	return s.InTxOpts(ctx, nil, fn)
-}
-
-// InTxOpts is InTx with options. With opts.Retries > 0, a run that fails
-// with ErrConcurrency or ErrSerialization (a deadlock, or a serialization
-// failure under a stricter IsoLevel) is rolled back and fn runs again in a
-// new scope after a jittered, doubling backoff, so fn must load everything
-// it decides on inside the scope. Other errors, ErrLockTimeout among them,
-// are returned at once: the timeout is the caller's own bound.
-func (s *Store) InTxOpts(ctx context.Context, opts *TxOpts, fn func(*TxScope) error) error {
+func (s *Store) InTx(ctx context.Context, opts *InTxOpts, fn func(*TxScope) error) error {
 	if err := s.check(ctx, "in tx"); err != nil {
 		return err
 	}
@@ -397,7 +446,7 @@ func (s *Store) InTxOpts(ctx context.Context, opts *TxOpts, fn func(*TxScope) er
 		return fmt.Errorf("mire: in tx: %w", err)
 	}
 	for attempt := 0; ; attempt++ {
-		err := s.runTx(ctx, o, fn)
+		err := s.runTx(ctx, o.TxOpts, fn)
 		if err == nil || attempt >= o.Retries || !retryable(err) {
 			return err
 		}

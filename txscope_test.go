@@ -25,7 +25,7 @@ var errInsufficientFunds = errors.New("insufficient funds")
 // txTransfer moves amount from one account to another in a scope that
 // locks both first: the pattern TxScope exists for.
 func txTransfer(ctx context.Context, store *mire.Store, from, to string, amount int64) error {
-	return store.InTx(ctx, func(scope *mire.TxScope) error {
+	return store.InTx(ctx, nil, func(scope *mire.TxScope) error {
 		accs, err := mire.LoadManyForUpdate[Account](ctx, scope, from, to)
 		if err != nil {
 			return err
@@ -43,7 +43,7 @@ func txTransfer(ctx context.Context, store *mire.Store, from, to string, amount 
 		if err := dst.Record(Deposited{Amount: amount}); err != nil {
 			return err
 		}
-		return scope.Save(ctx, src, dst)
+		return scope.Save(ctx, accs) // the Roots LoadManyForUpdate returned, whole
 	})
 }
 
@@ -138,7 +138,7 @@ var _ = Describe("TxScope", func() {
 					return
 				default:
 				}
-				err := store.InTxOpts(ctx, &mire.TxOpts{IsoLevel: pgx.RepeatableRead}, func(scope *mire.TxScope) error {
+				err := store.InTx(ctx, &mire.InTxOpts{TxOpts: mire.TxOpts{IsoLevel: pgx.RepeatableRead}}, func(scope *mire.TxScope) error {
 					var sum int64
 					for _, id := range ids {
 						acc, err := mire.Load[Account](ctx, scope, id)
@@ -201,7 +201,7 @@ var _ = Describe("TxScope", func() {
 			stale, err = mire.Load[Account](ctx, store, id)
 			Expect(err).NotTo(HaveOccurred())
 
-			scope, err = store.Begin(ctx)
+			scope, err = store.Begin(ctx, nil)
 			Expect(err).NotTo(HaveOccurred())
 			DeferCleanup(func(ctx SpecContext) { Expect(scope.Rollback(ctx)).To(Succeed()) })
 			acc, err := mire.LoadForUpdate[Account](ctx, scope, id)
@@ -259,7 +259,7 @@ var _ = Describe("TxScope", func() {
 		})
 
 		It("commits nothing when its second root conflicts, and leaves both roots ready to retry", func(ctx SpecContext) {
-			scope, err := store.Begin(ctx)
+			scope, err := store.Begin(ctx, nil)
 			Expect(err).NotTo(HaveOccurred())
 			defer func() { Expect(scope.Rollback(ctx)).To(Succeed()) }()
 			a, err := mire.LoadForUpdate[Account](ctx, scope, first)
@@ -289,7 +289,7 @@ var _ = Describe("TxScope", func() {
 			Expect(mtest.Count(ctx, pool, "streams", "stream_id = $1 AND version = 1", a.StreamID())).To(Equal(1))
 
 			// The caller retries: the restored root a as it is, b reloaded.
-			err = store.InTx(ctx, func(scope *mire.TxScope) error {
+			err = store.InTx(ctx, nil, func(scope *mire.TxScope) error {
 				b, err := mire.LoadForUpdate[Account](ctx, scope, second)
 				if err != nil {
 					return err
@@ -308,7 +308,7 @@ var _ = Describe("TxScope", func() {
 		})
 
 		It("commits nothing when its first root conflicts, though the second's append runs in the same round trip", func(ctx SpecContext) {
-			scope, err := store.Begin(ctx)
+			scope, err := store.Begin(ctx, nil)
 			Expect(err).NotTo(HaveOccurred())
 			defer func() { Expect(scope.Rollback(ctx)).To(Succeed()) }()
 			a, err := mire.Load[Account](ctx, scope, first) // no lock: another writer gets in
@@ -335,13 +335,13 @@ var _ = Describe("TxScope", func() {
 		})
 
 		It("reports the lock timeout of its second root over the conflict of its first, and commits nothing", func(ctx SpecContext) {
-			holder, err := store.Begin(ctx)
+			holder, err := store.Begin(ctx, nil)
 			Expect(err).NotTo(HaveOccurred())
 			defer func() { Expect(holder.Rollback(ctx)).To(Succeed()) }()
 			_, err = mire.LoadForUpdate[Account](ctx, holder, second)
 			Expect(err).NotTo(HaveOccurred())
 
-			scope, err := store.BeginTx(ctx, &mire.TxOpts{LockTimeout: 20 * time.Millisecond})
+			scope, err := store.Begin(ctx, &mire.TxOpts{LockTimeout: 20 * time.Millisecond})
 			Expect(err).NotTo(HaveOccurred())
 			defer func() { Expect(scope.Rollback(ctx)).To(Succeed()) }()
 			a, err := mire.Load[Account](ctx, scope, first)
@@ -363,7 +363,7 @@ var _ = Describe("TxScope", func() {
 		})
 
 		It("puts saved roots back as they were when the scope rolls back, so they can be saved again", func(ctx SpecContext) {
-			scope, err := store.Begin(ctx)
+			scope, err := store.Begin(ctx, nil)
 			Expect(err).NotTo(HaveOccurred())
 			accs, err := mire.LoadManyForUpdate[Account](ctx, scope, second, first)
 			Expect(err).NotTo(HaveOccurred())
@@ -396,7 +396,7 @@ var _ = Describe("TxScope", func() {
 		slices.Sort(ids)
 		first, second := ids[0], ids[1]
 
-		holder, err := store.Begin(ctx)
+		holder, err := store.Begin(ctx, nil)
 		Expect(err).NotTo(HaveOccurred())
 		DeferCleanup(func(ctx SpecContext) { Expect(holder.Rollback(ctx)).To(Succeed()) })
 		_, err = mire.LoadForUpdate[Account](ctx, holder, first)
@@ -406,7 +406,7 @@ var _ = Describe("TxScope", func() {
 		// touches second.
 		loaded := make(chan error, 1)
 		go func() {
-			loaded <- store.InTx(ctx, func(scope *mire.TxScope) error {
+			loaded <- store.InTx(ctx, nil, func(scope *mire.TxScope) error {
 				accs, err := mire.LoadManyForUpdate[Account](ctx, scope, second, first)
 				if err != nil {
 					return err
@@ -454,7 +454,7 @@ var _ = Describe("TxScope", func() {
 		before := backend()
 
 		Expect(func() {
-			_ = store.InTx(ctx, func(scope *mire.TxScope) error {
+			_ = store.InTx(ctx, nil, func(scope *mire.TxScope) error {
 				acc, err := mire.LoadForUpdate[Account](ctx, scope, id)
 				Expect(err).NotTo(HaveOccurred())
 				Expect(acc.Record(Withdrawn{Amount: 30})).To(Succeed())
@@ -468,7 +468,7 @@ var _ = Describe("TxScope", func() {
 		Expect(single.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
 			WHERE datname = current_database() AND state LIKE 'idle in transaction%'`).Scan(&open)).To(Succeed())
 		Expect(open).To(BeZero(), "no transaction is left open")
-		Expect(store.InTx(ctx, func(scope *mire.TxScope) error {
+		Expect(store.InTx(ctx, nil, func(scope *mire.TxScope) error {
 			acc, err := mire.LoadForUpdate[Account](ctx, scope, id)
 			if err != nil {
 				return err
@@ -488,7 +488,7 @@ var _ = Describe("TxScope", func() {
 		BeforeEach(func(ctx SpecContext) {
 			id = openAccount(ctx, store, 100)
 			var err error
-			holder, err = store.Begin(ctx)
+			holder, err = store.Begin(ctx, nil)
 			Expect(err).NotTo(HaveOccurred())
 			DeferCleanup(func(ctx SpecContext) { Expect(holder.Rollback(ctx)).To(Succeed()) })
 			_, err = mire.LoadForUpdate[Account](ctx, holder, id)
@@ -496,7 +496,7 @@ var _ = Describe("TxScope", func() {
 		})
 
 		It("turns a locking load's wait into ErrLockTimeout and poisons the scope", func(ctx SpecContext) {
-			waiter, err := store.BeginTx(ctx, &mire.TxOpts{LockTimeout: 20 * time.Millisecond})
+			waiter, err := store.Begin(ctx, &mire.TxOpts{LockTimeout: 20 * time.Millisecond})
 			Expect(err).NotTo(HaveOccurred())
 			defer func() { Expect(waiter.Rollback(ctx)).To(Succeed()) }()
 			_, err = mire.LoadForUpdate[Account](ctx, waiter, id)
@@ -506,7 +506,7 @@ var _ = Describe("TxScope", func() {
 		})
 
 		It("bounds a scope's save behind another scope's lock", func(ctx SpecContext) {
-			waiter, err := store.BeginTx(ctx, &mire.TxOpts{LockTimeout: 20 * time.Millisecond})
+			waiter, err := store.Begin(ctx, &mire.TxOpts{LockTimeout: 20 * time.Millisecond})
 			Expect(err).NotTo(HaveOccurred())
 			defer func() { Expect(waiter.Rollback(ctx)).To(Succeed()) }()
 			acc, err := mire.Load[Account](ctx, waiter, id)
@@ -520,7 +520,7 @@ var _ = Describe("TxScope", func() {
 
 		It("is not retried by InTxOpts", func(ctx SpecContext) {
 			attempts := 0
-			err := store.InTxOpts(ctx, &mire.TxOpts{LockTimeout: 20 * time.Millisecond, Retries: 3}, func(scope *mire.TxScope) error {
+			err := store.InTx(ctx, &mire.InTxOpts{TxOpts: mire.TxOpts{LockTimeout: 20 * time.Millisecond}, Retries: 3}, func(scope *mire.TxScope) error {
 				attempts++
 				_, err := mire.LoadForUpdate[Account](ctx, scope, id)
 				return err
@@ -531,14 +531,14 @@ var _ = Describe("TxScope", func() {
 		})
 	})
 
-	Describe("InTxOpts retries", func() {
+	Describe("InTx retries", func() {
 		var id string
 		BeforeEach(func(ctx SpecContext) { id = openAccount(ctx, store, 100) })
 
 		// withdraw loads without a lock and, on the first attempt only, lets
 		// another writer append to the stream before saving.
-		withdraw := func(ctx context.Context, opts *mire.TxOpts, attempts *int) error {
-			return store.InTxOpts(ctx, opts, func(scope *mire.TxScope) error {
+		withdraw := func(ctx context.Context, opts *mire.InTxOpts, attempts *int) error {
+			return store.InTx(ctx, opts, func(scope *mire.TxScope) error {
 				*attempts++
 				acc, err := mire.Load[Account](ctx, scope, id)
 				if err != nil {
@@ -558,7 +558,7 @@ var _ = Describe("TxScope", func() {
 
 		It("runs the function again after a concurrency conflict", func(ctx SpecContext) {
 			attempts := 0
-			Expect(withdraw(ctx, &mire.TxOpts{Retries: 2, RetryBackoff: time.Millisecond}, &attempts)).To(Succeed())
+			Expect(withdraw(ctx, &mire.InTxOpts{Retries: 2, RetryBackoff: time.Millisecond}, &attempts)).To(Succeed())
 			Expect(attempts).To(Equal(2))
 			Expect(balance(ctx, store, id)).To(BeEquivalentTo(91))
 			Expect(rowCounts(ctx, pool)).To(Equal([2]int{1, 3}))
@@ -574,7 +574,7 @@ var _ = Describe("TxScope", func() {
 
 		It("runs the function again after a serialization failure", func(ctx SpecContext) {
 			attempts := 0
-			err := store.InTxOpts(ctx, &mire.TxOpts{IsoLevel: pgx.RepeatableRead, Retries: 1}, func(scope *mire.TxScope) error {
+			err := store.InTx(ctx, &mire.InTxOpts{TxOpts: mire.TxOpts{IsoLevel: pgx.RepeatableRead}, Retries: 1}, func(scope *mire.TxScope) error {
 				attempts++
 				if _, err := mire.Load[Account](ctx, scope, id); err != nil { // takes the snapshot
 					return err
@@ -602,17 +602,17 @@ var _ = Describe("TxScope", func() {
 		It("returns a function's own error at once, and rejects bad options", func(ctx SpecContext) {
 			attempts := 0
 			boom := errors.New("boom")
-			Expect(store.InTxOpts(ctx, &mire.TxOpts{Retries: 5}, func(*mire.TxScope) error {
+			Expect(store.InTx(ctx, &mire.InTxOpts{Retries: 5}, func(*mire.TxScope) error {
 				attempts++
 				return boom
 			})).To(MatchError(boom))
 			Expect(attempts).To(Equal(1))
 
-			Expect(store.InTxOpts(ctx, &mire.TxOpts{Retries: -1}, func(*mire.TxScope) error { return nil })).
+			Expect(store.InTx(ctx, &mire.InTxOpts{Retries: -1}, func(*mire.TxScope) error { return nil })).
 				To(MatchError(ContainSubstring("negative retries")))
-			_, err := store.BeginTx(ctx, &mire.TxOpts{LockTimeout: -time.Second})
+			_, err := store.Begin(ctx, &mire.TxOpts{LockTimeout: -time.Second})
 			Expect(err).To(MatchError(ContainSubstring("negative lock timeout")))
-			_, err = store.BeginTx(ctx, &mire.TxOpts{IsoLevel: "chaotic"})
+			_, err = store.Begin(ctx, &mire.TxOpts{IsoLevel: "chaotic"})
 			Expect(err).To(MatchError(ContainSubstring(`unsupported isolation level "chaotic"`)))
 			Expect(rowCounts(ctx, pool)).To(Equal([2]int{1, 1}))
 		})
@@ -623,7 +623,7 @@ var _ = Describe("TxScope", func() {
 		BeforeEach(func(ctx SpecContext) { id = openAccount(ctx, store, 100) })
 
 		It("makes Rollback after Commit a no-op, and every call after Rollback ErrTxDone", func(ctx SpecContext) {
-			scope, err := store.Begin(ctx)
+			scope, err := store.Begin(ctx, nil)
 			Expect(err).NotTo(HaveOccurred())
 			acc, err := mire.LoadForUpdate[Account](ctx, scope, id)
 			Expect(err).NotTo(HaveOccurred())
@@ -635,7 +635,7 @@ var _ = Describe("TxScope", func() {
 			Expect(scope.Commit(ctx)).To(MatchError(mire.ErrTxDone))
 			Expect(rowCounts(ctx, pool)).To(Equal([2]int{1, 2}))
 
-			scope, err = store.Begin(ctx)
+			scope, err = store.Begin(ctx, nil)
 			Expect(err).NotTo(HaveOccurred())
 			Expect(scope.Rollback(ctx)).To(Succeed())
 			Expect(scope.Rollback(ctx)).To(Succeed())
@@ -658,7 +658,7 @@ var _ = Describe("TxScope", func() {
 				return n
 			}
 			depositWithNote := func(commit bool) {
-				scope, err := store.Begin(ctx)
+				scope, err := store.Begin(ctx, nil)
 				Expect(err).NotTo(HaveOccurred())
 				defer func() { Expect(scope.Rollback(ctx)).To(Succeed()) }()
 				acc, err := mire.LoadForUpdate[Account](ctx, scope, id)
@@ -682,7 +682,7 @@ var _ = Describe("TxScope", func() {
 		})
 
 		It("reports a transaction its own SQL aborted at Commit, writing nothing", func(ctx SpecContext) {
-			scope, err := store.Begin(ctx)
+			scope, err := store.Begin(ctx, nil)
 			Expect(err).NotTo(HaveOccurred())
 			defer func() { Expect(scope.Rollback(ctx)).To(Succeed()) }()
 			acc, err := mire.LoadForUpdate[Account](ctx, scope, id)
@@ -698,7 +698,7 @@ var _ = Describe("TxScope", func() {
 		})
 
 		It("loads a missing stream for update as ErrNotFound, holding no lock and leaving the scope usable", func(ctx SpecContext) {
-			scope, err := store.Begin(ctx)
+			scope, err := store.Begin(ctx, nil)
 			Expect(err).NotTo(HaveOccurred())
 			defer func() { Expect(scope.Rollback(ctx)).To(Succeed()) }()
 			missing := mtest.Unique("acc")
@@ -717,7 +717,7 @@ var _ = Describe("TxScope", func() {
 		})
 
 		It("locks an existing stream for update", func(ctx SpecContext) {
-			scope, err := store.Begin(ctx)
+			scope, err := store.Begin(ctx, nil)
 			Expect(err).NotTo(HaveOccurred())
 			defer func() { Expect(scope.Rollback(ctx)).To(Succeed()) }()
 			_, err = mire.Load[Account](ctx, scope, id)
@@ -730,7 +730,7 @@ var _ = Describe("TxScope", func() {
 		})
 
 		It("rejects bad input to LoadManyForUpdate", func(ctx SpecContext) {
-			scope, err := store.Begin(ctx)
+			scope, err := store.Begin(ctx, nil)
 			Expect(err).NotTo(HaveOccurred())
 			defer func() { Expect(scope.Rollback(ctx)).To(Succeed()) }()
 			_, err = mire.LoadManyForUpdate[Account](ctx, scope)

@@ -116,7 +116,7 @@ func write(ctx context.Context, store *mire.Store, streams []string, written *at
 		}
 		pair := []string{streams[i], streams[j]}
 		slices.Sort(pair) // one lock order: no deadlocks between writers
-		err := store.InTx(ctx, func(scope *mire.TxScope) error {
+		err := store.InTx(ctx, nil, func(scope *mire.TxScope) error {
 			if _, err := store.AppendTx(ctx, scope.Tx(), pair[0], mire.StreamExists, Deposited{Amount: 5}); err != nil {
 				return err
 			}

@@ -98,7 +98,7 @@ var _ = Describe("Guarantee 2: each stream in version order across transactions"
 	inverted := func(ctx context.Context, how string) string {
 		id := strings.TrimPrefix(open(ctx, e.store, 100), "account-")
 		stream := mire.StreamID("account", id)
-		scope, err := e.store.Begin(ctx)
+		scope, err := e.store.Begin(ctx, nil)
 		Expect(err).NotTo(HaveOccurred())
 		defer func() { _ = scope.Rollback(ctx) }()
 		switch how {

@@ -34,7 +34,7 @@ var _ = Describe("Inline projections", func() {
 		b := acc.StreamID()
 		Expect(balances(ctx, e.pool)).To(HaveKeyWithValue(b, BeEquivalentTo(3)))
 
-		Expect(e.store.InTx(ctx, func(scope *mire.TxScope) error {
+		Expect(e.store.InTx(ctx, nil, func(scope *mire.TxScope) error {
 			acc, err := mire.LoadForUpdate[Account](ctx, scope, id)
 			if err != nil {
 				return err

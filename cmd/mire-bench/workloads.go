@@ -363,7 +363,7 @@ func transferCase(ctx context.Context, e *env, writers int) (*bcase, error) {
 	return &bcase{
 		mire: side{op: func(ctx context.Context, w *worker) (int, error) {
 			from, to := pair(w)
-			return 1, e.store.InTx(ctx, func(scope *mire.TxScope) error {
+			return 1, e.store.InTx(ctx, nil, func(scope *mire.TxScope) error {
 				accs, err := mire.LoadManyForUpdate[Account](ctx, scope, from, to)
 				if err != nil {
 					return err

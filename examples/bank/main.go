@@ -82,7 +82,7 @@ func transfer(ctx context.Context, store *mire.Store, fromID, toID string, amoun
 	if amount <= 0 {
 		return fmt.Errorf("transfer amount must be positive, not %d", amount)
 	}
-	scope, err := store.Begin(ctx)
+	scope, err := store.Begin(ctx, nil)
 	if err != nil {
 		return err
 	}
@@ -106,7 +106,7 @@ func transfer(ctx context.Context, store *mire.Store, fromID, toID string, amoun
 	if err := to.Record(Credited{Amount: amount}); err != nil {
 		return err
 	}
-	if err := scope.Save(ctx, from, to); err != nil {
+	if err := scope.Save(ctx, accs); err != nil {
 		return err
 	}
 	return scope.Commit(ctx)
