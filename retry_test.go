@@ -399,6 +399,18 @@ var _ = Describe("Concurrent retries of the same write", func() {
 	var store *mire.Store
 	BeforeEach(func() { store = newStore(db.Pool) })
 
+	// retriedCopies returns a Root left as after a lost save, with one more
+	// event recorded, and writers copies of it, as concurrent retries hold it.
+	retriedCopies := func(ctx context.Context) (*mire.Root[Account], []mire.Root[Account]) {
+		r := lostAck(ctx, store, 1)
+		Expect(r.Record(Deposited{Amount: 2})).To(Succeed())
+		copies := make([]mire.Root[Account], writers)
+		for i := range copies {
+			copies[i] = *r
+		}
+		return r, copies
+	}
+
 	// race runs write(i) for i in 0..writers-1 in goroutines released at
 	// once, and returns their errors.
 	race := func(write func(i int) error) []error {
@@ -418,12 +430,7 @@ var _ = Describe("Concurrent retries of the same write", func() {
 
 	It("stores the events once when 8 copies of a Root after a lost save are saved at once, and every save succeeds", func(ctx SpecContext) {
 		for range rounds {
-			r := lostAck(ctx, store, 1)
-			Expect(r.Record(Deposited{Amount: 2})).To(Succeed())
-			copies := make([]mire.Root[Account], writers)
-			for i := range copies {
-				copies[i] = *r
-			}
+			r, copies := retriedCopies(ctx)
 			for _, err := range race(func(i int) error { return store.Save(ctx, &copies[i]) }) {
 				Expect(err).NotTo(HaveOccurred())
 			}
@@ -453,12 +460,7 @@ var _ = Describe("Concurrent retries of the same write", func() {
 
 	It("never doubles events saved at once by 8 scopes; a scope that lost the race is a conflict that InTx retries into success", func(ctx SpecContext) {
 		for range rounds {
-			r := lostAck(ctx, store, 1)
-			Expect(r.Record(Deposited{Amount: 2})).To(Succeed())
-			copies := make([]mire.Root[Account], writers)
-			for i := range copies {
-				copies[i] = *r
-			}
+			r, copies := retriedCopies(ctx)
 			errs := race(func(i int) error {
 				return store.InTx(ctx, &mire.InTxOpts{Retries: 5}, func(scope *mire.TxScope) error {
 					return scope.Save(ctx, &copies[i])
