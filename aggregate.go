@@ -182,7 +182,7 @@ func (s *Store) fold(ctx context.Context, root applier, rows pgx.Rows) error {
 		}
 		event, target, err := s.registry.decode(root.categoryName(), typ, int(schema), data)
 		if err != nil {
-			return &DecodeError{StreamID: streamID, Position: position, Version: version, Type: typ, SchemaVersion: int(schema), TargetVersion: target, Err: err}
+			return newDecodeError(streamID, position, version, typ, int(schema), target, err)
 		}
 		root.apply(event, version)
 		expected++

@@ -8,13 +8,12 @@ import (
 	"reflect"
 )
 
-// DecodeEnvelope fills env.Data from env.Raw through the store's registry
+// decodeEnvelope fills env.Data from env.Raw through the store's registry
 // (upcasting older schema versions) and env.Metadata from metadata, the
 // stored metadata JSON (nil or empty for none). env's other fields must
-// already hold the stored row. It is for packages that read the events table
-// with their own SQL, such as projections; a payload it cannot decode is a
+// already hold the stored row. A payload it cannot decode is a
 // *DecodeError naming the stream, position and type.
-func (s *Store) DecodeEnvelope(env *Envelope, metadata []byte) error {
+func (s *Store) decodeEnvelope(env *Envelope, metadata []byte) error {
 	switch {
 	case s == nil:
 		return fmt.Errorf("mire: decode envelope: store is nil")
@@ -23,16 +22,21 @@ func (s *Store) DecodeEnvelope(env *Envelope, metadata []byte) error {
 	}
 	data, target, err := s.registry.decode(env.Category, env.Type, env.SchemaVersion, env.Raw)
 	if err != nil {
-		return &DecodeError{StreamID: env.StreamID, Position: env.Position, Version: env.Version, Type: env.Type, SchemaVersion: env.SchemaVersion, TargetVersion: target, Err: err}
+		return newDecodeError(env.StreamID, env.Position, env.Version, env.Type, env.SchemaVersion, target, err)
 	}
 	env.Data = data
 	env.Metadata = Metadata{}
 	if len(metadata) > 0 {
 		if err := json.Unmarshal(metadata, &env.Metadata); err != nil {
-			return &DecodeError{StreamID: env.StreamID, Position: env.Position, Version: env.Version, Type: env.Type, SchemaVersion: env.SchemaVersion, Err: fmt.Errorf("metadata: %w", err)}
+			return newDecodeError(env.StreamID, env.Position, env.Version, env.Type, env.SchemaVersion, target, fmt.Errorf("metadata: %w", err))
 		}
 	}
 	return nil
+}
+
+// newDecodeError is the one constructor of *DecodeError.
+func newDecodeError(streamID string, position, version int64, typ string, schema, target int, err error) *DecodeError {
+	return &DecodeError{StreamID: streamID, Position: position, Version: version, Type: typ, SchemaVersion: schema, TargetVersion: target, Err: err}
 }
 
 // errNullPayload is a stored payload of JSON null: json.Unmarshal would

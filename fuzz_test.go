@@ -234,10 +234,10 @@ func FuzzDecodeEnvelope(f *testing.F) {
 	store := &Store{registry: fuzzRegistry()}
 	f.Fuzz(func(t *testing.T, category, typ string, schema int, raw, metadata []byte) {
 		env := Envelope{StreamID: category + "-1", Category: category, Type: typ, SchemaVersion: schema, Raw: raw}
-		err := store.DecodeEnvelope(&env, metadata)
+		err := store.decodeEnvelope(&env, metadata)
 		var derr *DecodeError
 		if err != nil && !errors.As(err, &derr) {
-			t.Fatalf("DecodeEnvelope failed with %T, not *DecodeError: %v", err, err)
+			t.Fatalf("decodeEnvelope failed with %T, not *DecodeError: %v", err, err)
 		}
 	})
 }

@@ -1,6 +1,7 @@
 package mire
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"sync"
@@ -9,37 +10,33 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// InlineProjection runs inside the transaction that appends events, right
+// inlineProjection runs inside the transaction that appends events, right
 // after they are written, with those events (one stream's, in version
 // order, with their positions): its writes through tx commit or roll back
-// with the events, so a caller reads its own writes as soon as the save
-// returns. An error fails the save: Save, Append and TxScope roll back;
-// after SaveTx or AppendTx, roll your transaction back. Inline
-// projections add a round trip (reading the events back) to every write
-// and hold the stream's row lock while they run: keep them small. The
-// projections package builds them from its handlers (projections.Inline).
-type InlineProjection func(ctx context.Context, tx pgx.Tx, events []Envelope) error
+// with the events. An error fails the save. The projections package builds
+// them from its handlers (projections.Inline) and registers them through
+// the bridge.
+type inlineProjection func(ctx context.Context, tx pgx.Tx, events []Envelope) error
 
 // inlineProjections is the store's list of inline projections, copied on
 // write so the write path reads it without a lock.
 type inlineProjections struct {
 	mu   sync.Mutex
-	list atomic.Pointer[[]InlineProjection]
+	list atomic.Pointer[[]inlineProjection]
 }
 
-// AddInline registers fn to run in every later write of the store (Save,
-// SaveTx, Append, AppendTx, TxScope.Save). Register inline projections at
-// setup: a write already running does not see a new one. Once one is
-// registered, Save and Append of a single stream run in a transaction
-// instead of one autocommit statement.
-func (s *Store) AddInline(fn InlineProjection) error {
+// addInline registers fn to run in every later write of the store (Save,
+// SaveTx, Append, AppendTx, TxScope.Save). A write already running does not
+// see a new one. Once one is registered, Save and Append of a single stream
+// run in a transaction instead of one autocommit statement.
+func (s *Store) addInline(fn inlineProjection) error {
 	if fn == nil {
 		return fmt.Errorf("mire: add inline projection: nil function")
 	}
 	ip := &s.inline
 	ip.mu.Lock()
 	defer ip.mu.Unlock()
-	var list []InlineProjection
+	var list []inlineProjection
 	if old := ip.list.Load(); old != nil {
 		list = append(list, *old...)
 	}
@@ -48,7 +45,7 @@ func (s *Store) AddInline(fn InlineProjection) error {
 	return nil
 }
 
-func (ip *inlineProjections) load() []InlineProjection {
+func (ip *inlineProjections) load() []inlineProjection {
 	if l := ip.list.Load(); l != nil {
 		return *l
 	}
@@ -91,9 +88,10 @@ func (s *Store) runInline(ctx context.Context, db dbtx, w streamWrite, version i
 	envs := make([]Envelope, 0, n)
 	for rows.Next() {
 		var env Envelope
-		if err := s.scanEnvelope(rows, &env); err != nil {
+		decodeErr, err := s.scanEnvelope(rows, &env, nil, nil)
+		if err = cmp.Or(err, decodeErr); err != nil {
 			rows.Close()
-			return err
+			return fmt.Errorf("mire: append to stream %q: inline projection: %w", w.streamID, err)
 		}
 		envs = append(envs, env)
 	}

@@ -23,12 +23,6 @@ var _ = Describe("Misuse", func() {
 		Expect(root.Pending()).To(BeEmpty())
 	})
 
-	It("refuses DecodeEnvelope with a nil envelope or store", func() {
-		Expect(newStore(db.Pool).DecodeEnvelope(nil, nil)).To(MatchError("mire: decode envelope: env is nil"))
-		var store *mire.Store
-		Expect(store.DecodeEnvelope(&mire.Envelope{}, nil)).To(MatchError("mire: decode envelope: store is nil"))
-	})
-
 	It("refuses an aggregate whose Apply has a value receiver, in Load, LoadOrNew and Create", func(ctx SpecContext) {
 		store := newStore(db.Pool)
 		id := openAccount(ctx, store, 5)

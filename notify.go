@@ -12,11 +12,6 @@ import (
 // Store sends. Writes inside a window share one NOTIFY, sent at its end.
 const NotifyWindow = 5 * time.Millisecond
 
-// NotifyChannel returns the LISTEN/NOTIFY channel on which a Store announces
-// committed events in schema. Projection runners listen on it. New refuses a
-// schema name too long for its channel to be a Postgres identifier.
-func NotifyChannel(schema string) string { return pgschema.NotifyChannel(schema) }
-
 // notifier coalesces wake-ups: a write marks it dirty and, if no sender is
 // running, starts one. The sender sends one NOTIFY, waits NotifyWindow, and
 // sends again only if writes happened meanwhile; when a window passes
@@ -44,7 +39,7 @@ func (s *Store) Notify() {
 
 func (s *Store) sendNotifications() {
 	n := &s.notify
-	channel := NotifyChannel(s.schema)
+	channel := pgschema.NotifyChannel(s.schema)
 	for {
 		for n.dirty.Swap(false) {
 			if s.closed.Load() {

@@ -12,6 +12,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/mire-go/mire"
 	"github.com/mire-go/mire/internal/mtest"
+	"github.com/mire-go/mire/pgschema"
+	"github.com/mire-go/mire/projections"
 )
 
 var _ = Describe("Notify", func() {
@@ -26,7 +28,7 @@ var _ = Describe("Notify", func() {
 		Expect(err).NotTo(HaveOccurred())
 		listener = conn.Hijack()
 		DeferCleanup(func(ctx SpecContext) { _ = listener.Close(ctx) })
-		_, err = listener.Exec(ctx, "LISTEN "+pgx.Identifier{mire.NotifyChannel(store.Schema())}.Sanitize())
+		_, err = listener.Exec(ctx, "LISTEN "+pgx.Identifier{pgschema.NotifyChannel(store.Schema())}.Sanitize())
 		Expect(err).NotTo(HaveOccurred())
 	})
 
@@ -63,11 +65,12 @@ var _ = Describe("Notify", func() {
 		// Each save's own transaction also sends a "commit" notification,
 		// which Postgres delivers when, and in the order that, the save
 		// commits: a store notification must follow the last of them.
-		channel := mire.NotifyChannel(store.Schema())
-		Expect(store.AddInline(func(ctx context.Context, tx pgx.Tx, _ []mire.Envelope) error {
-			_, err := tx.Exec(ctx, `SELECT pg_notify($1, 'commit')`, channel)
-			return err
-		})).To(Succeed())
+		channel := pgschema.NotifyChannel(store.Schema())
+		Expect(projections.Inline(store, projections.Projection{Name: "commit-notify", Handler: projections.HandlerFunc(
+			func(ctx context.Context, tx pgx.Tx, _ mire.Envelope) error {
+				_, err := tx.Exec(ctx, `SELECT pg_notify($1, 'commit')`, channel)
+				return err
+			})})).To(Succeed())
 		const writers, each = 8, 25
 		var wg sync.WaitGroup
 		for range writers {
@@ -98,11 +101,11 @@ var _ = Describe("Notify", func() {
 	})
 
 	It("wakes listeners on a store whose schema name is as long as its channel allows", func(ctx SpecContext) {
-		schema := strings.Repeat("n", 63-len(mire.NotifyChannel("")))
+		schema := strings.Repeat("n", 63-len(pgschema.NotifyChannel("")))
 		long, err := mire.New(store.Pool(), &mire.Config{Schema: schema})
 		Expect(err).NotTo(HaveOccurred())
 		Expect(long.Migrate(ctx)).To(Succeed())
-		_, err = listener.Exec(ctx, "LISTEN "+pgx.Identifier{mire.NotifyChannel(schema)}.Sanitize())
+		_, err = listener.Exec(ctx, "LISTEN "+pgx.Identifier{pgschema.NotifyChannel(schema)}.Sanitize())
 		Expect(err).NotTo(HaveOccurred())
 
 		_, err = long.Append(ctx, mire.StreamID("account", "long"), mire.NoStream, Opened{Owner: "long"})
@@ -111,7 +114,7 @@ var _ = Describe("Notify", func() {
 		defer cancel()
 		n, err := listener.WaitForNotification(quiet)
 		Expect(err).NotTo(HaveOccurred())
-		Expect(n.Channel).To(Equal(mire.NotifyChannel(schema)))
+		Expect(n.Channel).To(Equal(pgschema.NotifyChannel(schema)))
 	})
 
 	It("is sent by Notify for writes in the caller's own transaction", func(ctx SpecContext) {

@@ -4,6 +4,7 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/mire-go/mire/internal/bridge"
 )
 
 // The runtime SQL, with {{schema}} standing for the quoted schema name. New
@@ -84,12 +85,11 @@ SELECT version, position, type, schema_version, data FROM {{schema}}.events
 WHERE stream_id = $1 AND version > $2
 ORDER BY 1`
 
-	envelopeColumns = `event_id, stream_id, category, version, position, type, schema_version, data, metadata, recorded_at`
-	readStream      = `SELECT ` + envelopeColumns + ` FROM {{schema}}.events
+	readStream = `SELECT ` + bridge.EnvelopeColumns + ` FROM {{schema}}.events e
 WHERE stream_id = $1 AND version > $2 ORDER BY version LIMIT $3`
-	readCategory = `SELECT ` + envelopeColumns + ` FROM {{schema}}.events
+	readCategory = `SELECT ` + bridge.EnvelopeColumns + ` FROM {{schema}}.events e
 WHERE category = $1 AND position > $2 ORDER BY position LIMIT $3`
-	readAll = `SELECT ` + envelopeColumns + ` FROM {{schema}}.events
+	readAll = `SELECT ` + bridge.EnvelopeColumns + ` FROM {{schema}}.events e
 WHERE position > $1 ORDER BY position LIMIT $2`
 )
 

@@ -1,10 +1,12 @@
 package mire
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
 	"iter"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -24,6 +26,13 @@ type Envelope struct {
 	Raw           json.RawMessage // the payload as stored
 	Metadata      Metadata        // what WithMetadata set when it was written
 	RecordedAt    time.Time       // the writing transaction's start time
+}
+
+// AggregateID returns the id of the aggregate whose stream holds the event:
+// the stream id after "category-", as Load and Root.ID take it.
+func (e Envelope) AggregateID() string {
+	_, id, _ := strings.Cut(e.StreamID, "-")
+	return id
 }
 
 // ReadOpts bounds a read. A nil *ReadOpts reads everything.
@@ -133,9 +142,10 @@ func (s *Store) read(ctx context.Context, op string, opts *ReadOpts, query func(
 			var env Envelope
 			n := 0
 			for rows.Next() {
-				if err := s.scanEnvelope(rows, &env); err != nil {
+				decodeErr, err := s.scanEnvelope(rows, &env, nil, nil)
+				if err = cmp.Or(err, decodeErr); err != nil {
 					rows.Close()
-					yield(Envelope{}, err)
+					yield(Envelope{}, fmt.Errorf("mire: %s: %w", op, err))
 					return
 				}
 				n++
@@ -156,21 +166,4 @@ func (s *Store) read(ctx context.Context, op string, opts *ReadOpts, query func(
 			}
 		}
 	}
-}
-
-// scanEnvelope reads one row of envelopeColumns and decodes its payload.
-func (s *Store) scanEnvelope(rows pgx.Rows, env *Envelope) error {
-	var schema int32
-	var raw, meta []byte
-	*env = Envelope{}
-	// The id scans as [16]byte and the payload as []byte: through
-	// uuid.UUID's sql.Scanner and json.RawMessage's UnmarshalJSON pgx would
-	// format and parse the id as text and validate every payload twice.
-	if err := rows.Scan((*[16]byte)(&env.ID), &env.StreamID, &env.Category, &env.Version, &env.Position,
-		&env.Type, &schema, &raw, &meta, &env.RecordedAt); err != nil {
-		return fmt.Errorf("mire: read: %w", err)
-	}
-	env.Raw = raw
-	env.SchemaVersion = int(schema)
-	return s.DecodeEnvelope(env, meta)
 }

@@ -162,3 +162,20 @@ func onlyError(seq func(func(mire.Envelope, error) bool)) error {
 	Expect(errs).To(HaveLen(1), "errors yielded")
 	return errs[0]
 }
+
+var _ = Describe("Envelope", func() {
+	It("gives the aggregate id of its stream, as Load takes it", func(ctx SpecContext) {
+		store := newStore(db.Pool)
+		id := openAccount(ctx, store, 1) + "-with-dashes"
+		acc, err := mire.Create[Account](store, id)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(acc.Record(Opened{Owner: "o"})).To(Succeed())
+		Expect(store.Save(ctx, acc)).To(Succeed())
+		var ids []string
+		for env, err := range store.ReadStream(ctx, acc.StreamID(), nil) {
+			Expect(err).NotTo(HaveOccurred())
+			ids = append(ids, env.AggregateID())
+		}
+		Expect(ids).To(Equal([]string{id}))
+	})
+})

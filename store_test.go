@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/mire-go/mire"
 	"github.com/mire-go/mire/internal/mtest"
+	"github.com/mire-go/mire/pgschema"
 )
 
 var _ = Describe("Store", func() {
@@ -212,7 +213,7 @@ var _ = Describe("Store", func() {
 				Expect(store).To(BeNil())
 			},
 			Entry("not UTF-8", "mire\xfe", "not valid UTF-8"),
-			Entry("too long for its NOTIFY channel", strings.Repeat("m", 64-len(mire.NotifyChannel(""))), "bytes"),
+			Entry("too long for its NOTIFY channel", strings.Repeat("m", 64-len(pgschema.NotifyChannel(""))), "bytes"),
 			Entry("reserved by Postgres", "pg_events", `"pg_"`),
 		)
 

@@ -89,9 +89,8 @@
 //
 // # Inline projections
 //
-// [Inline] runs a handler inside every transaction that appends events
-// (through [mire.Store.AddInline], which the root package exposes without
-// importing this one), so a read model is current as soon as a save
+// [Inline] runs a handler inside every transaction that appends events,
+// so a read model is current as soon as a save
 // returns. It has no checkpoint, lease or retries; a handler error fails
 // the save. Each write pays a round trip to read its events back.
 //

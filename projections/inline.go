@@ -7,6 +7,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/mire-go/mire"
+	"github.com/mire-go/mire/internal/bridge"
 )
 
 // Inline registers p's handler as an inline projection of store: it runs
@@ -17,8 +18,10 @@ import (
 // projection has no checkpoint, lease or retries (p's Name only labels its
 // errors; BatchSize is unused), and it sees only events written after it
 // was registered: to build the read model from history, run the same
-// handler as a Runner projection once. See mire.InlineProjection for the
-// costs. Like NewRunner, it refuses typed routes (On) that could never
+// handler as a Runner projection once. An inline projection holds the
+// stream's row lock while it runs, and once one is registered every
+// single-stream Save and Append runs in a transaction: keep handlers small.
+// Like NewRunner, it refuses typed routes (On) that could never
 // fire on store, naming their Go type.
 func Inline(store *mire.Store, p Projection) error {
 	if store == nil {
@@ -31,7 +34,7 @@ func Inline(store *mire.Store, p Projection) error {
 		return fmt.Errorf("mire: inline projection: %w", err)
 	}
 	categories := slices.Clone(p.Categories)
-	return store.AddInline(func(ctx context.Context, tx pgx.Tx, events []mire.Envelope) error {
+	return bridge.AddInline(store, func(ctx context.Context, tx pgx.Tx, events []mire.Envelope) error {
 		for _, env := range events {
 			if len(categories) > 0 && !slices.Contains(categories, env.Category) {
 				continue

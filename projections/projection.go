@@ -11,7 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/mire-go/mire"
-	"github.com/mire-go/mire/internal/registryinfo"
+	"github.com/mire-go/mire/internal/bridge"
 )
 
 // BatchSizeDefault is how many events a projection reads per batch (and per
@@ -168,7 +168,7 @@ type router map[reflect.Type]func(context.Context, pgx.Tx, mire.Envelope) error
 func (r router) check(store *mire.Store, p *Projection) error {
 	types := slices.SortedFunc(maps.Keys(r), func(a, b reflect.Type) int { return strings.Compare(a.String(), b.String()) })
 	for _, t := range types {
-		entity, ok := registryinfo.Entity(store.Registry(), t)
+		entity, ok := bridge.Entity(store.Registry(), t)
 		if !ok {
 			return fmt.Errorf("projection %q: route for %v: the store's registry does not hold it (call Register on it), so no event can match it: %w", p.Name, t, mire.ErrUnregistered)
 		}

@@ -5,14 +5,14 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/mire-go/mire/internal/bridge"
 )
 
 // The runtime SQL, with {{schema}} standing for the quoted schema name;
 // newQueries fills it in once per Runner. Leases are timed by the
 // database's clock (clock_timestamp), so replicas' clocks need not agree.
 const (
-	rowColumns = `e.xid, e.prev_xid, e.event_id, e.stream_id, e.category, e.version, e.position,
-e.type, e.schema_version, e.data, e.metadata, e.recorded_at, e.append_size`
+	rowColumns = `e.xid, e.prev_xid, ` + bridge.EnvelopeColumns + `, e.append_size`
 
 	// Only the first row of each append is indexed by (xid, position)
 	// (migration 0003). It carries the append's size; the append's other

@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/mire-go/mire"
 	"github.com/mire-go/mire/internal/pgerr"
+	"github.com/mire-go/mire/pgschema"
 )
 
 // Defaults of Config.
@@ -236,7 +237,7 @@ func (r *Runner) Stop(ctx context.Context) error {
 // Notifications are only a shortcut: if listening fails, the workers still
 // poll, and listen tries again after PollInterval.
 func (r *Runner) listen(ctx context.Context) {
-	channel := pgx.Identifier{mire.NotifyChannel(r.store.Schema())}.Sanitize()
+	channel := pgx.Identifier{pgschema.NotifyChannel(r.store.Schema())}.Sanitize()
 	for ctx.Err() == nil {
 		err := r.listenOnce(ctx, channel)
 		if ctx.Err() != nil {

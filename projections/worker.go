@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/mire-go/mire"
+	"github.com/mire-go/mire/internal/bridge"
 )
 
 // errFenced means the worker's fence token is no longer the projection's:
@@ -217,22 +218,15 @@ func (w *worker) scan(rows pgx.Rows) ([]scannedRow, error) {
 	for rows.Next() {
 		var r scannedRow
 		var prev *uint64
-		var schema int32
-		var raw, meta []byte
-		e := &r.env
-		// As in the store's reads: the id as [16]byte and the payload as
-		// []byte skip pgx's text round trip and a second JSON validation.
-		if err := rows.Scan(&r.xid, &prev, (*[16]byte)(&e.ID), &e.StreamID, &e.Category, &e.Version, &e.Position,
-			&e.Type, &schema, &raw, &meta, &e.RecordedAt, &r.size); err != nil {
+		decodeErr, err := bridge.ScanEnvelope(w.r.store, rows, &r.env, []any{&r.xid, &prev}, []any{&r.size})
+		if err != nil {
 			return nil, fmt.Errorf("mire: projection %q: read events: %w", w.p.Name, err)
 		}
-		e.Raw = raw
 		if prev != nil {
 			r.prevXid = *prev
 		}
-		e.SchemaVersion = int(schema)
-		if err := w.r.store.DecodeEnvelope(e, meta); err != nil {
-			r.err = &eventError{env: *e, err: err}
+		if decodeErr != nil {
+			r.err = &eventError{env: r.env, err: decodeErr}
 		}
 		out = append(out, r)
 	}

@@ -1,0 +1,36 @@
+// Package bridge lets mire's own packages (projections) reach into a
+// *mire.Store and its Registry without widening the root package's API.
+// The root package fills these functions in when it is initialised
+// (bridge.go there); this package cannot import the root, which imports
+// it, so the root's types travel as any and the root asserts them back.
+package bridge
+
+import (
+	"reflect"
+
+	"github.com/jackc/pgx/v5"
+)
+
+var (
+	// Entity returns the entity (the stream category) under which the Go
+	// type t is registered in reg, a *mire.Registry, and false if it is not.
+	Entity func(reg any, t reflect.Type) (entity string, ok bool)
+
+	// ScanEnvelope scans the current row of rows into env, a
+	// *mire.Envelope, and decodes its payload and metadata through store's
+	// registry (store is a *mire.Store). The row holds the store's envelope
+	// columns (EnvelopeColumns) between the columns that before and after
+	// scan into. A row that does not scan is err; a payload that does not
+	// decode is decodeErr (a *mire.DecodeError), with every field of env
+	// but Data filled in.
+	ScanEnvelope func(store any, rows pgx.Rows, env any, before, after []any) (decodeErr, err error)
+
+	// AddInline registers fn, a func(context.Context, pgx.Tx,
+	// []mire.Envelope) error, to run inside every later write of store, a
+	// *mire.Store, with the events just written.
+	AddInline func(store any, fn any) error
+)
+
+// EnvelopeColumns is the select list ScanEnvelope reads, from the events
+// table aliased as e.
+const EnvelopeColumns = `e.event_id, e.stream_id, e.category, e.version, e.position, e.type, e.schema_version, e.data, e.metadata, e.recorded_at`
