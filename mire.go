@@ -7,13 +7,11 @@ import (
 	"log/slog"
 	"strings"
 	"sync/atomic"
-	"time"
 	"unicode"
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/jackc/pgx/v5/pgconn/ctxwatch"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/mire-go/mire/pgschema"
 )
@@ -74,29 +72,6 @@ func New(pool *pgxpool.Pool, cfg *Config) (*Store, error) {
 	s.sql = newQueries(s.schema)
 	return s, nil
 }
-
-// ConfigurePool sets up a pool configuration the way mire works best with
-// it. Today it makes a cancelled context cancel the statement on the server
-// (pgx's default only drops the connection, and a statement that was waiting
-// on a lock may then still commit after the call returned the context's
-// error). Call it on the config before pgxpool.NewWithConfig:
-//
-//	cfg, err := pgxpool.ParseConfig(url)
-//	mire.ConfigurePool(cfg)
-//	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-//
-// Without it mire is still safe: a save is one statement, so a cancelled
-// save either wrote all its events or none, and saving the same Root again
-// recognises events already written.
-func ConfigurePool(cfg *pgxpool.Config) {
-	cfg.ConnConfig.BuildContextWatcherHandler = func(conn *pgconn.PgConn) ctxwatch.Handler {
-		return &pgconn.CancelRequestContextWatcherHandler{Conn: conn, DeadlineDelay: CancelDeadlineDefault}
-	}
-}
-
-// CancelDeadlineDefault is how long a call whose context was cancelled waits
-// for the server to confirm the cancellation before it drops the connection.
-const CancelDeadlineDefault = 2 * time.Second
 
 // Migrate brings the store's schema up to date. It is safe to call from
 // many processes at once, and cheap (one query) when nothing is to be done.
