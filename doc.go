@@ -56,7 +56,8 @@
 // # Connection pools
 //
 // Use [ConfigurePool] on the pgxpool config so a cancelled context cancels
-// its statement on the server.
+// its statement on the server, and a connection a cancel request may still
+// reach is closed rather than reused.
 //
 // # Snapshots and schema evolution
 //
@@ -70,10 +71,9 @@
 // # Projections
 //
 // Package projections builds read models from the log, gap-safe and in
-// per-stream order, with leases and fence tokens across replicas. The root
-// package gives it [Store.DecodeEnvelope], [Store.Notify] (coalesced
-// LISTEN/NOTIFY wake-ups) and [Store.AddInline] (projections that run in
-// the saving transaction), without importing it.
+// per-stream order, with leases and fence tokens across replicas. Writes
+// wake its runners through coalesced LISTEN/NOTIFY ([Store.Notify] after a
+// transaction of your own that used SaveTx or AppendTx).
 //
 // # Schema
 //
