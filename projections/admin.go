@@ -60,10 +60,10 @@ type EventRef struct {
 // StatusOf returns the status of the projection name. A projection that
 // has never run has no status: the error wraps mire.ErrNotFound.
 func StatusOf(ctx context.Context, store *mire.Store, name string) (Status, error) {
-	return statusOf(ctx, store, newQueries(store.Schema()), name)
+	return statusOf(ctx, store, queriesFor(store.Schema()), name)
 }
 
-func statusOf(ctx context.Context, store *mire.Store, sql queries, name string) (Status, error) {
+func statusOf(ctx context.Context, store *mire.Store, sql *queries, name string) (Status, error) {
 	var st Status
 	var state string
 	var leaseUntil *time.Time
@@ -96,7 +96,8 @@ func statusOf(ctx context.Context, store *mire.Store, sql queries, name string) 
 // A name that has no checkpoint (it never ran) is an error wrapping
 // mire.ErrNotFound; nothing is changed.
 func Resume(ctx context.Context, store *mire.Store, name string) error {
-	return admin(ctx, store, name, "resume", newQueries(store.Schema()).resume, nil)
+	q := queriesFor(store.Schema())
+	return admin(ctx, store, q, name, "resume", q.resume, nil)
 }
 
 // ResetCheckpoint moves the projection's checkpoint back to the beginning
@@ -108,7 +109,8 @@ func Resume(ctx context.Context, store *mire.Store, name string) error {
 // checkpoint over the reset. A name that has no checkpoint (it never ran)
 // is an error wrapping mire.ErrNotFound; nothing is changed.
 func ResetCheckpoint(ctx context.Context, store *mire.Store, name string) error {
-	return admin(ctx, store, name, "reset checkpoint", newQueries(store.Schema()).reset, nil)
+	q := queriesFor(store.Schema())
+	return admin(ctx, store, q, name, "reset checkpoint", q.reset, nil)
 }
 
 // MoveToWatermark moves the projection's checkpoint past every event
@@ -121,20 +123,21 @@ func ResetCheckpoint(ctx context.Context, store *mire.Store, name string) error 
 // restored with the dump stay as they are. A name that has no checkpoint
 // (it never ran) is an error wrapping mire.ErrNotFound; nothing is changed.
 func MoveToWatermark(ctx context.Context, store *mire.Store, name string) error {
-	return admin(ctx, store, name, "move to watermark", newQueries(store.Schema()).toWatermark, nil)
+	q := queriesFor(store.Schema())
+	return admin(ctx, store, q, name, "move to watermark", q.toWatermark, nil)
 }
 
-// admin runs one admin statement on the subscription row, in one
-// transaction with before (if set: a runner's Truncate). A projection that
-// never ran has no row: with before (a runner's own projection) that is
-// fine, there is nothing to move; without, the name is unknown.
+// admin runs one admin statement (stmt, one of q's) on the subscription
+// row, in one transaction with before (if set: a runner's Truncate). A
+// projection that never ran has no row: with before (a runner's own
+// projection) that is fine, there is nothing to move; without, the name is
+// unknown.
 //
 // It first takes the projection's advisory lock (see adminLock), so it
 // waits for the batches in flight, and new batches wait for it, whatever
 // tables before clears: the two never deadlock, and the batches that
 // waited are fenced.
-func admin(ctx context.Context, store *mire.Store, name, op, sql string, before func(context.Context, pgx.Tx) error) error {
-	q := newQueries(store.Schema())
+func admin(ctx context.Context, store *mire.Store, q *queries, name, op, stmt string, before func(context.Context, pgx.Tx) error) error {
 	err := pgx.BeginFunc(ctx, store.Pool(), func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, q.adminLock, lockKey(store.Schema(), name)); err != nil {
 			return err
@@ -154,7 +157,7 @@ func admin(ctx context.Context, store *mire.Store, name, op, sql string, before 
 		case err != nil:
 			return err
 		}
-		_, err = tx.Exec(ctx, sql, name)
+		_, err = tx.Exec(ctx, stmt, name)
 		return err
 	})
 	if err != nil {
@@ -213,7 +216,7 @@ func (r *Runner) Rebuild(ctx context.Context, name string, opts *RebuildOpts) er
 	if opts.NoWait && opts.Progress != nil {
 		return fmt.Errorf("mire: projection %q: rebuild: RebuildOpts.Progress is set with NoWait, which never calls it", name)
 	}
-	if err := admin(ctx, r.store, name, "rebuild", r.sql.reset, w.p.Truncate); err != nil {
+	if err := admin(ctx, r.store, r.sql, name, "rebuild", r.sql.reset, w.p.Truncate); err != nil {
 		return err
 	}
 	if opts.NoWait {

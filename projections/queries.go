@@ -3,12 +3,13 @@ package projections
 import (
 	"hash/fnv"
 	"strings"
+	"sync"
 
 	"github.com/jackc/pgx/v5"
 )
 
 // The runtime SQL, with {{schema}} standing for the quoted schema name;
-// newQueries fills it in once per Runner. Leases are timed by the
+// queriesFor fills it in once per schema. Leases are timed by the
 // database's clock (clock_timestamp), so replicas' clocks need not agree.
 const (
 	rowColumns = `e.xid, e.prev_xid, e.event_id, e.stream_id, e.category, e.version, e.position,
@@ -167,9 +168,24 @@ type queries struct {
 	resume, reset, toWatermark, lockSubscription, status                                string
 }
 
-func newQueries(schema string) queries {
+// queryCache holds the runtime SQL of each schema in use:
+// map[string]*queries, keyed by schema name. Runners and the admin
+// functions share it, so the SQL is filled in once per schema, not per
+// call.
+var queryCache sync.Map
+
+// queriesFor returns the runtime SQL of schema, filled in on first use.
+func queriesFor(schema string) *queries {
+	if q, ok := queryCache.Load(schema); ok {
+		return q.(*queries)
+	}
+	q, _ := queryCache.LoadOrStore(schema, newQueries(schema))
+	return q.(*queries)
+}
+
+func newQueries(schema string) *queries {
 	fill := strings.NewReplacer("{{schema}}", pgx.Identifier{schema}.Sanitize()).Replace
-	return queries{
+	return &queries{
 		readHeads:           fill(readHeads),
 		readHeadsCategories: fill(readHeadsCategories),
 		readRest:            fill(readRest),

@@ -83,7 +83,7 @@ type Config struct {
 type Runner struct {
 	store   *mire.Store
 	cfg     Config
-	sql     queries
+	sql     *queries
 	workers []*worker
 	byName  map[string]*worker
 
@@ -106,7 +106,7 @@ func NewRunner(store *mire.Store, cfg *Config, projections ...Projection) (*Runn
 	if cfg == nil {
 		cfg = &Config{}
 	}
-	r := &Runner{store: store, cfg: *cfg, sql: newQueries(store.Schema()), byName: make(map[string]*worker)}
+	r := &Runner{store: store, cfg: *cfg, sql: queriesFor(store.Schema()), byName: make(map[string]*worker)}
 	r.cfg.LeaseTTL = cmp.Or(cfg.LeaseTTL, LeaseTTLDefault)
 	r.cfg.RecheckInterval = cmp.Or(cfg.RecheckInterval, RecheckIntervalDefault)
 	r.cfg.PollInterval = cmp.Or(cfg.PollInterval, PollIntervalDefault)
