@@ -62,7 +62,8 @@ type Config struct {
 	// to "host:pid:random", which is new at every start.
 	Owner string
 	// Logger receives handler failures, takeovers and lost leases. Defaults
-	// to the store's logger's default, slog.Default().
+	// to slog.Default() (not the store's Config.Logger: pass that here to
+	// share it).
 	Logger *slog.Logger
 	// OnHalt, if set, tells the application that a projection has halted,
 	// so that it can alert or exit: a halted projection is otherwise only
