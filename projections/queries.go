@@ -129,20 +129,19 @@ SET state = 'halted', last_error = $3, error_position = $4, error_stream = $5, e
     error_type = $7, updated_at = clock_timestamp()
 WHERE name = $1 AND fence = $2`
 
-	// The admin operations raise the fence and free the lease, so the
-	// worker holding it stops at its next checkpoint and a worker (maybe
-	// the same) takes over with the new state.
-	resume = `UPDATE {{schema}}.subscriptions
-SET state = 'running', last_error = NULL, error_position = NULL, error_stream = NULL,
-    error_version = NULL, error_type = NULL, fence = fence + 1, owner = NULL, lease_until = NULL,
-    updated_at = clock_timestamp()
+	// The admin operations revoke the lease: they raise the fence and free
+	// the lease, so the worker holding it stops at its next checkpoint and
+	// a worker (maybe the same) takes over with the new state.
+	revokeLease = `fence = fence + 1, owner = NULL, lease_until = NULL, updated_at = clock_timestamp()`
+	clearError  = `state = 'running', last_error = NULL, error_position = NULL, error_stream = NULL,
+    error_version = NULL, error_type = NULL`
+
+	resume = `UPDATE {{schema}}.subscriptions SET ` + clearError + `, ` + revokeLease + `
 WHERE name = $1`
 
 	reset = `UPDATE {{schema}}.subscriptions
 SET cursor_xid = '0', cursor_position = 0, floor_position = 0, held = '{}', delivered = 0,
-    state = 'running', last_error = NULL, error_position = NULL, error_stream = NULL,
-    error_version = NULL, error_type = NULL, fence = fence + 1, owner = NULL, lease_until = NULL,
-    updated_at = clock_timestamp()
+    ` + clearError + `, ` + revokeLease + `
 WHERE name = $1`
 
 	// toWatermark skips every event stored now: the cursor goes to the
@@ -150,7 +149,7 @@ WHERE name = $1`
 	toWatermark = `UPDATE {{schema}}.subscriptions
 SET cursor_xid = pg_snapshot_xmin(pg_current_snapshot()), cursor_position = 0,
     floor_position = (SELECT coalesce(max(position), 0) FROM {{schema}}.events), held = '{}',
-    fence = fence + 1, owner = NULL, lease_until = NULL, updated_at = clock_timestamp()
+    ` + revokeLease + `
 WHERE name = $1`
 
 	lockSubscription = `SELECT name FROM {{schema}}.subscriptions WHERE name = $1 FOR UPDATE`
