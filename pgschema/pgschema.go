@@ -3,7 +3,6 @@ package pgschema
 import (
 	"context"
 	"embed"
-	"errors"
 	"fmt"
 	"io/fs"
 	"path"
@@ -12,8 +11,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/mire-go/mire/internal/pgerr"
 )
 
 // SchemaDefault is the Postgres schema mire's objects live in unless another
@@ -60,9 +59,7 @@ func Migrations() []Migration { return append([]Migration(nil), migrations...) }
 func Latest() int { return migrations[len(migrations)-1].Version }
 
 // Render returns the migration's SQL for the given schema, quoted.
-func (m Migration) Render(schema string) string {
-	return strings.ReplaceAll(m.SQL, "{{schema}}", pgx.Identifier{schema}.Sanitize())
-}
+func (m Migration) Render(schema string) string { return fill(schema, m.SQL) }
 
 // MaxSchemaLength is the longest schema name accepted, in bytes. Postgres
 // identifiers are at most 63 bytes (longer ones are cut short, or refused),
@@ -109,9 +106,8 @@ func Current(ctx context.Context, pool *pgxpool.Pool, schema string) (int, error
 		return 0, err
 	}
 	var version int
-	err := pool.QueryRow(ctx, fmt.Sprintf(selectCurrent, pgx.Identifier{schema}.Sanitize())).Scan(&version)
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && (pgErr.Code == "42P01" || pgErr.Code == "3F000") {
+	err := pool.QueryRow(ctx, fill(schema, selectCurrent)).Scan(&version)
+	if pgerr.NotMigrated(err) {
 		return 0, nil // undefined table or schema: never migrated
 	}
 	if err != nil {
@@ -119,18 +115,6 @@ func Current(ctx context.Context, pool *pgxpool.Pool, schema string) (int, error
 	}
 	return version, nil
 }
-
-const (
-	selectCurrent      = `SELECT coalesce(max(version), 0) FROM %s.schema_migrations`
-	lockMigrations     = `SELECT pg_advisory_lock(hashtextextended('mire.migrate:' || $1, 0))`
-	unlockMigrations   = `SELECT pg_advisory_unlock(hashtextextended('mire.migrate:' || $1, 0))`
-	createSchema       = `CREATE SCHEMA IF NOT EXISTS %s`
-	createVersionTable = `CREATE TABLE IF NOT EXISTS %s.schema_migrations (
-		version    integer     PRIMARY KEY,
-		name       text        NOT NULL,
-		applied_at timestamptz NOT NULL DEFAULT now())`
-	insertVersion = `INSERT INTO %s.schema_migrations (version, name) VALUES ($1, $2)`
-)
 
 // Migrate brings schema up to the latest embedded migration. Many processes
 // may call it at once: they queue on a Postgres advisory lock and each
@@ -168,14 +152,13 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, schema string) error {
 
 // apply runs the missing migrations; the caller holds the advisory lock.
 func apply(ctx context.Context, conn *pgx.Conn, schema string) error {
-	quoted := pgx.Identifier{schema}.Sanitize()
 	for _, stmt := range []string{createSchema, createVersionTable} {
-		if _, err := conn.Exec(ctx, fmt.Sprintf(stmt, quoted)); err != nil {
+		if _, err := conn.Exec(ctx, fill(schema, stmt)); err != nil {
 			return fmt.Errorf("pgschema: migrate schema %q: %w", schema, err)
 		}
 	}
 	var current int
-	if err := conn.QueryRow(ctx, fmt.Sprintf(selectCurrent, quoted)).Scan(&current); err != nil {
+	if err := conn.QueryRow(ctx, fill(schema, selectCurrent)).Scan(&current); err != nil {
 		return fmt.Errorf("pgschema: migrate schema %q: %w", schema, err)
 	}
 	for _, m := range migrations[current:] {
@@ -183,7 +166,7 @@ func apply(ctx context.Context, conn *pgx.Conn, schema string) error {
 			if _, err := tx.Exec(ctx, m.Render(schema)); err != nil {
 				return err
 			}
-			_, err := tx.Exec(ctx, fmt.Sprintf(insertVersion, quoted), m.Version, m.Name)
+			_, err := tx.Exec(ctx, fill(schema, insertVersion), m.Version, m.Name)
 			return err
 		})
 		if err != nil {

@@ -21,7 +21,8 @@
 // # A database
 //
 // [NewDatabase] clones a migrated template, so each test process or spec can
-// have its own database for a few milliseconds:
+// have its own database, for about a tenth of a second (PostgreSQL copying
+// the template) and some 10-20 ms to drop it:
 //
 //	url, drop, err := pgtest.NewDatabase(ctx, srv.URL())
 //	defer drop(ctx)

@@ -60,10 +60,10 @@ type EventRef struct {
 // StatusOf returns the status of the projection name. A projection that
 // has never run has no status: the error wraps mire.ErrNotFound.
 func StatusOf(ctx context.Context, store *mire.Store, name string) (Status, error) {
-	return statusOf(ctx, store, newQueries(store.Schema()), name)
+	return statusOf(ctx, store, queriesFor(store.Schema()), name)
 }
 
-func statusOf(ctx context.Context, store *mire.Store, sql queries, name string) (Status, error) {
+func statusOf(ctx context.Context, store *mire.Store, sql *queries, name string) (Status, error) {
 	var st Status
 	var state string
 	var leaseUntil *time.Time
@@ -96,17 +96,21 @@ func statusOf(ctx context.Context, store *mire.Store, sql queries, name string) 
 // A name that has no checkpoint (it never ran) is an error wrapping
 // mire.ErrNotFound; nothing is changed.
 func Resume(ctx context.Context, store *mire.Store, name string) error {
-	return admin(ctx, store, name, "resume", newQueries(store.Schema()).resume, nil)
+	q := queriesFor(store.Schema())
+	return admin(ctx, store, q, name, "resume", q.resume, nil)
 }
 
-// Reset moves the projection back to the beginning of the log and clears
-// its error, without touching its read model; use Runner.Rebuild (or clear
-// the read model yourself) to replay into an empty one. The lease is freed
+// ResetCheckpoint moves the projection's checkpoint back to the beginning
+// of the log and clears its error, without touching its read model: the
+// runner holding it replays every event into the read model as it is. To
+// replay into an empty read model, use Runner.Rebuild, which also clears
+// it (Projection.Truncate) in the same transaction. The lease is freed
 // and the fence raised: a worker in the middle of a batch cannot write its
 // checkpoint over the reset. A name that has no checkpoint (it never ran)
 // is an error wrapping mire.ErrNotFound; nothing is changed.
-func Reset(ctx context.Context, store *mire.Store, name string) error {
-	return admin(ctx, store, name, "reset", newQueries(store.Schema()).reset, nil)
+func ResetCheckpoint(ctx context.Context, store *mire.Store, name string) error {
+	q := queriesFor(store.Schema())
+	return admin(ctx, store, q, name, "reset checkpoint", q.reset, nil)
 }
 
 // MoveToWatermark moves the projection's checkpoint past every event
@@ -119,20 +123,21 @@ func Reset(ctx context.Context, store *mire.Store, name string) error {
 // restored with the dump stay as they are. A name that has no checkpoint
 // (it never ran) is an error wrapping mire.ErrNotFound; nothing is changed.
 func MoveToWatermark(ctx context.Context, store *mire.Store, name string) error {
-	return admin(ctx, store, name, "move to watermark", newQueries(store.Schema()).toWatermark, nil)
+	q := queriesFor(store.Schema())
+	return admin(ctx, store, q, name, "move to watermark", q.toWatermark, nil)
 }
 
-// admin runs one admin statement on the subscription row, in one
-// transaction with before (if set: a runner's Truncate). A projection that
-// never ran has no row: with before (a runner's own projection) that is
-// fine, there is nothing to move; without, the name is unknown.
+// admin runs one admin statement (stmt, one of q's) on the subscription
+// row, in one transaction with before (if set: a runner's Truncate). A
+// projection that never ran has no row: with before (a runner's own
+// projection) that is fine, there is nothing to move; without, the name is
+// unknown.
 //
 // It first takes the projection's advisory lock (see adminLock), so it
 // waits for the batches in flight, and new batches wait for it, whatever
 // tables before clears: the two never deadlock, and the batches that
 // waited are fenced.
-func admin(ctx context.Context, store *mire.Store, name, op, sql string, before func(context.Context, pgx.Tx) error) error {
-	q := newQueries(store.Schema())
+func admin(ctx context.Context, store *mire.Store, q *queries, name, op, stmt string, before func(context.Context, pgx.Tx) error) error {
 	err := pgx.BeginFunc(ctx, store.Pool(), func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, q.adminLock, lockKey(store.Schema(), name)); err != nil {
 			return err
@@ -152,7 +157,7 @@ func admin(ctx context.Context, store *mire.Store, name, op, sql string, before 
 		case err != nil:
 			return err
 		}
-		_, err = tx.Exec(ctx, sql, name)
+		_, err = tx.Exec(ctx, stmt, name)
 		return err
 	})
 	if err != nil {
@@ -166,29 +171,56 @@ func (r *Runner) Status(ctx context.Context, name string) (Status, error) {
 	return statusOf(ctx, r.store, r.sql, name)
 }
 
-// Reset resets one of the runner's projections to the beginning of the
-// log and, in the same transaction, clears its read model with the
-// projection's Truncate (if set). It is safe while a runner (this one or
-// another) is in the middle of a batch: it waits for that batch to
-// commit, then resets its checkpoint; Truncate may clear any tables in any
-// order.
-func (r *Runner) Reset(ctx context.Context, name string) error {
-	w := r.byName[name]
-	if w == nil {
-		return fmt.Errorf("mire: projection %q: reset: not in this runner: %w", name, mire.ErrNotFound)
-	}
-	return admin(ctx, r.store, name, "reset", r.sql.reset, w.p.Truncate)
+// RebuildOpts are the options of Runner.Rebuild. A nil *RebuildOpts means
+// all defaults.
+type RebuildOpts struct {
+	// Progress, if set, is called with the projection's status each time
+	// Rebuild checks it while it waits for the replay. Defaults to nil.
+	Progress func(Status)
+	// NoWait makes Rebuild return once the read model is cleared and the
+	// checkpoint reset, leaving the replay to the runners (for an admin
+	// endpoint that must answer at once, say); Progress must then be nil.
+	// Defaults to false: Rebuild waits until the replay has caught up.
+	NoWait bool
 }
 
-// Rebuild resets the projection (clearing its read model with Truncate)
-// and waits until it has caught up with the log again, calling progress
-// (if not nil) with its status about every PollInterval. The replay itself
-// is done by whichever replica's Run holds the projection, so some runner
-// must be running it (this one or another). A projection that halts during
-// the rebuild makes Rebuild return an error wrapping ErrHalted.
-func (r *Runner) Rebuild(ctx context.Context, name string, progress func(Status)) error {
-	if err := r.Reset(ctx, name); err != nil {
+// rebuildCheckMax caps how long Rebuild waits between two checks of the
+// projection's status, so that it returns soon after the replay has caught
+// up even with a long PollInterval.
+const rebuildCheckMax = 100 * time.Millisecond
+
+// Rebuild clears the read model of one of the runner's projections with
+// its Truncate (if set) and, in the same transaction, moves its checkpoint
+// back to the beginning of the log (as ResetCheckpoint does), then waits
+// until the projection has replayed the log and caught up. It checks the
+// projection's status every PollInterval or 100 ms, whichever is shorter,
+// passing it to opts.Progress. The replay itself is done by whichever
+// replica's Run holds the projection, so some runner must be running it
+// (this one or another) or Rebuild waits until ctx ends; with opts.NoWait
+// it returns at once after the reset. A projection that halts during the
+// replay makes Rebuild return an error wrapping ErrHalted.
+//
+// It is safe while a runner (this one or another) is in the middle of a
+// batch: it waits for that batch to commit, then clears and resets, and
+// that batch's worker cannot write its checkpoint over the reset; Truncate
+// may clear any tables in any order. A name that is not one of the
+// runner's projections is an error wrapping mire.ErrNotFound.
+func (r *Runner) Rebuild(ctx context.Context, name string, opts *RebuildOpts) error {
+	w := r.byName[name]
+	if w == nil {
+		return fmt.Errorf("mire: projection %q: rebuild: not in this runner: %w", name, mire.ErrNotFound)
+	}
+	if opts == nil {
+		opts = &RebuildOpts{}
+	}
+	if opts.NoWait && opts.Progress != nil {
+		return fmt.Errorf("mire: projection %q: rebuild: RebuildOpts.Progress is set with NoWait, which never calls it", name)
+	}
+	if err := admin(ctx, r.store, r.sql, name, "rebuild", r.sql.reset, w.p.Truncate); err != nil {
 		return err
+	}
+	if opts.NoWait {
+		return nil
 	}
 	for {
 		st, err := r.Status(ctx, name)
@@ -196,8 +228,8 @@ func (r *Runner) Rebuild(ctx context.Context, name string, progress func(Status)
 			return err
 		}
 		if err == nil {
-			if progress != nil {
-				progress(st)
+			if opts.Progress != nil {
+				opts.Progress(st)
 			}
 			if st.State == Halted {
 				return fmt.Errorf("mire: projection %q: rebuild: %w: %s", name, ErrHalted, st.LastError)
@@ -206,12 +238,9 @@ func (r *Runner) Rebuild(ctx context.Context, name string, progress func(Status)
 				return nil
 			}
 		}
-		t := time.NewTimer(min(r.cfg.PollInterval, 100*time.Millisecond))
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		sleep(ctx, min(r.cfg.PollInterval, rebuildCheckMax))
+		if ctx.Err() != nil {
 			return fmt.Errorf("mire: projection %q: rebuild: %w", name, ctx.Err())
-		case <-t.C:
 		}
 	}
 }

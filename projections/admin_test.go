@@ -27,12 +27,12 @@ var _ = Describe("Admin operations", func() {
 			Expect(err).To(MatchError(ContainSubstring(`"knwon"`)))
 			Expect(op(ctx, e.store, "known")).To(Succeed())
 		},
-		Entry("Reset", projections.Reset),
+		Entry("ResetCheckpoint", projections.ResetCheckpoint),
 		Entry("Resume", projections.Resume),
 		Entry("MoveToWatermark", projections.MoveToWatermark),
-		Entry("Runner.Reset", func(ctx context.Context, store *mire.Store, name string) error {
+		Entry("Runner.Rebuild with NoWait", func(ctx context.Context, store *mire.Store, name string) error {
 			r := newRunner(store, "", projections.Projection{Name: "known", Handler: (&seen{}).recorder("")})
-			return r.Reset(ctx, name)
+			return r.Rebuild(ctx, name, &projections.RebuildOpts{NoWait: true})
 		}),
 		Entry("Runner.Rebuild", func(ctx context.Context, store *mire.Store, name string) error {
 			r := newRunner(store, "", projections.Projection{Name: "known", Handler: (&seen{}).recorder("")})
@@ -40,6 +40,15 @@ var _ = Describe("Admin operations", func() {
 			return r.Rebuild(ctx, name, nil)
 		}),
 	)
+
+	It("refuses a Rebuild with a Progress that NoWait would never call, changing nothing", func(ctx SpecContext) {
+		r := newRunner(e.store, "", projections.Projection{Name: "kept", Handler: (&seen{}).recorder("")})
+		Expect(r.CatchUp(ctx)).To(Succeed())
+		fence := status(ctx, e.store, "kept").Fence
+		err := r.Rebuild(ctx, "kept", &projections.RebuildOpts{NoWait: true, Progress: func(projections.Status) {}})
+		Expect(err).To(MatchError(ContainSubstring("Progress")))
+		Expect(status(ctx, e.store, "kept").Fence).To(Equal(fence))
+	})
 
 	// Every entry point, on a database that was never migrated (or a schema
 	// that was not), says so instead of "relation does not exist".
@@ -70,8 +79,8 @@ var _ = Describe("Admin operations", func() {
 				_, err := r.Status(ctx, "p")
 				return err
 			}),
-			Entry("Reset", func(ctx context.Context, s *mire.Store, _ *projections.Runner) error {
-				return projections.Reset(ctx, s, "p")
+			Entry("ResetCheckpoint", func(ctx context.Context, s *mire.Store, _ *projections.Runner) error {
+				return projections.ResetCheckpoint(ctx, s, "p")
 			}),
 			Entry("Resume", func(ctx context.Context, s *mire.Store, _ *projections.Runner) error {
 				return projections.Resume(ctx, s, "p")
@@ -79,7 +88,9 @@ var _ = Describe("Admin operations", func() {
 			Entry("MoveToWatermark", func(ctx context.Context, s *mire.Store, _ *projections.Runner) error {
 				return projections.MoveToWatermark(ctx, s, "p")
 			}),
-			Entry("Runner.Reset", func(ctx context.Context, _ *mire.Store, r *projections.Runner) error { return r.Reset(ctx, "p") }),
+			Entry("Runner.Rebuild with NoWait", func(ctx context.Context, _ *mire.Store, r *projections.Runner) error {
+				return r.Rebuild(ctx, "p", &projections.RebuildOpts{NoWait: true})
+			}),
 			Entry("Runner.Rebuild", func(ctx context.Context, _ *mire.Store, r *projections.Runner) error {
 				return r.Rebuild(ctx, "p", nil)
 			}),
@@ -89,7 +100,7 @@ var _ = Describe("Admin operations", func() {
 	// The batch transaction writes read-model rows and then its checkpoint;
 	// the admin transaction resets the checkpoint and truncates the read
 	// model. Taken in opposite orders, the two locks deadlock.
-	DescribeTable("rebuilds and resets a projection while its runner is in the middle of a batch", Label("slow"), func(ctx SpecContext, marks bool) {
+	DescribeTable("rebuilds a projection, waiting or not, while its runner is in the middle of a batch", Label("slow"), func(ctx SpecContext, marks bool) {
 		const streams, perStream = 30, 50 // a backlog of 1,500 events
 		for range streams {
 			events := []any{Opened{Initial: 1}}
@@ -138,12 +149,13 @@ var _ = Describe("Admin operations", func() {
 			}
 			Eventually(midBatch).WithContext(ctx).WithTimeout(patience(quiet())).Should(Receive())
 		}
+		noWait := &projections.RebuildOpts{NoWait: true}
 		for i := range 3 {
 			inBatch()
-			Expect(r.Reset(ctx, p.Name)).To(Succeed(), "reset %d", i)
+			Expect(r.Rebuild(ctx, p.Name, noWait)).To(Succeed(), "rebuild without waiting %d", i)
 			inBatch()
 			Expect(r.Rebuild(ctx, p.Name, nil)).To(Succeed(), "rebuild %d", i)
-			Expect(r.Reset(ctx, p.Name)).To(Succeed()) // replay again
+			Expect(r.Rebuild(ctx, p.Name, noWait)).To(Succeed()) // replay again
 		}
 		inBatch()
 		Expect(r.Rebuild(ctx, p.Name, nil)).To(Succeed())

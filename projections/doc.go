@@ -97,11 +97,13 @@
 // # Operations
 //
 // [StatusOf] (and [Runner.Status]) report position, lag in events, held
-// events, owner, fence, state and the last error with its event. [Reset]
-// starts a projection over; [Runner.Rebuild] resets it and clears its read
-// model (Projection.Truncate) in one transaction, then reports progress
-// until it has caught up; both are safe while a runner is in the middle of
-// a batch. [Runner.CatchUp] drives a runner's projections to the end of the
+// events, owner, fence, state and the last error with its event.
+// [Runner.Rebuild] clears a projection's read model (Projection.Truncate)
+// and moves its checkpoint back to the beginning of the log in one
+// transaction, then reports progress until the replay has caught up (or,
+// with [RebuildOpts].NoWait, returns at once); [ResetCheckpoint] moves
+// only the checkpoint, keeping the read model. Both are safe while a
+// runner is in the middle of a batch. [Runner.CatchUp] drives a runner's projections to the end of the
 // log in the calling goroutine and returns, for tools, tests and
 // benchmarks.
 //

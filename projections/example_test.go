@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"strings"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/mire-go/mire"
 	"github.com/mire-go/mire/pgtest"
@@ -130,4 +131,58 @@ func ExampleConfig_onHalt() {
 	// halted: true
 	// the handler's error: true
 	// names the event: true true
+}
+
+// Rebuild clears a projection's read model with its Truncate and replays
+// the log into it, in whichever replica runs the projection, returning once
+// the replay has caught up.
+func ExampleRunner_Rebuild() {
+	ctx := context.Background()
+	store, cleanup := exampleStore(ctx)
+	defer cleanup()
+
+	// One read-model table for every run of the example: rows are kept per
+	// projection name.
+	if _, err := store.Pool().Exec(ctx, `CREATE TABLE IF NOT EXISTS example_opened (
+		projection text, stream text, PRIMARY KEY (projection, stream))`); err != nil {
+		log.Fatal(err)
+	}
+	name := "opened-" + rand.Text()
+	opened := projections.Projection{Name: name, Categories: []string{"account"},
+		Handler: projections.Routes(projections.On(func(ctx context.Context, tx pgx.Tx, _ Opened, env mire.Envelope) error {
+			_, err := tx.Exec(ctx, `INSERT INTO example_opened VALUES ($1, $2)`, name, env.StreamID)
+			return err // a replay into rows that are still there would fail here
+		})),
+		Truncate: func(ctx context.Context, tx pgx.Tx) error {
+			_, err := tx.Exec(ctx, `DELETE FROM example_opened WHERE projection = $1`, name)
+			return err
+		}}
+	runner, err := projections.NewRunner(store, &projections.Config{Logger: slog.New(slog.DiscardHandler)}, opened)
+	if err != nil {
+		log.Fatal(err)
+	}
+	go func() { _ = runner.Run(ctx) }()
+	defer func() { _ = runner.Stop(ctx) }()
+
+	streams := []string{mire.StreamID("account", rand.Text()), mire.StreamID("account", rand.Text())}
+	for _, stream := range streams {
+		if _, err := store.Append(ctx, stream, mire.NoStream, Opened{Initial: 1}); err != nil {
+			log.Fatal(err)
+		}
+	}
+	var last projections.Status
+	err = runner.Rebuild(ctx, name, &projections.RebuildOpts{Progress: func(st projections.Status) { last = st }})
+	if err != nil {
+		log.Fatal(err)
+	}
+	var rows int
+	if err := store.Pool().QueryRow(ctx, `SELECT count(*) FROM example_opened WHERE projection = $1 AND stream = ANY($2)`,
+		name, streams).Scan(&rows); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("lag:", last.Lag, "state:", last.State)
+	fmt.Println("rows:", rows)
+	// Output:
+	// lag: 0 state: running
+	// rows: 2
 }

@@ -33,10 +33,10 @@ type Projection struct {
 	BatchSize int
 	// Handler handles each event. Required.
 	Handler Handler
-	// Truncate, if set, clears the projection's read model. Rebuild and
-	// Runner.Reset call it in the transaction that resets the checkpoint,
-	// so the read model and the checkpoint start over together. Defaults
-	// to nil: nothing is cleared.
+	// Truncate, if set, clears the projection's read model. Runner.Rebuild
+	// calls it in the transaction that resets the checkpoint, so the read
+	// model and the checkpoint start over together. Defaults to nil:
+	// nothing is cleared.
 	Truncate func(ctx context.Context, tx pgx.Tx) error
 }
 

@@ -3,13 +3,14 @@ package projections
 import (
 	"hash/fnv"
 	"strings"
+	"sync"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/mire-go/mire/internal/bridge"
 )
 
 // The runtime SQL, with {{schema}} standing for the quoted schema name;
-// newQueries fills it in once per Runner. Leases are timed by the
+// queriesFor fills it in once per schema. Leases are timed by the
 // database's clock (clock_timestamp), so replicas' clocks need not agree.
 const (
 	rowColumns = `e.xid, e.prev_xid, ` + bridge.EnvelopeColumns + `, e.append_size`
@@ -128,20 +129,19 @@ SET state = 'halted', last_error = $3, error_position = $4, error_stream = $5, e
     error_type = $7, updated_at = clock_timestamp()
 WHERE name = $1 AND fence = $2`
 
-	// The admin operations raise the fence and free the lease, so the
-	// worker holding it stops at its next checkpoint and a worker (maybe
-	// the same) takes over with the new state.
-	resume = `UPDATE {{schema}}.subscriptions
-SET state = 'running', last_error = NULL, error_position = NULL, error_stream = NULL,
-    error_version = NULL, error_type = NULL, fence = fence + 1, owner = NULL, lease_until = NULL,
-    updated_at = clock_timestamp()
+	// The admin operations revoke the lease: they raise the fence and free
+	// the lease, so the worker holding it stops at its next checkpoint and
+	// a worker (maybe the same) takes over with the new state.
+	revokeLease = `fence = fence + 1, owner = NULL, lease_until = NULL, updated_at = clock_timestamp()`
+	clearError  = `state = 'running', last_error = NULL, error_position = NULL, error_stream = NULL,
+    error_version = NULL, error_type = NULL`
+
+	resume = `UPDATE {{schema}}.subscriptions SET ` + clearError + `, ` + revokeLease + `
 WHERE name = $1`
 
 	reset = `UPDATE {{schema}}.subscriptions
 SET cursor_xid = '0', cursor_position = 0, floor_position = 0, held = '{}', delivered = 0,
-    state = 'running', last_error = NULL, error_position = NULL, error_stream = NULL,
-    error_version = NULL, error_type = NULL, fence = fence + 1, owner = NULL, lease_until = NULL,
-    updated_at = clock_timestamp()
+    ` + clearError + `, ` + revokeLease + `
 WHERE name = $1`
 
 	// toWatermark skips every event stored now: the cursor goes to the
@@ -149,7 +149,7 @@ WHERE name = $1`
 	toWatermark = `UPDATE {{schema}}.subscriptions
 SET cursor_xid = pg_snapshot_xmin(pg_current_snapshot()), cursor_position = 0,
     floor_position = (SELECT coalesce(max(position), 0) FROM {{schema}}.events), held = '{}',
-    fence = fence + 1, owner = NULL, lease_until = NULL, updated_at = clock_timestamp()
+    ` + revokeLease + `
 WHERE name = $1`
 
 	lockSubscription = `SELECT name FROM {{schema}}.subscriptions WHERE name = $1 FOR UPDATE`
@@ -167,9 +167,24 @@ type queries struct {
 	resume, reset, toWatermark, lockSubscription, status                                string
 }
 
-func newQueries(schema string) queries {
+// queryCache holds the runtime SQL of each schema in use:
+// map[string]*queries, keyed by schema name. Runners and the admin
+// functions share it, so the SQL is filled in once per schema, not per
+// call.
+var queryCache sync.Map
+
+// queriesFor returns the runtime SQL of schema, filled in on first use.
+func queriesFor(schema string) *queries {
+	if q, ok := queryCache.Load(schema); ok {
+		return q.(*queries)
+	}
+	q, _ := queryCache.LoadOrStore(schema, newQueries(schema))
+	return q.(*queries)
+}
+
+func newQueries(schema string) *queries {
 	fill := strings.NewReplacer("{{schema}}", pgx.Identifier{schema}.Sanitize()).Replace
-	return queries{
+	return &queries{
 		readHeads:           fill(readHeads),
 		readHeadsCategories: fill(readHeadsCategories),
 		readRest:            fill(readRest),

@@ -63,7 +63,8 @@ type Config struct {
 	// to "host:pid:random", which is new at every start.
 	Owner string
 	// Logger receives handler failures, takeovers and lost leases. Defaults
-	// to the store's logger's default, slog.Default().
+	// to slog.Default() (not the store's Config.Logger: pass that here to
+	// share it).
 	Logger *slog.Logger
 	// OnHalt, if set, tells the application that a projection has halted,
 	// so that it can alert or exit: a halted projection is otherwise only
@@ -84,7 +85,7 @@ type Config struct {
 type Runner struct {
 	store   *mire.Store
 	cfg     Config
-	sql     queries
+	sql     *queries
 	workers []*worker
 	byName  map[string]*worker
 
@@ -107,7 +108,7 @@ func NewRunner(store *mire.Store, cfg *Config, projections ...Projection) (*Runn
 	if cfg == nil {
 		cfg = &Config{}
 	}
-	r := &Runner{store: store, cfg: *cfg, sql: newQueries(store.Schema()), byName: make(map[string]*worker)}
+	r := &Runner{store: store, cfg: *cfg, sql: queriesFor(store.Schema()), byName: make(map[string]*worker)}
 	r.cfg.LeaseTTL = cmp.Or(cfg.LeaseTTL, LeaseTTLDefault)
 	r.cfg.RecheckInterval = cmp.Or(cfg.RecheckInterval, RecheckIntervalDefault)
 	r.cfg.PollInterval = cmp.Or(cfg.PollInterval, PollIntervalDefault)

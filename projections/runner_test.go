@@ -98,7 +98,7 @@ var _ = Describe("Runner", func() {
 		Expect(s.count()).To(BeNumerically(">", n))
 	})
 
-	It("resets a projection, and rebuilds its read model with progress", func(ctx SpecContext) {
+	It("resets a projection's checkpoint, and rebuilds its read model with progress", func(ctx SpecContext) {
 		a := open(ctx, e.store, 2)
 		deposit(ctx, e.store, a, 3)
 		p := projections.Projection{Name: "rebuilt", Handler: balanceHandler(), BatchSize: 1,
@@ -110,15 +110,18 @@ var _ = Describe("Runner", func() {
 		Expect(r.CatchUp(ctx)).To(Succeed())
 		fence := status(ctx, e.store, "rebuilt").Fence
 
-		Expect(projections.Reset(ctx, e.store, "rebuilt")).To(Succeed())
+		Expect(projections.ResetCheckpoint(ctx, e.store, "rebuilt")).To(Succeed())
 		st := status(ctx, e.store, "rebuilt")
 		Expect(st.Position).To(BeZero())
 		Expect(st.Lag).To(BeEquivalentTo(2))
 		Expect(st.Fence).To(BeNumerically(">", fence))
+		Expect(balances(ctx, e.pool)).To(Equal(map[string]int64{a: 5}), "the read model is kept")
 
 		stop := start(r)
 		var progress []projections.Status
-		Expect(r.Rebuild(ctx, "rebuilt", func(st projections.Status) { progress = append(progress, st) })).To(Succeed())
+		Expect(r.Rebuild(ctx, "rebuilt", &projections.RebuildOpts{
+			Progress: func(st projections.Status) { progress = append(progress, st) },
+		})).To(Succeed())
 		Expect(progress).NotTo(BeEmpty())
 		Expect(progress[len(progress)-1].Lag).To(BeZero())
 		Expect(balances(ctx, e.pool)).To(Equal(map[string]int64{a: 5}))

@@ -74,7 +74,7 @@ func catchUpCase(upsert bool) func(ctx context.Context, e *env, writers int) (*b
 			mire: side{op: func(ctx context.Context, w *worker) (int, error) {
 				// Start from the beginning of the log; the first round has no
 				// checkpoint to reset yet.
-				if err := projections.Reset(ctx, e.store, p.Name); err != nil && !errors.Is(err, mire.ErrNotFound) {
+				if err := projections.ResetCheckpoint(ctx, e.store, p.Name); err != nil && !errors.Is(err, mire.ErrNotFound) {
 					return 0, err
 				}
 				if err := truncate(ctx, "read_model_mire"); err != nil {
