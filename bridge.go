@@ -3,6 +3,7 @@ package mire
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"reflect"
 
 	"github.com/jackc/pgx/v5"
@@ -25,6 +26,7 @@ func init() {
 	bridge.ScanEnvelope = func(store any, rows pgx.Rows, env any, before, after []any) (error, error) {
 		return store.(*Store).scanEnvelope(rows, env.(*Envelope), before, after)
 	}
+	bridge.Logger = func(store any) *slog.Logger { return store.(*Store).logger }
 	bridge.AddInline = func(store any, fn any) error {
 		return store.(*Store).addInline(inlineProjection(fn.(func(context.Context, pgx.Tx, []Envelope) error)))
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/mire-go/mire"
+	"github.com/mire-go/mire/internal/bridge"
 	"github.com/mire-go/mire/internal/pgerr"
 	"github.com/mire-go/mire/pgschema"
 )
@@ -63,8 +64,7 @@ type Config struct {
 	// to "host:pid:random", which is new at every start.
 	Owner string
 	// Logger receives handler failures, takeovers and lost leases. Defaults
-	// to slog.Default() (not the store's Config.Logger: pass that here to
-	// share it).
+	// to the store's Config.Logger (itself slog.Default() unless set).
 	Logger *slog.Logger
 	// OnHalt, if set, tells the application that a projection has halted,
 	// so that it can alert or exit: a halted projection is otherwise only
@@ -114,7 +114,7 @@ func NewRunner(store *mire.Store, cfg *Config, projections ...Projection) (*Runn
 	r.cfg.PollInterval = cmp.Or(cfg.PollInterval, PollIntervalDefault)
 	r.cfg.RetryBackoff = cmp.Or(cfg.RetryBackoff, RetryBackoffDefault)
 	r.cfg.MaxAttempts = cmp.Or(cfg.MaxAttempts, MaxAttemptsDefault)
-	r.cfg.Logger = cmp.Or(cfg.Logger, slog.Default())
+	r.cfg.Logger = cmp.Or(cfg.Logger, bridge.Logger(store))
 	if r.cfg.Owner == "" {
 		host, _ := os.Hostname()
 		r.cfg.Owner = fmt.Sprintf("%s:%d:%s", host, os.Getpid(), rand.Text()[:8])

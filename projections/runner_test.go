@@ -3,6 +3,10 @@ package projections_test
 import (
 	"context"
 	"errors"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -314,4 +318,33 @@ func (u *upserts) HandleBatch(ctx context.Context, tx pgx.Tx, events []mire.Enve
 			env.StreamID, delta, env.Version)
 	}
 	return tx.SendBatch(ctx, b).Close()
+}
+
+var _ = Describe("A runner's logger", func() {
+	It("is the store's logger unless the config names another", func(ctx SpecContext) {
+		e := freshEnv(ctx)
+		var logs strings.Builder
+		var mu sync.Mutex
+		store, err := mire.New(e.pool, &mire.Config{Logger: slog.New(slog.NewTextHandler(lockedWriter{&mu, &logs}, nil))})
+		Expect(err).NotTo(HaveOccurred())
+		r, err := projections.NewRunner(store, nil, projections.Projection{Name: "logged", Handler: projections.HandlerFunc(
+			func(context.Context, pgx.Tx, mire.Envelope) error { return nil })})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(r.CatchUp(ctx)).To(Succeed())
+		mu.Lock()
+		defer mu.Unlock()
+		Expect(logs.String()).To(ContainSubstring("lease acquired"))
+	})
+})
+
+// lockedWriter serialises writes to w.
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

@@ -6,6 +6,7 @@
 package bridge
 
 import (
+	"log/slog"
 	"reflect"
 
 	"github.com/jackc/pgx/v5"
@@ -24,6 +25,10 @@ var (
 	// decode is decodeErr (a *mire.DecodeError), with every field of env
 	// but Data filled in.
 	ScanEnvelope func(store any, rows pgx.Rows, env any, before, after []any) (decodeErr, err error)
+
+	// Logger returns the logger of store, a *mire.Store (its
+	// Config.Logger).
+	Logger func(store any) *slog.Logger
 
 	// AddInline registers fn, a func(context.Context, pgx.Tx,
 	// []mire.Envelope) error, to run inside every later write of store, a
