@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -115,20 +116,41 @@ func (s *Store) appendEvents(ctx context.Context, db dbtx, streamID string, expe
 // resolveRefused describes: a retry after a lost acknowledgement is
 // recognised, anything else is a *ConcurrencyError.
 func (s *Store) append(ctx context.Context, db dbtx, w streamWrite, meta []byte) (int64, error) {
-	sql, args := s.appendStatement(w, meta)
-	var written, version int64
+	hooks := s.inline.load()
+	sql, args := s.appendStatement(w, meta, len(hooks) > 0)
+	var res appendResult
+	dest := res.dest(len(hooks) > 0)
 	var err error
 	if w.snapshot != nil {
-		written, version, err = s.appendWithSnapshot(ctx, db, w, sql, args)
+		err = s.appendWithSnapshot(ctx, db, w, sql, args, dest)
 	} else {
-		err = db.QueryRow(ctx, sql, args...).Scan(&written, &version)
+		err = db.QueryRow(ctx, sql, args...).Scan(dest...)
 	}
-	return s.appended(ctx, db, w, meta, written, version, err)
+	return s.appended(ctx, db, w, meta, res, hooks, err)
+}
+
+// appendResult is what an append statement returns: how many events it
+// wrote and the stream's new version, and, from the statements for inline
+// projections, the events' positions (in version order) and the
+// transaction's timestamp, their recorded_at.
+type appendResult struct {
+	written, version int64
+	positions        []int64
+	at               time.Time
+}
+
+// dest returns the scan destinations of the statement's row.
+func (r *appendResult) dest(inline bool) []any {
+	if inline {
+		return []any{&r.written, &r.version, &r.positions, &r.at}
+	}
+	return []any{&r.written, &r.version}
 }
 
 // appendStatement picks the append statement for w's expectation and
-// builds its arguments.
-func (s *Store) appendStatement(w streamWrite, meta []byte) (string, []any) {
+// builds its arguments; inline picks the form that also returns what
+// inline projections need.
+func (s *Store) appendStatement(w streamWrite, meta []byte, inline bool) (string, []any) {
 	n := len(w.events)
 	// Ids go as [16]byte, which pgx encodes as binary uuid directly; a
 	// uuid.UUID would go through its driver.Valuer text form, element by
@@ -145,9 +167,15 @@ func (s *Store) appendStatement(w streamWrite, meta []byte) (string, []any) {
 	// statements write nothing when an id is taken, instead of failing on
 	// the unique index, which would abort the caller's transaction before
 	// resolveRefused could look.
+	given := slices.ContainsFunc(w.events, func(e pendingEvent) bool { return e.given })
 	q := &s.sql.appendNew
-	if slices.ContainsFunc(w.events, func(e pendingEvent) bool { return e.given }) {
+	switch {
+	case given && inline:
+		q = &s.sql.appendGivenInline
+	case given:
 		q = &s.sql.appendGiven
+	case inline:
+		q = &s.sql.appendNewInline
 	}
 	switch {
 	case w.expected == Any:
@@ -164,9 +192,9 @@ func (s *Store) appendStatement(w streamWrite, meta []byte) (string, []any) {
 // the stream's new version, its error) into the stream's new version or
 // mire's error, resolving a refusal as append describes, then runs the
 // inline projections.
-func (s *Store) appended(ctx context.Context, db dbtx, w streamWrite, meta []byte, written, version int64, err error) (int64, error) {
-	if err == nil && written == int64(len(w.events)) {
-		return version, s.runInline(ctx, db, w, version)
+func (s *Store) appended(ctx context.Context, db dbtx, w streamWrite, meta []byte, res appendResult, hooks []inlineProjection, err error) (int64, error) {
+	if err == nil && res.written == int64(len(w.events)) {
+		return res.version, s.runInline(ctx, db, w, meta, res, hooks)
 	}
 	if isUniqueViolation(err, "stream_id_version") {
 		// Event rows the stream row does not account for (a hand-made
@@ -220,21 +248,21 @@ func (s *Store) appendBatch(ctx context.Context, tx pgx.Tx, writes []rootWrite, 
 	batch := &pgx.Batch{}
 	ws := make([]streamWrite, len(writes))
 	for i, w := range writes {
-		sql, args := s.appendStatement(w.write, meta)
+		sql, args := s.appendStatement(w.write, meta, false)
 		batch.Queue(sql, args...)
 		ws[i] = w.write
 	}
 	snapshots := s.queueSnapshots(ctx, batch, true, ws...)
 	type outcome struct {
-		written, version int64
-		err              error
+		res appendResult
+		err error
 	}
 	outcomes := make([]outcome, len(writes))
 	aborted := -1 // the first write whose statement failed, if any
 	results := tx.SendBatch(ctx, batch)
 	for i := range writes {
 		o := &outcomes[i]
-		o.err = results.QueryRow().Scan(&o.written, &o.version)
+		o.err = results.QueryRow().Scan(o.res.dest(false)...)
 		if o.err != nil && aborted < 0 {
 			aborted = i
 		}
@@ -245,7 +273,7 @@ func (s *Store) appendBatch(ctx context.Context, tx pgx.Tx, writes []rootWrite, 
 	}
 	if aborted >= 0 {
 		o := outcomes[aborted]
-		_, err := s.appended(ctx, tx, writes[aborted].write, meta, o.written, o.version, o.err)
+		_, err := s.appended(ctx, tx, writes[aborted].write, meta, o.res, nil, o.err)
 		return nil, err
 	}
 	if snapErr != nil {
@@ -257,7 +285,7 @@ func (s *Store) appendBatch(ctx context.Context, tx pgx.Tx, writes []rootWrite, 
 	for i, w := range writes {
 		o := outcomes[i]
 		var err error
-		if versions[i], err = s.appended(ctx, tx, w.write, meta, o.written, o.version, o.err); err != nil {
+		if versions[i], err = s.appended(ctx, tx, w.write, meta, o.res, nil, o.err); err != nil {
 			return nil, err
 		}
 	}
@@ -355,7 +383,7 @@ func (s *Store) resolveRefused(ctx context.Context, db dbtx, w streamWrite, meta
 // that is logged too; on a pool the batch rolled back as a whole, so the
 // append runs again alone; inside a transaction the snapshot is rolled
 // back to its savepoint, and the append stands.
-func (s *Store) appendWithSnapshot(ctx context.Context, db dbtx, w streamWrite, sql string, args []any) (written, version int64, err error) {
+func (s *Store) appendWithSnapshot(ctx context.Context, db dbtx, w streamWrite, sql string, args []any, dest []any) error {
 	b, ok := db.(batcher)
 	_, onPool := db.(*pgxpool.Pool)
 	batch := &pgx.Batch{}
@@ -365,24 +393,23 @@ func (s *Store) appendWithSnapshot(ctx context.Context, db dbtx, w streamWrite, 
 		n = s.queueSnapshots(ctx, batch, !onPool, w)
 	}
 	if n == 0 {
-		err = db.QueryRow(ctx, sql, args...).Scan(&written, &version)
-		return written, version, err
+		return db.QueryRow(ctx, sql, args...).Scan(dest...)
 	}
 	results := b.SendBatch(ctx, batch)
-	err = results.QueryRow().Scan(&written, &version)
+	err := results.QueryRow().Scan(dest...)
 	snapErr := snapshotsStored(results, n)
 	closeErr := results.Close()
 	if err != nil {
-		return 0, 0, err
+		return err
 	}
 	if snapErr = cmp.Or(snapErr, closeErr); snapErr == nil {
-		return written, version, nil
+		return nil
 	}
 	if err := s.snapshotsRefused(ctx, db, !onPool, snapErr, w); err != nil {
-		return 0, 0, err
+		return err
 	}
 	if onPool {
-		err = db.QueryRow(ctx, sql, args...).Scan(&written, &version)
+		return db.QueryRow(ctx, sql, args...).Scan(dest...)
 	}
-	return written, version, err
+	return nil
 }

@@ -1,8 +1,8 @@
 package mire
 
 import (
-	"cmp"
 	"context"
+	"encoding/json"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -69,10 +69,11 @@ func (s *Store) autocommit(ctx context.Context, op string, fn func(db dbtx) erro
 	return err
 }
 
-// runInline hands the events just written (the stream's versions after
-// version-n up to version) to the inline projections.
-func (s *Store) runInline(ctx context.Context, db dbtx, w streamWrite, version int64) error {
-	hooks := s.inline.load()
+// runInline hands the events just written to the inline projections
+// hooks, without reading them back: the append statement returned their
+// positions and timestamp, and the rest is in w. The payloads are decoded
+// from the JSON stored, so an inline handler sees what a Runner's would.
+func (s *Store) runInline(ctx context.Context, db dbtx, w streamWrite, meta []byte, res appendResult, hooks []inlineProjection) error {
 	if len(hooks) == 0 {
 		return nil
 	}
@@ -81,23 +82,26 @@ func (s *Store) runInline(ctx context.Context, db dbtx, w streamWrite, version i
 		return fmt.Errorf("mire: append to stream %q: inline projections need a transaction", w.streamID)
 	}
 	n := int64(len(w.events))
-	rows, err := tx.Query(ctx, s.sql.readStream, w.streamID, version-n, n)
-	if err != nil {
-		return fmt.Errorf("mire: append to stream %q: inline projection: %w", w.streamID, translate(ctx, err))
+	if int64(len(res.positions)) != n {
+		return fmt.Errorf("mire: append to stream %q: inline projection: %d positions for %d events", w.streamID, len(res.positions), n)
 	}
-	envs := make([]Envelope, 0, n)
-	for rows.Next() {
-		var env Envelope
-		decodeErr, err := s.scanEnvelope(rows, &env, nil, nil)
-		if err = cmp.Or(err, decodeErr); err != nil {
-			rows.Close()
-			return fmt.Errorf("mire: append to stream %q: inline projection: %w", w.streamID, err)
+	var md Metadata
+	if len(meta) > 0 {
+		if err := json.Unmarshal(meta, &md); err != nil {
+			return fmt.Errorf("mire: append to stream %q: inline projection: metadata: %w", w.streamID, err)
 		}
-		envs = append(envs, env)
 	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("mire: append to stream %q: inline projection: %w", w.streamID, translate(ctx, err))
+	envs := make([]Envelope, n)
+	for i, e := range w.events {
+		env := &envs[i]
+		*env = Envelope{ID: e.id, StreamID: w.streamID, Category: w.category, Version: res.version - n + 1 + int64(i),
+			Position: res.positions[i], Type: e.typ, SchemaVersion: int(e.schema), Raw: e.data, Metadata: md, RecordedAt: res.at}
+		data, target, err := s.registry.decode(w.category, e.typ, int(e.schema), e.data)
+		if err != nil {
+			return fmt.Errorf("mire: append to stream %q: inline projection: %w", w.streamID,
+				newDecodeError(env.StreamID, env.Position, env.Version, env.Type, env.SchemaVersion, target, err))
+		}
+		env.Data = data
 	}
 	for _, fn := range hooks {
 		if err := fn(ctx, tx, envs); err != nil {

@@ -23,8 +23,13 @@ const (
 INSERT INTO {{schema}}.events (stream_id, version, category, event_id, type, schema_version, data, metadata, prev_xid, append_size)
 SELECT $6, s.before + e.ord, $7, e.id, e.type, e.sv, e.data, $5::jsonb, s.prev_xid, CASE WHEN e.ord = 1 THEN $8::bigint ELSE 0 END
 FROM s, unnest($1::uuid[], $2::text[], $3::int[], $4::jsonb[]) WITH ORDINALITY AS e(id, type, sv, data, ord)
-RETURNING version)
+RETURNING version, position)
 SELECT count(*), coalesce(max(version), 0) FROM ins`
+
+	// appendTotals is the last line of the append statements; with inline
+	// projections, appendInlineResult replaces it.
+	appendTotals       = `SELECT count(*), coalesce(max(version), 0) FROM ins`
+	appendInlineResult = `SELECT count(*), coalesce(max(version), 0), coalesce(array_agg(position ORDER BY version), '{}'), now() FROM ins`
 
 	// appendExact: the stream must be at version $9 (>= 1).
 	appendExact = `WITH s AS (
@@ -98,9 +103,17 @@ WHERE position > $1 ORDER BY position LIMIT $2`
 type appendQueries struct{ exact, noStream, streamExists, any string }
 
 // newAppendQueries returns the append statements; with givenIDs, the
-// variants for events with caller-given ids (see givenIDsFree).
-func newAppendQueries(fill func(string) string, givenIDs bool) appendQueries {
+// variants for events with caller-given ids (see givenIDsFree); with
+// inline, the variants that also return the events' positions and
+// timestamp, which inline projections are handed.
+func newAppendQueries(fill func(string) string, givenIDs, inline bool) appendQueries {
 	q := appendQueries{exact: appendExact, noStream: appendNoStream, streamExists: appendStreamExists, any: appendAny}
+	if inline {
+		q.exact = mustReplace(q.exact, appendTotals, appendInlineResult)
+		q.noStream = mustReplace(q.noStream, appendTotals, appendInlineResult)
+		q.streamExists = mustReplace(q.streamExists, appendTotals, appendInlineResult)
+		q.any = mustReplace(q.any, appendTotals, appendInlineResult)
+	}
 	if givenIDs {
 		q.exact = mustReplace(q.exact, "WHERE stream_id = $6 AND", "WHERE "+givenIDsFree+" AND stream_id = $6 AND")
 		q.streamExists = mustReplace(q.streamExists, "WHERE stream_id = $6\n", "WHERE "+givenIDsFree+" AND stream_id = $6\n")
@@ -120,8 +133,10 @@ func mustReplace(sql, old, new string) string {
 
 // queries is the runtime SQL of one Store, with its schema filled in.
 type queries struct {
-	appendNew   appendQueries // for events with the ids Record and Append made
-	appendGiven appendQueries // for events with ids given by WithID
+	appendNew         appendQueries // for events with the ids Record and Append made
+	appendGiven       appendQueries // for events with ids given by WithID
+	appendNewInline   appendQueries // appendNew, returning what inline projections need
+	appendGivenInline appendQueries // appendGiven, the same
 
 	selectStreamVersion, lockStreams, notify, setLockTimeout string
 	selectRefused                                            string
@@ -134,8 +149,10 @@ func newQueries(schema string) queries {
 	fill := strings.NewReplacer("{{schema}}", pgx.Identifier{schema}.Sanitize()).Replace
 	return queries{
 		snapshot:            newSnapshotQueries(fill),
-		appendNew:           newAppendQueries(fill, false),
-		appendGiven:         newAppendQueries(fill, true),
+		appendNew:           newAppendQueries(fill, false, false),
+		appendGiven:         newAppendQueries(fill, true, false),
+		appendNewInline:     newAppendQueries(fill, false, true),
+		appendGivenInline:   newAppendQueries(fill, true, true),
 		selectStreamVersion: fill(selectStreamVersion),
 		lockStreams:         fill(lockStreams),
 		notify:              notify,

@@ -62,4 +62,30 @@ var _ = Describe("Inline projections", func() {
 		Expect(mtest.Count(ctx, e.pool, "events", "stream_id = $1", a)).To(Equal(1))
 		Expect(balances(ctx, e.pool)).To(Equal(map[string]int64{a: 5}))
 	})
+
+	It("hands the handler each event as the log holds it, with position, time and metadata", func(ctx SpecContext) {
+		var seen []mire.Envelope
+		Expect(projections.Inline(e.store, projections.Projection{Name: "seen", Handler: projections.HandlerFunc(
+			func(_ context.Context, _ pgx.Tx, env mire.Envelope) error { seen = append(seen, env); return nil })})).To(Succeed())
+		md := mire.Metadata{CorrelationID: "c-1", Actor: "alice", Values: map[string]string{"k": "v"}}
+		stream := "account-" + mtest.Unique("seen")
+		_, err := e.store.Append(mire.WithMetadata(ctx, md), stream, mire.NoStream, Opened{Initial: 7}, Deposited{Amount: 3})
+		Expect(err).NotTo(HaveOccurred())
+
+		var stored []mire.Envelope
+		for env, err := range e.store.ReadStream(ctx, stream, nil) {
+			Expect(err).NotTo(HaveOccurred())
+			stored = append(stored, env)
+		}
+		Expect(stored).To(HaveLen(2))
+		Expect(seen).To(HaveLen(2))
+		for i := range stored {
+			Expect(seen[i].RecordedAt.Equal(stored[i].RecordedAt)).To(BeTrue(), "recorded at %v, stored %v", seen[i].RecordedAt, stored[i].RecordedAt)
+			seen[i].RecordedAt = stored[i].RecordedAt
+			Expect(seen[i].Raw).To(MatchJSON(stored[i].Raw))
+			seen[i].Raw = stored[i].Raw
+		}
+		Expect(seen).To(Equal(stored))
+		Expect(seen[1].Metadata.CorrelationID).To(Equal("c-1"))
+	})
 })
