@@ -2,12 +2,10 @@ package mire
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"reflect"
 
-	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -30,16 +28,6 @@ type Root[T any] struct {
 	category string
 	registry *Registry
 	pending  []pendingEvent
-}
-
-// pendingEvent is a recorded event, validated and encoded, awaiting Save.
-type pendingEvent struct {
-	id     uuid.UUID
-	typ    string
-	schema int32
-	data   []byte
-	value  any
-	given  bool // the id came with the event (WithID)
 }
 
 // Source is what Load reads from: a *Store, or a *TxScope to read inside
@@ -259,47 +247,6 @@ func (r *Root[T]) Pending() []any {
 		out[i] = p.value
 	}
 	return out
-}
-
-// prepare checks, validates and encodes an event bound for a stream of
-// category.
-func (reg *Registry) prepare(category string, event any) (pendingEvent, error) {
-	var id uuid.UUID
-	if ie, ok := event.(IdentifiedEvent); ok {
-		if ie.id == uuid.Nil {
-			return pendingEvent{}, fmt.Errorf("%w: the event id is the nil uuid", ErrInvalidEvent)
-		}
-		id, event = ie.id, ie.event
-	}
-	if event != nil {
-		if v := reflect.ValueOf(event); v.Kind() == reflect.Pointer && v.IsNil() {
-			return pendingEvent{}, fmt.Errorf("%w: nil %T", ErrInvalidEvent, event)
-		}
-	}
-	et, err := reg.lookup(event)
-	if err != nil {
-		return pendingEvent{}, err
-	}
-	if et.tag.Entity != category {
-		return pendingEvent{}, fmt.Errorf("%w: %v belongs to entity %q, not %q", ErrInvalidEvent, et.goType, et.tag.Entity, category)
-	}
-	if err := reg.check(et, event); err != nil {
-		return pendingEvent{}, err
-	}
-	data, err := json.Marshal(event)
-	if err != nil {
-		return pendingEvent{}, fmt.Errorf("%w: encode %v: %v", ErrInvalidEvent, et.goType, err)
-	}
-	if err := checkStorable(data); err != nil {
-		return pendingEvent{}, fmt.Errorf("%w: %v %v", ErrInvalidEvent, et.goType, err)
-	}
-	given := id != uuid.Nil
-	if !given {
-		if id, err = uuid.NewV7(); err != nil {
-			return pendingEvent{}, fmt.Errorf("mire: new event id: %w", err)
-		}
-	}
-	return pendingEvent{id: id, typ: et.tag.Type, schema: int32(et.tag.Version), data: data, value: event, given: given}, nil
 }
 
 // Saveable is what Save takes: a *Root[T], or the Roots[T] that

@@ -9,22 +9,6 @@ import (
 	"sync"
 )
 
-// Event is a zero-size marker embedded in every event struct. Its `mire`
-// struct tag names the event:
-//
-//	type Opened struct {
-//	    mire.Event `mire:"entity=account,type=Opened,version=1"`
-//	    Initial    int64 `json:"initial" validate:"gte=0"`
-//	}
-//
-// Keys: entity (required; the category of the streams the event belongs to),
-// type (required; the stored discriminator, never derived from the Go type
-// name), version (the payload's schema version, a whole number from 1 to
-// MaxSchemaVersion, default 1) and alias (an old type name whose stored
-// events load as this type; repeat with '|' for several:
-// alias=Created|Started).
-type Event struct{}
-
 // MaxSchemaVersion is the highest schema version an event's `version` tag
 // key may give. Versions count payload changes, so real types stay far
 // below it; the bound keeps a typo from making a version that the database's
