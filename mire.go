@@ -86,7 +86,9 @@ func (s *Store) Migrate(ctx context.Context) error {
 // close the pool. Calling it again is a no-op.
 func (s *Store) Close() { s.closed.Store(true) }
 
-// Pool returns the pool the store was created with.
+// Pool returns the pool the store was created with, for code that opens
+// its own transactions beside the store (pgx.BeginFunc, then ScopeTx,
+// SaveTx or AppendTx inside it) where only the store was passed around.
 func (s *Store) Pool() *pgxpool.Pool { return s.pool }
 
 // Schema returns the Postgres schema holding the store's tables.
