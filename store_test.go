@@ -101,7 +101,7 @@ var _ = Describe("Store", func() {
 			Expect(mtest.Count(ctx, db.Pool, "events", "stream_id = $1", "account-"+id)).To(Equal(2))
 		})
 
-		It("keeps 16 goroutines x 100 deposits with reload-and-retry exact, versions 1..1601 without gap", func(ctx SpecContext) {
+		It("keeps 16 goroutines x 100 deposits with reload-and-retry exact, versions 1..1601 without gap", Label("slow"), func(ctx SpecContext) {
 			id := openAccount(ctx, store, 0)
 			const workers, deposits = 16, 100
 			var wg sync.WaitGroup

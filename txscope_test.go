@@ -81,7 +81,7 @@ var _ = Describe("TxScope", func() {
 		store = newStore(pool)
 	})
 
-	It("runs 2,000 concurrent transfers in both directions without deadlock, overdraft or lost money", func(ctx SpecContext) {
+	It("runs 2,000 concurrent transfers in both directions without deadlock, overdraft or lost money", Label("slow"), func(ctx SpecContext) {
 		const (
 			accounts  = 6
 			workers   = 8

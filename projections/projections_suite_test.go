@@ -5,9 +5,12 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+
+	"github.com/mire-go/mire/internal/mtest"
 )
 
 func TestProjections(t *testing.T) {
 	RegisterFailHandler(Fail)
-	RunSpecs(t, "projections")
+	suite, reporter := mtest.Config()
+	RunSpecs(t, "projections", suite, reporter)
 }
