@@ -16,9 +16,10 @@ import (
 	"github.com/mire-go/mire/pgtest"
 )
 
-// exampleDB is the database the runnable examples share: DATABASE_URL, or
-// a throwaway server started by the first example that runs and stopped
-// by TestMain.
+// exampleDB is the database the runnable examples share: a fresh one for
+// this test process on TEST_DATABASE_URL's server, or on a throwaway server
+// started by the first example that runs. TestMain drops it. Being fresh,
+// it lets the examples use readable ids ("alice") and print them.
 var exampleDB struct {
 	once  sync.Once
 	store *mire.Store
@@ -29,16 +30,22 @@ var exampleDB struct {
 func exampleStore() *mire.Store {
 	exampleDB.once.Do(func() {
 		ctx := context.Background()
-		url, stop, err := pgtest.ForExample(ctx)
+		srv, err := pgtest.Start(ctx, pgtest.EnvTestDatabase)
 		if err != nil {
+			log.Fatal(err)
+		}
+		url, drop, err := pgtest.NewDatabase(ctx, srv.URL())
+		if err != nil {
+			_ = srv.Stop()
 			log.Fatal(err)
 		}
 		pool, err := pgxpool.New(ctx, url)
 		if err != nil {
-			stop()
+			_ = drop(ctx)
+			_ = srv.Stop()
 			log.Fatal(err)
 		}
-		exampleDB.stop = func() { pool.Close(); stop() }
+		exampleDB.stop = func() { pool.Close(); _ = drop(ctx); _ = srv.Stop() }
 		if exampleDB.store, err = mire.New(pool, nil); err == nil {
 			err = exampleDB.store.Migrate(ctx)
 		}
@@ -161,4 +168,260 @@ func ExampleStore_ScopeTx() {
 	// Output:
 	// committed: <nil>
 	// Carol 5 <nil>
+}
+
+// The quickstart: load an account (new, at version 0), record what happened
+// to it, save, and load it back from its stream.
+func Example() {
+	ctx := context.Background()
+	store := exampleStore()
+
+	acc, err := mire.LoadOrNew[Account](ctx, store, "alice")
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(acc.StreamID(), "at version", acc.Version)
+	if err := acc.Record(Opened{Owner: "Alice"}); err != nil { // validated, applied, queued
+		log.Fatal(err)
+	}
+	if err := acc.Record(Deposited{Amount: 100}); err != nil {
+		log.Fatal(err)
+	}
+	if err := store.Save(ctx, acc); err != nil {
+		log.Fatal(err)
+	}
+
+	loaded, err := mire.Load[Account](ctx, store, "alice")
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("%s: owner %s, balance %d, version %d\n",
+		loaded.StreamID(), loaded.State.Owner, loaded.State.Balance, loaded.Version)
+	// Output:
+	// account-alice at version 0
+	// account-alice: owner Alice, balance 100, version 2
+}
+
+// A stream id is the aggregate's category and id, joined by a hyphen.
+func ExampleStreamID() {
+	fmt.Println(mire.StreamID("account", "alice"))
+	// Output:
+	// account-alice
+}
+
+// Create starts a new aggregate without reading the store. Its first save
+// expects the stream not to exist, so a second Create under the same id
+// cannot overwrite the first.
+func ExampleCreate() {
+	ctx := context.Background()
+	store := exampleStore()
+
+	for _, owner := range []string{"Bea", "Bea's twin"} {
+		acc, err := mire.Create[Account](store, "bea")
+		if err != nil {
+			log.Fatal(err)
+		}
+		if err := acc.Record(Opened{Owner: owner}); err != nil {
+			log.Fatal(err)
+		}
+		err = store.Save(ctx, acc)
+		fmt.Println(owner+":", err)
+	}
+	// Output:
+	// Bea: <nil>
+	// Bea's twin: mire: concurrency conflict on stream "account-bea": expected version no stream, actual 1
+}
+
+// Load rebuilds an aggregate from its stream; a stream with no events is
+// ErrNotFound.
+func ExampleLoad() {
+	ctx := context.Background()
+	store := exampleStore()
+
+	_, err := mire.Load[Account](ctx, store, "nobody")
+	fmt.Println(errors.Is(err, mire.ErrNotFound))
+	fmt.Println(err)
+	// Output:
+	// true
+	// mire: load stream "account-nobody": mire: not found
+}
+
+// LoadOrNew is Load for commands that may come first: a missing stream is a
+// new Root at version 0, and after the save the same call loads what was
+// saved.
+func ExampleLoadOrNew() {
+	ctx := context.Background()
+	store := exampleStore()
+
+	for range 2 {
+		acc, err := mire.LoadOrNew[Account](ctx, store, "dora")
+		if err != nil {
+			log.Fatal(err)
+		}
+		fmt.Println("loaded at version", acc.Version, "with balance", acc.State.Balance)
+		if acc.Version == 0 {
+			if err := acc.Record(Opened{Owner: "Dora"}); err != nil {
+				log.Fatal(err)
+			}
+		}
+		if err := acc.Record(Deposited{Amount: 25}); err != nil {
+			log.Fatal(err)
+		}
+		if err := store.Save(ctx, acc); err != nil {
+			log.Fatal(err)
+		}
+	}
+	// Output:
+	// loaded at version 0 with balance 0
+	// loaded at version 2 with balance 25
+}
+
+// Two requests load the same account and both decide to withdraw. The first
+// save wins; the second is a *ConcurrencyError and writes nothing, so its
+// caller reloads and decides again on the new balance.
+func ExampleStore_Save() {
+	ctx := context.Background()
+	store := exampleStore()
+	if _, err := store.Append(ctx, "account-erin", mire.NoStream, Opened{Owner: "Erin", Initial: 50}); err != nil {
+		log.Fatal(err)
+	}
+
+	first, _ := mire.Load[Account](ctx, store, "erin")
+	second, _ := mire.Load[Account](ctx, store, "erin")
+	if err := first.Record(Withdrawn{Amount: 40}); err != nil {
+		log.Fatal(err)
+	}
+	if err := second.Record(Withdrawn{Amount: 30}); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("first:", store.Save(ctx, first))
+	err := store.Save(ctx, second)
+	fmt.Println("second:", errors.Is(err, mire.ErrConcurrency))
+
+	again, _ := mire.Load[Account](ctx, store, "erin")
+	fmt.Println("balance now", again.State.Balance, "at version", again.Version)
+	// Output:
+	// first: <nil>
+	// second: true
+	// balance now 10 at version 2
+}
+
+// Append writes events without an aggregate, if the stream meets the
+// expectation: NoStream, Exactly(n), StreamExists or Any. A stale
+// expectation is a *ConcurrencyError with the versions involved.
+func ExampleStore_Append() {
+	ctx := context.Background()
+	store := exampleStore()
+
+	v, err := store.Append(ctx, "account-finn", mire.NoStream, Opened{Owner: "Finn"}, Deposited{Amount: 10})
+	fmt.Println(v, err)
+	v, err = store.Append(ctx, "account-finn", mire.Exactly(2), Deposited{Amount: 5})
+	fmt.Println(v, err)
+
+	_, err = store.Append(ctx, "account-finn", mire.Exactly(2), Withdrawn{Amount: 15})
+	var conflict *mire.ConcurrencyError
+	if errors.As(err, &conflict) {
+		fmt.Println("expected", conflict.Expected, "actual", conflict.Actual)
+	}
+	fmt.Println(err)
+	// Output:
+	// 2 <nil>
+	// 3 <nil>
+	// expected 2 actual 3
+	// mire: concurrency conflict on stream "account-finn": expected version 2, actual 3
+}
+
+// ReadStream yields a stream's events in version order, each with its
+// decoded value and the payload as stored. ReadOpts.After skips what the
+// caller has already seen.
+func ExampleStore_ReadStream() {
+	ctx := context.Background()
+	store := exampleStore()
+	if _, err := store.Append(ctx, "account-gus", mire.NoStream,
+		Opened{Owner: "Gus"}, Deposited{Amount: 70}, Withdrawn{Amount: 20}); err != nil {
+		log.Fatal(err)
+	}
+
+	for env, err := range store.ReadStream(ctx, "account-gus", &mire.ReadOpts{After: 1}) {
+		if err != nil {
+			log.Fatal(err)
+		}
+		fmt.Printf("v%d %s %s %T\n", env.Version, env.Type, env.Raw, env.Data)
+	}
+	// Output:
+	// v2 Deposited {"amount": 70} mire_test.Deposited
+	// v3 Withdrawn {"amount": 20} mire_test.Withdrawn
+}
+
+// ReadCategory yields the events of every stream of a category, in the
+// order they were stored.
+func ExampleStore_ReadCategory() {
+	ctx := context.Background()
+	store := exampleStore()
+	for _, write := range []struct{ stream, name string }{
+		{"customer-1", "Ann"}, {"customer-2", "Bo"}, {"customer-1", "Anna"},
+	} {
+		if _, err := store.Append(ctx, write.stream, mire.Any, Renamed{Name: write.name}); err != nil {
+			log.Fatal(err)
+		}
+	}
+
+	for env, err := range store.ReadCategory(ctx, "customer", nil) {
+		if err != nil {
+			log.Fatal(err)
+		}
+		fmt.Println(env.StreamID, env.Version, env.Data.(Renamed).Name)
+	}
+	// Output:
+	// customer-1 1 Ann
+	// customer-2 1 Bo
+	// customer-1 2 Anna
+}
+
+// WithMetadata puts who and why on a context; every event saved or
+// appended with it carries that metadata, and every read gives it back.
+func ExampleWithMetadata() {
+	store := exampleStore()
+	ctx := mire.WithMetadata(context.Background(), mire.Metadata{
+		CorrelationID: "req-42",
+		Actor:         "support:hana",
+		Values:        map[string]string{"reason": "goodwill"},
+	})
+	if _, err := store.Append(ctx, "account-hana", mire.NoStream, Opened{Owner: "Hana", Initial: 5}); err != nil {
+		log.Fatal(err)
+	}
+
+	for env, err := range store.ReadStream(context.Background(), "account-hana", nil) {
+		if err != nil {
+			log.Fatal(err)
+		}
+		md := env.Metadata
+		fmt.Println(env.Type, md.CorrelationID, md.Actor, md.Values["reason"])
+	}
+	// Output:
+	// Opened req-42 support:hana goodwill
+}
+
+// An event that fails its `validate` tags is refused with a
+// *ValidationError naming each failing field; nothing is recorded.
+func ExampleValidationError() {
+	acc, err := mire.Create[Account](exampleStore(), "ivan")
+	if err != nil {
+		log.Fatal(err)
+	}
+
+	err = acc.Record(Opened{Owner: "", Initial: -1})
+	var invalid *mire.ValidationError
+	if errors.As(err, &invalid) {
+		for _, f := range invalid.Fields {
+			fmt.Printf("%s fails %s (value %#v)\n", f.Path, f.Tag, f.Value)
+		}
+	}
+	fmt.Println(err)
+	fmt.Println("pending:", len(acc.Pending()))
+	// Output:
+	// Opened.Owner fails required (value "")
+	// Opened.Initial fails gte (value -1)
+	// mire: record on stream "account-ivan": invalid mire_test.Opened event: field Opened.Owner =  fails "required", field Opened.Initial = -1 fails "gte=0"
+	// pending: 0
 }
