@@ -8,6 +8,7 @@ import (
 	"log"
 	"log/slog"
 	"strings"
+	"sync"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -16,12 +17,25 @@ import (
 	"github.com/mire-go/mire/projections"
 )
 
-// exampleStore returns a store on a fresh database (DATABASE_URL, or a
-// throwaway server) and the function that closes the pool and drops it.
-// The examples name their streams and projections uniquely, so that they
-// also run on a DATABASE_URL that is not empty.
+// exampleServer is the server the examples' databases are made on:
+// TEST_DATABASE_URL's, or a throwaway one started by the first example that
+// runs and stopped by stopExampleServer (from TestMain).
+var exampleServer struct {
+	once sync.Once
+	srv  *pgtest.Server
+}
+
+// exampleStore returns a store on a fresh, migrated database, so that each
+// example starts from an empty log, and the function that closes the pool
+// and drops the database.
 func exampleStore(ctx context.Context) (*mire.Store, func()) {
-	url, drop, err := pgtest.ForExample(ctx)
+	exampleServer.once.Do(func() {
+		var err error
+		if exampleServer.srv, err = pgtest.Start(ctx, pgtest.EnvTestDatabase); err != nil {
+			log.Fatal(err)
+		}
+	})
+	url, drop, err := pgtest.NewDatabase(ctx, exampleServer.srv.URL())
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -38,7 +52,14 @@ func exampleStore(ctx context.Context) (*mire.Store, func()) {
 	}
 	return store, func() {
 		pool.Close()
-		drop()
+		_ = drop(context.Background())
+	}
+}
+
+// stopExampleServer stops the examples' server, if one was started.
+func stopExampleServer() {
+	if exampleServer.srv != nil {
+		_ = exampleServer.srv.Stop()
 	}
 }
 
@@ -185,4 +206,110 @@ func ExampleRunner_Rebuild() {
 	// Output:
 	// lag: 0 state: running
 	// rows: 2
+}
+
+// CatchUp drives a runner's projections to the end of the log in the
+// calling goroutine and returns: for tools, tests and one-off backfills. A
+// second CatchUp goes on from the checkpoint. Here a transactional
+// projection keeps balances in a table; its rows commit with its checkpoint.
+func ExampleRunner_CatchUp() {
+	ctx := context.Background()
+	store, cleanup := exampleStore(ctx)
+	defer cleanup()
+	if _, err := store.Pool().Exec(ctx, `CREATE TABLE balances (stream text PRIMARY KEY, balance bigint)`); err != nil {
+		log.Fatal(err)
+	}
+	balances := projections.Projection{
+		Name:       "balances",
+		Categories: []string{"account"},
+		Handler: projections.Routes(
+			projections.On(func(ctx context.Context, tx pgx.Tx, e Opened, env mire.Envelope) error {
+				_, err := tx.Exec(ctx, `INSERT INTO balances VALUES ($1, $2)`, env.StreamID, e.Initial)
+				return err
+			}),
+			projections.On(func(ctx context.Context, tx pgx.Tx, e Deposited, env mire.Envelope) error {
+				_, err := tx.Exec(ctx, `UPDATE balances SET balance = balance + $2 WHERE stream = $1`, env.StreamID, e.Amount)
+				return err
+			}),
+		),
+	}
+	runner, err := projections.NewRunner(store, &projections.Config{Logger: slog.New(slog.DiscardHandler)}, balances)
+	if err != nil {
+		log.Fatal(err)
+	}
+	report := func() {
+		if err := runner.CatchUp(ctx); err != nil {
+			log.Fatal(err)
+		}
+		var rows string
+		if err := store.Pool().QueryRow(ctx,
+			`SELECT string_agg(stream || ' ' || balance, ', ' ORDER BY stream) FROM balances`).Scan(&rows); err != nil {
+			log.Fatal(err)
+		}
+		st, err := runner.Status(ctx, "balances")
+		if err != nil {
+			log.Fatal(err)
+		}
+		fmt.Printf("%s (delivered %d, lag %d)\n", rows, st.Delivered, st.Lag)
+	}
+
+	if _, err := store.Append(ctx, "account-ann", mire.NoStream, Opened{Initial: 10}, Deposited{Amount: 5}); err != nil {
+		log.Fatal(err)
+	}
+	if _, err := store.Append(ctx, "account-bob", mire.NoStream, Opened{Initial: 7}); err != nil {
+		log.Fatal(err)
+	}
+	report()
+	if _, err := store.Append(ctx, "account-bob", mire.Exactly(1), Deposited{Amount: 3}); err != nil {
+		log.Fatal(err)
+	}
+	report()
+	// Output:
+	// account-ann 15, account-bob 7 (delivered 3, lag 0)
+	// account-ann 15, account-bob 10 (delivered 4, lag 0)
+}
+
+// An inline projection runs inside the transaction that saves the events,
+// so its read model is up to date as soon as Save returns, and a failing
+// handler fails the save. Keep such handlers small: they hold the stream's
+// lock.
+func ExampleInline() {
+	ctx := context.Background()
+	store, cleanup := exampleStore(ctx)
+	defer cleanup()
+	if _, err := store.Pool().Exec(ctx, `CREATE TABLE accounts (stream text PRIMARY KEY)`); err != nil {
+		log.Fatal(err)
+	}
+	err := projections.Inline(store, projections.Projection{
+		Name:       "accounts",
+		Categories: []string{"account"},
+		Handler: projections.Routes(projections.On(func(ctx context.Context, tx pgx.Tx, _ Opened, env mire.Envelope) error {
+			_, err := tx.Exec(ctx, `INSERT INTO accounts VALUES ($1)`, env.StreamID)
+			return err
+		})),
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+
+	_, err = store.Append(ctx, "account-cy", mire.NoStream, Opened{Initial: 1})
+	fmt.Println("first open:", err)
+	var n int
+	if err := store.Pool().QueryRow(ctx, `SELECT count(*) FROM accounts`).Scan(&n); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("accounts:", n) // read your own write: no runner, no wait
+
+	_, err = store.Append(ctx, "account-cy", mire.Any, Opened{Initial: 1}) // the handler's INSERT fails
+	fmt.Println("second open failed:", err != nil)
+	var events int
+	if err := store.Pool().QueryRow(ctx, `SELECT count(*) FROM mire.events`).Scan(&events); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("events:", events)
+	// Output:
+	// first open: <nil>
+	// accounts: 1
+	// second open failed: true
+	// events: 1
 }
