@@ -45,9 +45,9 @@ type Delivered struct {
 	SignedBy   string `json:"signed_by"`
 }
 
-// storeWith returns a store on the examples' database with registry r.
-func storeWith(r *mire.Registry) *mire.Store {
-	store, err := mire.New(exampleStore().Pool(), &mire.Config{Registry: r})
+// storeWith returns a store on base's database with registry r.
+func storeWith(base *mire.Store, r *mire.Registry) *mire.Store {
+	store, err := mire.New(base.Pool(), &mire.Config{Registry: r})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -59,9 +59,10 @@ func storeWith(r *mire.Registry) *mire.Store {
 // old code stored version 1 of Shipped; today's code reads it as version 2.
 func ExampleRegistry_RegisterUpcaster() {
 	ctx := context.Background()
+	base := exampleStore() // the database both generations share
 	old := mire.NewRegistry()
 	old.MustRegister(ShippedV1{})
-	if _, err := storeWith(old).Append(ctx, "parcel-p1", mire.NoStream, ShippedV1{Addr: "1 Old Road"}); err != nil {
+	if _, err := storeWith(base, old).Append(ctx, "parcel-p1", mire.NoStream, ShippedV1{Addr: "1 Old Road"}); err != nil {
 		log.Fatal(err)
 	}
 
@@ -78,7 +79,7 @@ func ExampleRegistry_RegisterUpcaster() {
 	if err := today.Check(); err != nil { // at boot: every chain reaches its version
 		log.Fatal(err)
 	}
-	store := storeWith(today)
+	store := storeWith(base, today)
 	if _, err := store.Append(ctx, "parcel-p1", mire.Exactly(1), Shipped{Address: "2 New Lane", Carrier: "courier"}); err != nil {
 		log.Fatal(err)
 	}
@@ -99,9 +100,10 @@ func ExampleRegistry_RegisterUpcaster() {
 // The `alias` tag key (alias=Posted) does the same at registration.
 func ExampleRegistry_RegisterAlias() {
 	ctx := context.Background()
+	base := exampleStore() // the database both generations share
 	old := mire.NewRegistry()
 	old.MustRegister(Posted{})
-	if _, err := storeWith(old).Append(ctx, "letter-l1", mire.NoStream, Posted{To: "Lyon"}); err != nil {
+	if _, err := storeWith(base, old).Append(ctx, "letter-l1", mire.NoStream, Posted{To: "Lyon"}); err != nil {
 		log.Fatal(err)
 	}
 
@@ -110,7 +112,7 @@ func ExampleRegistry_RegisterAlias() {
 	if err := today.RegisterAlias("letter", "Posted", Sent{}); err != nil {
 		log.Fatal(err)
 	}
-	store := storeWith(today)
+	store := storeWith(base, today)
 	if _, err := store.Append(ctx, "letter-l1", mire.Exactly(1), Sent{To: "Oslo"}); err != nil {
 		log.Fatal(err)
 	}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log"
 	"os"
-	"sync"
 	"testing"
 
 	"github.com/google/uuid"
@@ -16,51 +15,56 @@ import (
 	"github.com/mire-go/mire/pgtest"
 )
 
-// exampleDB is the database the runnable examples share: a fresh one for
-// this test process on TEST_DATABASE_URL's server, or on a throwaway server
-// started by the first example that runs. TestMain drops it. Being fresh,
-// it lets the examples use readable ids ("alice") and print them.
+// exampleDB is where the runnable examples run: TEST_DATABASE_URL's server,
+// or a throwaway one started by the first example and stopped by TestMain.
+// Each example gets a fresh database of its own, so it starts from an empty
+// log and can use readable ids ("alice"), also under go test -count=2.
 var exampleDB struct {
-	once  sync.Once
-	store *mire.Store
-	stop  func()
+	srv  *pgtest.Server
+	drop func() // closes the pool of the last example's database and drops it
 }
 
-// exampleStore returns a migrated store on exampleDB.
+// exampleStore returns a store on a fresh database with mire's schema,
+// after dropping the database of the example before.
 func exampleStore() *mire.Store {
-	exampleDB.once.Do(func() {
-		ctx := context.Background()
+	ctx := context.Background()
+	dropExampleDB()
+	if exampleDB.srv == nil {
 		srv, err := pgtest.Start(ctx, pgtest.EnvTestDatabase)
 		if err != nil {
 			log.Fatal(err)
 		}
-		url, drop, err := pgtest.NewDatabase(ctx, srv.URL())
-		if err != nil {
-			_ = srv.Stop()
-			log.Fatal(err)
-		}
-		pool, err := pgxpool.New(ctx, url)
-		if err != nil {
-			_ = drop(ctx)
-			_ = srv.Stop()
-			log.Fatal(err)
-		}
-		exampleDB.stop = func() { pool.Close(); _ = drop(ctx); _ = srv.Stop() }
-		if exampleDB.store, err = mire.New(pool, nil); err == nil {
-			err = exampleDB.store.Migrate(ctx)
-		}
-		if err != nil {
-			exampleDB.stop()
-			log.Fatal(err)
-		}
-	})
-	return exampleDB.store
+		exampleDB.srv = srv
+	}
+	url, drop, err := pgtest.NewDatabase(ctx, exampleDB.srv.URL())
+	if err != nil {
+		log.Fatal(err)
+	}
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		_ = drop(ctx)
+		log.Fatal(err)
+	}
+	exampleDB.drop = func() { pool.Close(); _ = drop(ctx) }
+	store, err := mire.New(pool, nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	return store
+}
+
+func dropExampleDB() {
+	if exampleDB.drop != nil {
+		exampleDB.drop()
+		exampleDB.drop = nil
+	}
 }
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if exampleDB.stop != nil {
-		exampleDB.stop()
+	dropExampleDB()
+	if exampleDB.srv != nil {
+		_ = exampleDB.srv.Stop()
 	}
 	os.Exit(code)
 }
