@@ -12,35 +12,49 @@ import (
 	"github.com/mire-go/mire/pgtest"
 )
 
-// exampleDB is the empty database ExampleMigrate migrates, on
-// TEST_DATABASE_URL's server or a throwaway one; TestMain drops it.
-var exampleDB struct{ stop func() }
+// exampleDB is where ExampleMigrate runs: TEST_DATABASE_URL's server, or a
+// throwaway one started by the first run and stopped by TestMain.
+var exampleDB struct {
+	srv  *pgtest.Server
+	drop func() // closes the pool of the last empty database and drops it
+}
 
-// emptyDatabase returns a pool on a new database without mire's schema.
+// emptyDatabase returns a pool on a new database without mire's schema,
+// after dropping the one made before.
 func emptyDatabase(ctx context.Context) *pgxpool.Pool {
-	srv, err := pgtest.Start(ctx, pgtest.EnvTestDatabase)
-	if err != nil {
-		log.Fatal(err)
+	dropExampleDB()
+	if exampleDB.srv == nil {
+		srv, err := pgtest.Start(ctx, pgtest.EnvTestDatabase)
+		if err != nil {
+			log.Fatal(err)
+		}
+		exampleDB.srv = srv
 	}
-	url, drop, err := pgtest.NewEmptyDatabase(ctx, srv.URL())
+	url, drop, err := pgtest.NewEmptyDatabase(ctx, exampleDB.srv.URL())
 	if err != nil {
-		_ = srv.Stop()
 		log.Fatal(err)
 	}
 	pool, err := pgxpool.New(ctx, url)
 	if err != nil {
 		_ = drop(ctx)
-		_ = srv.Stop()
 		log.Fatal(err)
 	}
-	exampleDB.stop = func() { pool.Close(); _ = drop(ctx); _ = srv.Stop() }
+	exampleDB.drop = func() { pool.Close(); _ = drop(context.Background()) }
 	return pool
+}
+
+func dropExampleDB() {
+	if exampleDB.drop != nil {
+		exampleDB.drop()
+		exampleDB.drop = nil
+	}
 }
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if exampleDB.stop != nil {
-		exampleDB.stop()
+	dropExampleDB()
+	if exampleDB.srv != nil {
+		_ = exampleDB.srv.Stop()
 	}
 	os.Exit(code)
 }
