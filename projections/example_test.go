@@ -2,7 +2,6 @@ package projections_test
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"log"
@@ -71,13 +70,10 @@ func ExampleRunner_Stop() {
 	store, cleanup := exampleStore(ctx)
 	defer cleanup()
 
-	stream, name := mire.StreamID("account", rand.Text()), "printer-"+rand.Text()
 	handled := make(chan string, 1)
 	runner, err := projections.NewRunner(store, &projections.Config{Logger: slog.New(slog.DiscardHandler)},
-		projections.Projection{Name: name, Handler: projections.Plain(func(_ context.Context, e mire.Envelope) error {
-			if e.StreamID == stream {
-				handled <- e.Type
-			}
+		projections.Projection{Name: "printer", Handler: projections.Plain(func(_ context.Context, e mire.Envelope) error {
+			handled <- e.Type
 			return nil
 		})})
 	if err != nil {
@@ -86,7 +82,7 @@ func ExampleRunner_Stop() {
 	runDone := make(chan error, 1)
 	go func() { runDone <- runner.Run(context.Background()) }() // in main: a signal.NotifyContext
 
-	if _, err := store.Append(ctx, stream, mire.NoStream, Opened{Initial: 5}); err != nil {
+	if _, err := store.Append(ctx, "account-ann", mire.NoStream, Opened{Initial: 5}); err != nil {
 		log.Fatal(err)
 	}
 	fmt.Println("handled", <-handled)
@@ -95,7 +91,7 @@ func ExampleRunner_Stop() {
 		log.Fatal(err)
 	}
 	fmt.Println("Run returned", <-runDone)
-	st, err := runner.Status(ctx, name)
+	st, err := runner.Status(ctx, "printer")
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -132,7 +128,7 @@ func ExampleConfig_onHalt() {
 		Logger: slog.New(slog.DiscardHandler),
 	}
 	errNoRoom := errors.New("no room for it")
-	runner, err := projections.NewRunner(store, cfg, projections.Projection{Name: "picky-" + rand.Text(),
+	runner, err := projections.NewRunner(store, cfg, projections.Projection{Name: "picky",
 		Categories: []string{"parcel"},
 		Handler:    projections.Plain(func(context.Context, mire.Envelope) error { return errNoRoom })})
 	if err != nil {
@@ -141,7 +137,7 @@ func ExampleConfig_onHalt() {
 	go func() { _ = runner.Run(ctx) }()
 	defer func() { _ = runner.Stop(ctx) }()
 
-	if _, err := store.Append(ctx, mire.StreamID("parcel", rand.Text()), mire.NoStream, Shipped{To: "Lyon"}); err != nil {
+	if _, err := store.Append(ctx, "parcel-p1", mire.NoStream, Shipped{To: "Lyon"}); err != nil {
 		log.Fatal(err)
 	}
 	err = <-halted
@@ -162,20 +158,16 @@ func ExampleRunner_Rebuild() {
 	store, cleanup := exampleStore(ctx)
 	defer cleanup()
 
-	// One read-model table for every run of the example: rows are kept per
-	// projection name.
-	if _, err := store.Pool().Exec(ctx, `CREATE TABLE IF NOT EXISTS example_opened (
-		projection text, stream text, PRIMARY KEY (projection, stream))`); err != nil {
+	if _, err := store.Pool().Exec(ctx, `CREATE TABLE opened (stream text PRIMARY KEY)`); err != nil {
 		log.Fatal(err)
 	}
-	name := "opened-" + rand.Text()
-	opened := projections.Projection{Name: name, Categories: []string{"account"},
+	opened := projections.Projection{Name: "opened", Categories: []string{"account"},
 		Handler: projections.Routes(projections.On(func(ctx context.Context, tx pgx.Tx, _ Opened, env mire.Envelope) error {
-			_, err := tx.Exec(ctx, `INSERT INTO example_opened VALUES ($1, $2)`, name, env.StreamID)
+			_, err := tx.Exec(ctx, `INSERT INTO opened VALUES ($1)`, env.StreamID)
 			return err // a replay into rows that are still there would fail here
 		})),
 		Truncate: func(ctx context.Context, tx pgx.Tx) error {
-			_, err := tx.Exec(ctx, `DELETE FROM example_opened WHERE projection = $1`, name)
+			_, err := tx.Exec(ctx, `DELETE FROM opened`)
 			return err
 		}}
 	runner, err := projections.NewRunner(store, &projections.Config{Logger: slog.New(slog.DiscardHandler)}, opened)
@@ -185,20 +177,18 @@ func ExampleRunner_Rebuild() {
 	go func() { _ = runner.Run(ctx) }()
 	defer func() { _ = runner.Stop(ctx) }()
 
-	streams := []string{mire.StreamID("account", rand.Text()), mire.StreamID("account", rand.Text())}
-	for _, stream := range streams {
+	for _, stream := range []string{"account-ann", "account-bob"} {
 		if _, err := store.Append(ctx, stream, mire.NoStream, Opened{Initial: 1}); err != nil {
 			log.Fatal(err)
 		}
 	}
 	var last projections.Status
-	err = runner.Rebuild(ctx, name, &projections.RebuildOpts{Progress: func(st projections.Status) { last = st }})
+	err = runner.Rebuild(ctx, "opened", &projections.RebuildOpts{Progress: func(st projections.Status) { last = st }})
 	if err != nil {
 		log.Fatal(err)
 	}
 	var rows int
-	if err := store.Pool().QueryRow(ctx, `SELECT count(*) FROM example_opened WHERE projection = $1 AND stream = ANY($2)`,
-		name, streams).Scan(&rows); err != nil {
+	if err := store.Pool().QueryRow(ctx, `SELECT count(*) FROM opened`).Scan(&rows); err != nil {
 		log.Fatal(err)
 	}
 	fmt.Println("lag:", last.Lag, "state:", last.State)
