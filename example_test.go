@@ -75,7 +75,7 @@ func TestMain(m *testing.M) {
 func ExampleWithID() {
 	ctx := context.Background()
 	store := exampleStore()
-	stream := "account-" + uuid.NewString()
+	stream := "account-kim"
 	messageID := uuid.New() // from the broker, say
 
 	for delivery := 1; delivery <= 3; delivery++ {
@@ -105,7 +105,7 @@ func ExampleWithID() {
 func ExampleStore_InTx() {
 	ctx := context.Background()
 	store := exampleStore()
-	alice, bob := "alice-"+uuid.NewString(), "bob-"+uuid.NewString()
+	alice, bob := "alice", "bob"
 	for _, id := range []string{alice, bob} {
 		acc, _ := mire.Create[Account](store, id)
 		if err := acc.Record(Opened{Owner: id, Initial: 100}); err != nil {
@@ -149,7 +149,7 @@ func ExampleStore_InTx() {
 func ExampleStore_ScopeTx() {
 	ctx := context.Background()
 	store := exampleStore()
-	id := uuid.NewString()
+	id := "carol"
 
 	err := pgx.BeginFunc(ctx, store.Pool(), func(tx pgx.Tx) error {
 		// ... the caller's own statements in tx ...
