@@ -335,6 +335,37 @@ func ExampleStore_Append() {
 	// mire: concurrency conflict on stream "account-finn": expected version 2, actual 3
 }
 
+// AppendTx writes events inside the caller's own transaction, so they
+// commit with the caller's rows, or not at all. Call Notify after the
+// commit to wake projection runners at once.
+func ExampleStore_AppendTx() {
+	ctx := context.Background()
+	store := exampleStore()
+	if _, err := store.Pool().Exec(ctx, `CREATE TABLE signups (email text PRIMARY KEY)`); err != nil {
+		log.Fatal(err)
+	}
+
+	signUp := func(email, owner string) error {
+		return pgx.BeginFunc(ctx, store.Pool(), func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, `INSERT INTO signups VALUES ($1)`, email); err != nil {
+				return err // the address is taken: the event rolls back with the row
+			}
+			_, err := store.AppendTx(ctx, tx, mire.StreamID("account", owner), mire.NoStream, Opened{Owner: owner})
+			return err
+		})
+	}
+	fmt.Println("jo:", signUp("jo@example.com", "jo"))
+	fmt.Println("jo's twin failed:", signUp("jo@example.com", "jo2") != nil)
+	store.Notify()
+
+	_, err := mire.Load[Account](ctx, store, "jo2")
+	fmt.Println("jo2:", errors.Is(err, mire.ErrNotFound))
+	// Output:
+	// jo: <nil>
+	// jo's twin failed: true
+	// jo2: true
+}
+
 // ReadStream yields a stream's events in version order, each with its
 // decoded value and the payload as stored. ReadOpts.After skips what the
 // caller has already seen.
