@@ -156,8 +156,8 @@ func build(t *testing.T, programs []string) string {
 }
 
 // checkQuotes checks what the READMEs quote of the programs' output: a
-// fenced block whose first line is a line of a program's output must be a
-// run of consecutive lines of that output.
+// fenced block with a line of a program's output in it must be a run of
+// consecutive lines of that output.
 func checkQuotes(t *testing.T) {
 	readmes, err := filepath.Glob(filepath.Join("*", "README.md"))
 	if err != nil {
@@ -172,17 +172,24 @@ func checkQuotes(t *testing.T) {
 		for _, block := range fencedBlocks(string(text)) {
 			for name, output := range want {
 				out := lines(output)
-				i := slices.Index(out, block[0])
-				if i < 0 {
-					continue
-				}
-				if len(block) > len(out)-i || !slices.Equal(block, out[i:i+len(block)]) {
+				quotes := slices.ContainsFunc(block, func(l string) bool { return l != "" && slices.Contains(out, l) })
+				if quotes && !isRun(block, out) {
 					t.Errorf("%s quotes the output of examples/%s, but the program prints (see want)\n%s\nand the README has\n%s",
 						readme, name, strings.Join(out, "\n"), strings.Join(block, "\n"))
 				}
 			}
 		}
 	}
+}
+
+// isRun reports whether block is a run of consecutive lines of out.
+func isRun(block, out []string) bool {
+	for i := range out {
+		if len(block) <= len(out)-i && slices.Equal(block, out[i:i+len(block)]) {
+			return true
+		}
+	}
+	return false
 }
 
 // fencedBlocks returns the non-empty ``` blocks of a Markdown text, as lines
