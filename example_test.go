@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log"
 	"os"
-	"sync"
 	"testing"
 
 	"github.com/google/uuid"
@@ -16,44 +15,56 @@ import (
 	"github.com/mire-go/mire/pgtest"
 )
 
-// exampleDB is the database the runnable examples share: DATABASE_URL, or
-// a throwaway server started by the first example that runs and stopped
-// by TestMain.
+// exampleDB is where the runnable examples run: TEST_DATABASE_URL's server,
+// or a throwaway one started by the first example and stopped by TestMain.
+// Each example gets a fresh database of its own, so it starts from an empty
+// log and can use readable ids ("alice"), also under go test -count=2.
 var exampleDB struct {
-	once  sync.Once
-	store *mire.Store
-	stop  func()
+	srv  *pgtest.Server
+	drop func() // closes the pool of the last example's database and drops it
 }
 
-// exampleStore returns a migrated store on exampleDB.
+// exampleStore returns a store on a fresh database with mire's schema,
+// after dropping the database of the example before.
 func exampleStore() *mire.Store {
-	exampleDB.once.Do(func() {
-		ctx := context.Background()
-		url, stop, err := pgtest.ForExample(ctx)
+	ctx := context.Background()
+	dropExampleDB()
+	if exampleDB.srv == nil {
+		srv, err := pgtest.Start(ctx, pgtest.EnvTestDatabase)
 		if err != nil {
 			log.Fatal(err)
 		}
-		pool, err := pgxpool.New(ctx, url)
-		if err != nil {
-			stop()
-			log.Fatal(err)
-		}
-		exampleDB.stop = func() { pool.Close(); stop() }
-		if exampleDB.store, err = mire.New(pool, nil); err == nil {
-			err = exampleDB.store.Migrate(ctx)
-		}
-		if err != nil {
-			exampleDB.stop()
-			log.Fatal(err)
-		}
-	})
-	return exampleDB.store
+		exampleDB.srv = srv
+	}
+	url, drop, err := pgtest.NewDatabase(ctx, exampleDB.srv.URL())
+	if err != nil {
+		log.Fatal(err)
+	}
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		_ = drop(ctx)
+		log.Fatal(err)
+	}
+	exampleDB.drop = func() { pool.Close(); _ = drop(ctx) }
+	store, err := mire.New(pool, nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	return store
+}
+
+func dropExampleDB() {
+	if exampleDB.drop != nil {
+		exampleDB.drop()
+		exampleDB.drop = nil
+	}
 }
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if exampleDB.stop != nil {
-		exampleDB.stop()
+	dropExampleDB()
+	if exampleDB.srv != nil {
+		_ = exampleDB.srv.Stop()
 	}
 	os.Exit(code)
 }
@@ -64,7 +75,7 @@ func TestMain(m *testing.M) {
 func ExampleWithID() {
 	ctx := context.Background()
 	store := exampleStore()
-	stream := "account-" + uuid.NewString()
+	stream := "account-kim"
 	messageID := uuid.New() // from the broker, say
 
 	for delivery := 1; delivery <= 3; delivery++ {
@@ -94,7 +105,7 @@ func ExampleWithID() {
 func ExampleStore_InTx() {
 	ctx := context.Background()
 	store := exampleStore()
-	alice, bob := "alice-"+uuid.NewString(), "bob-"+uuid.NewString()
+	alice, bob := "alice", "bob"
 	for _, id := range []string{alice, bob} {
 		acc, _ := mire.Create[Account](store, id)
 		if err := acc.Record(Opened{Owner: id, Initial: 100}); err != nil {
@@ -138,7 +149,7 @@ func ExampleStore_InTx() {
 func ExampleStore_ScopeTx() {
 	ctx := context.Background()
 	store := exampleStore()
-	id := uuid.NewString()
+	id := "carol"
 
 	err := pgx.BeginFunc(ctx, store.Pool(), func(tx pgx.Tx) error {
 		// ... the caller's own statements in tx ...
@@ -161,4 +172,291 @@ func ExampleStore_ScopeTx() {
 	// Output:
 	// committed: <nil>
 	// Carol 5 <nil>
+}
+
+// The quickstart: load an account (new, at version 0), record what happened
+// to it, save, and load it back from its stream.
+func Example() {
+	ctx := context.Background()
+	store := exampleStore()
+
+	acc, err := mire.LoadOrNew[Account](ctx, store, "alice")
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(acc.StreamID(), "at version", acc.Version)
+	if err := acc.Record(Opened{Owner: "Alice"}); err != nil { // validated, applied, queued
+		log.Fatal(err)
+	}
+	if err := acc.Record(Deposited{Amount: 100}); err != nil {
+		log.Fatal(err)
+	}
+	if err := store.Save(ctx, acc); err != nil {
+		log.Fatal(err)
+	}
+
+	loaded, err := mire.Load[Account](ctx, store, "alice")
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("%s: owner %s, balance %d, version %d\n",
+		loaded.StreamID(), loaded.State.Owner, loaded.State.Balance, loaded.Version)
+	// Output:
+	// account-alice at version 0
+	// account-alice: owner Alice, balance 100, version 2
+}
+
+// A stream id is the aggregate's category and id, joined by a hyphen.
+func ExampleStreamID() {
+	fmt.Println(mire.StreamID("account", "alice"))
+	// Output:
+	// account-alice
+}
+
+// Create starts a new aggregate without reading the store. Its first save
+// expects the stream not to exist, so a second Create under the same id
+// cannot overwrite the first.
+func ExampleCreate() {
+	ctx := context.Background()
+	store := exampleStore()
+
+	for _, owner := range []string{"Bea", "Bea's twin"} {
+		acc, err := mire.Create[Account](store, "bea")
+		if err != nil {
+			log.Fatal(err)
+		}
+		if err := acc.Record(Opened{Owner: owner}); err != nil {
+			log.Fatal(err)
+		}
+		err = store.Save(ctx, acc)
+		fmt.Println(owner+":", err)
+	}
+	// Output:
+	// Bea: <nil>
+	// Bea's twin: mire: concurrency conflict on stream "account-bea": expected version no stream, actual 1
+}
+
+// Load rebuilds an aggregate from its stream; a stream with no events is
+// ErrNotFound.
+func ExampleLoad() {
+	ctx := context.Background()
+	store := exampleStore()
+
+	_, err := mire.Load[Account](ctx, store, "nobody")
+	fmt.Println(errors.Is(err, mire.ErrNotFound))
+	fmt.Println(err)
+	// Output:
+	// true
+	// mire: load stream "account-nobody": mire: not found
+}
+
+// LoadOrNew is Load for commands that may come first: a missing stream is a
+// new Root at version 0, and after the save the same call loads what was
+// saved.
+func ExampleLoadOrNew() {
+	ctx := context.Background()
+	store := exampleStore()
+
+	for range 2 {
+		acc, err := mire.LoadOrNew[Account](ctx, store, "dora")
+		if err != nil {
+			log.Fatal(err)
+		}
+		fmt.Println("loaded at version", acc.Version, "with balance", acc.State.Balance)
+		if acc.Version == 0 {
+			if err := acc.Record(Opened{Owner: "Dora"}); err != nil {
+				log.Fatal(err)
+			}
+		}
+		if err := acc.Record(Deposited{Amount: 25}); err != nil {
+			log.Fatal(err)
+		}
+		if err := store.Save(ctx, acc); err != nil {
+			log.Fatal(err)
+		}
+	}
+	// Output:
+	// loaded at version 0 with balance 0
+	// loaded at version 2 with balance 25
+}
+
+// Two requests load the same account and both decide to withdraw. The first
+// save wins; the second is a *ConcurrencyError and writes nothing, so its
+// caller reloads and decides again on the new balance.
+func ExampleStore_Save() {
+	ctx := context.Background()
+	store := exampleStore()
+	if _, err := store.Append(ctx, "account-erin", mire.NoStream, Opened{Owner: "Erin", Initial: 50}); err != nil {
+		log.Fatal(err)
+	}
+
+	first, _ := mire.Load[Account](ctx, store, "erin")
+	second, _ := mire.Load[Account](ctx, store, "erin")
+	if err := first.Record(Withdrawn{Amount: 40}); err != nil {
+		log.Fatal(err)
+	}
+	if err := second.Record(Withdrawn{Amount: 30}); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("first:", store.Save(ctx, first))
+	err := store.Save(ctx, second)
+	fmt.Println("second:", errors.Is(err, mire.ErrConcurrency))
+
+	again, _ := mire.Load[Account](ctx, store, "erin")
+	fmt.Println("balance now", again.State.Balance, "at version", again.Version)
+	// Output:
+	// first: <nil>
+	// second: true
+	// balance now 10 at version 2
+}
+
+// Append writes events without an aggregate, if the stream meets the
+// expectation: NoStream, Exactly(n), StreamExists or Any. A stale
+// expectation is a *ConcurrencyError with the versions involved.
+func ExampleStore_Append() {
+	ctx := context.Background()
+	store := exampleStore()
+
+	v, err := store.Append(ctx, "account-finn", mire.NoStream, Opened{Owner: "Finn"}, Deposited{Amount: 10})
+	fmt.Println(v, err)
+	v, err = store.Append(ctx, "account-finn", mire.Exactly(2), Deposited{Amount: 5})
+	fmt.Println(v, err)
+
+	_, err = store.Append(ctx, "account-finn", mire.Exactly(2), Withdrawn{Amount: 15})
+	var conflict *mire.ConcurrencyError
+	if errors.As(err, &conflict) {
+		fmt.Println("expected", conflict.Expected, "actual", conflict.Actual)
+	}
+	fmt.Println(err)
+	// Output:
+	// 2 <nil>
+	// 3 <nil>
+	// expected 2 actual 3
+	// mire: concurrency conflict on stream "account-finn": expected version 2, actual 3
+}
+
+// AppendTx writes events inside the caller's own transaction, so they
+// commit with the caller's rows, or not at all. Call Notify after the
+// commit to wake projection runners at once.
+func ExampleStore_AppendTx() {
+	ctx := context.Background()
+	store := exampleStore()
+	if _, err := store.Pool().Exec(ctx, `CREATE TABLE signups (email text PRIMARY KEY)`); err != nil {
+		log.Fatal(err)
+	}
+
+	signUp := func(email, owner string) error {
+		return pgx.BeginFunc(ctx, store.Pool(), func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, `INSERT INTO signups VALUES ($1)`, email); err != nil {
+				return err // the address is taken: the event rolls back with the row
+			}
+			_, err := store.AppendTx(ctx, tx, mire.StreamID("account", owner), mire.NoStream, Opened{Owner: owner})
+			return err
+		})
+	}
+	fmt.Println("jo:", signUp("jo@example.com", "jo"))
+	fmt.Println("jo's twin failed:", signUp("jo@example.com", "jo2") != nil)
+	store.Notify()
+
+	_, err := mire.Load[Account](ctx, store, "jo2")
+	fmt.Println("jo2:", errors.Is(err, mire.ErrNotFound))
+	// Output:
+	// jo: <nil>
+	// jo's twin failed: true
+	// jo2: true
+}
+
+// ReadStream yields a stream's events in version order, each with its
+// decoded value and the payload as stored. ReadOpts.After skips what the
+// caller has already seen.
+func ExampleStore_ReadStream() {
+	ctx := context.Background()
+	store := exampleStore()
+	if _, err := store.Append(ctx, "account-gus", mire.NoStream,
+		Opened{Owner: "Gus"}, Deposited{Amount: 70}, Withdrawn{Amount: 20}); err != nil {
+		log.Fatal(err)
+	}
+
+	for env, err := range store.ReadStream(ctx, "account-gus", &mire.ReadOpts{After: 1}) {
+		if err != nil {
+			log.Fatal(err)
+		}
+		fmt.Printf("v%d %s %s %T\n", env.Version, env.Type, env.Raw, env.Data)
+	}
+	// Output:
+	// v2 Deposited {"amount": 70} mire_test.Deposited
+	// v3 Withdrawn {"amount": 20} mire_test.Withdrawn
+}
+
+// ReadCategory yields the events of every stream of a category, in the
+// order they were stored.
+func ExampleStore_ReadCategory() {
+	ctx := context.Background()
+	store := exampleStore()
+	for _, write := range []struct{ stream, name string }{
+		{"customer-1", "Ann"}, {"customer-2", "Bo"}, {"customer-1", "Anna"},
+	} {
+		if _, err := store.Append(ctx, write.stream, mire.Any, Renamed{Name: write.name}); err != nil {
+			log.Fatal(err)
+		}
+	}
+
+	for env, err := range store.ReadCategory(ctx, "customer", nil) {
+		if err != nil {
+			log.Fatal(err)
+		}
+		fmt.Println(env.StreamID, env.Version, env.Data.(Renamed).Name)
+	}
+	// Output:
+	// customer-1 1 Ann
+	// customer-2 1 Bo
+	// customer-1 2 Anna
+}
+
+// WithMetadata puts who and why on a context; every event saved or
+// appended with it carries that metadata, and every read gives it back.
+func ExampleWithMetadata() {
+	store := exampleStore()
+	ctx := mire.WithMetadata(context.Background(), mire.Metadata{
+		CorrelationID: "req-42",
+		Actor:         "support:hana",
+		Values:        map[string]string{"reason": "goodwill"},
+	})
+	if _, err := store.Append(ctx, "account-hana", mire.NoStream, Opened{Owner: "Hana", Initial: 5}); err != nil {
+		log.Fatal(err)
+	}
+
+	for env, err := range store.ReadStream(context.Background(), "account-hana", nil) {
+		if err != nil {
+			log.Fatal(err)
+		}
+		md := env.Metadata
+		fmt.Println(env.Type, md.CorrelationID, md.Actor, md.Values["reason"])
+	}
+	// Output:
+	// Opened req-42 support:hana goodwill
+}
+
+// An event that fails its `validate` tags is refused with a
+// *ValidationError naming each failing field; nothing is recorded.
+func ExampleValidationError() {
+	acc, err := mire.Create[Account](exampleStore(), "ivan")
+	if err != nil {
+		log.Fatal(err)
+	}
+
+	err = acc.Record(Opened{Owner: "", Initial: -1})
+	var invalid *mire.ValidationError
+	if errors.As(err, &invalid) {
+		for _, f := range invalid.Fields {
+			fmt.Printf("%s fails %s (value %#v)\n", f.Path, f.Tag, f.Value)
+		}
+	}
+	fmt.Println(err)
+	fmt.Println("pending:", len(acc.Pending()))
+	// Output:
+	// Opened.Owner fails required (value "")
+	// Opened.Initial fails gte (value -1)
+	// mire: record on stream "account-ivan": invalid mire_test.Opened event: field Opened.Owner =  fails "required", field Opened.Initial = -1 fails "gte=0"
+	// pending: 0
 }

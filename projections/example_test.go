@@ -2,12 +2,12 @@ package projections_test
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"log"
 	"log/slog"
 	"strings"
+	"sync"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -16,12 +16,25 @@ import (
 	"github.com/mire-go/mire/projections"
 )
 
-// exampleStore returns a store on a fresh database (DATABASE_URL, or a
-// throwaway server) and the function that closes the pool and drops it.
-// The examples name their streams and projections uniquely, so that they
-// also run on a DATABASE_URL that is not empty.
+// exampleServer is the server the examples' databases are made on:
+// TEST_DATABASE_URL's, or a throwaway one started by the first example that
+// runs and stopped by stopExampleServer (from TestMain).
+var exampleServer struct {
+	once sync.Once
+	srv  *pgtest.Server
+}
+
+// exampleStore returns a store on a fresh, migrated database, so that each
+// example starts from an empty log, and the function that closes the pool
+// and drops the database.
 func exampleStore(ctx context.Context) (*mire.Store, func()) {
-	url, drop, err := pgtest.ForExample(ctx)
+	exampleServer.once.Do(func() {
+		var err error
+		if exampleServer.srv, err = pgtest.Start(ctx, pgtest.EnvTestDatabase); err != nil {
+			log.Fatal(err)
+		}
+	})
+	url, drop, err := pgtest.NewDatabase(ctx, exampleServer.srv.URL())
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -38,7 +51,14 @@ func exampleStore(ctx context.Context) (*mire.Store, func()) {
 	}
 	return store, func() {
 		pool.Close()
-		drop()
+		_ = drop(context.Background())
+	}
+}
+
+// stopExampleServer stops the examples' server, if one was started.
+func stopExampleServer() {
+	if exampleServer.srv != nil {
+		_ = exampleServer.srv.Stop()
 	}
 }
 
@@ -50,13 +70,10 @@ func ExampleRunner_Stop() {
 	store, cleanup := exampleStore(ctx)
 	defer cleanup()
 
-	stream, name := mire.StreamID("account", rand.Text()), "printer-"+rand.Text()
 	handled := make(chan string, 1)
 	runner, err := projections.NewRunner(store, &projections.Config{Logger: slog.New(slog.DiscardHandler)},
-		projections.Projection{Name: name, Handler: projections.Plain(func(_ context.Context, e mire.Envelope) error {
-			if e.StreamID == stream {
-				handled <- e.Type
-			}
+		projections.Projection{Name: "printer", Handler: projections.Plain(func(_ context.Context, e mire.Envelope) error {
+			handled <- e.Type
 			return nil
 		})})
 	if err != nil {
@@ -65,7 +82,7 @@ func ExampleRunner_Stop() {
 	runDone := make(chan error, 1)
 	go func() { runDone <- runner.Run(context.Background()) }() // in main: a signal.NotifyContext
 
-	if _, err := store.Append(ctx, stream, mire.NoStream, Opened{Initial: 5}); err != nil {
+	if _, err := store.Append(ctx, "account-ann", mire.NoStream, Opened{Initial: 5}); err != nil {
 		log.Fatal(err)
 	}
 	fmt.Println("handled", <-handled)
@@ -74,7 +91,7 @@ func ExampleRunner_Stop() {
 		log.Fatal(err)
 	}
 	fmt.Println("Run returned", <-runDone)
-	st, err := runner.Status(ctx, name)
+	st, err := runner.Status(ctx, "printer")
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -111,7 +128,7 @@ func ExampleConfig_onHalt() {
 		Logger: slog.New(slog.DiscardHandler),
 	}
 	errNoRoom := errors.New("no room for it")
-	runner, err := projections.NewRunner(store, cfg, projections.Projection{Name: "picky-" + rand.Text(),
+	runner, err := projections.NewRunner(store, cfg, projections.Projection{Name: "picky",
 		Categories: []string{"parcel"},
 		Handler:    projections.Plain(func(context.Context, mire.Envelope) error { return errNoRoom })})
 	if err != nil {
@@ -120,7 +137,7 @@ func ExampleConfig_onHalt() {
 	go func() { _ = runner.Run(ctx) }()
 	defer func() { _ = runner.Stop(ctx) }()
 
-	if _, err := store.Append(ctx, mire.StreamID("parcel", rand.Text()), mire.NoStream, Shipped{To: "Lyon"}); err != nil {
+	if _, err := store.Append(ctx, "parcel-p1", mire.NoStream, Shipped{To: "Lyon"}); err != nil {
 		log.Fatal(err)
 	}
 	err = <-halted
@@ -141,20 +158,16 @@ func ExampleRunner_Rebuild() {
 	store, cleanup := exampleStore(ctx)
 	defer cleanup()
 
-	// One read-model table for every run of the example: rows are kept per
-	// projection name.
-	if _, err := store.Pool().Exec(ctx, `CREATE TABLE IF NOT EXISTS example_opened (
-		projection text, stream text, PRIMARY KEY (projection, stream))`); err != nil {
+	if _, err := store.Pool().Exec(ctx, `CREATE TABLE opened (stream text PRIMARY KEY)`); err != nil {
 		log.Fatal(err)
 	}
-	name := "opened-" + rand.Text()
-	opened := projections.Projection{Name: name, Categories: []string{"account"},
+	opened := projections.Projection{Name: "opened", Categories: []string{"account"},
 		Handler: projections.Routes(projections.On(func(ctx context.Context, tx pgx.Tx, _ Opened, env mire.Envelope) error {
-			_, err := tx.Exec(ctx, `INSERT INTO example_opened VALUES ($1, $2)`, name, env.StreamID)
+			_, err := tx.Exec(ctx, `INSERT INTO opened VALUES ($1)`, env.StreamID)
 			return err // a replay into rows that are still there would fail here
 		})),
 		Truncate: func(ctx context.Context, tx pgx.Tx) error {
-			_, err := tx.Exec(ctx, `DELETE FROM example_opened WHERE projection = $1`, name)
+			_, err := tx.Exec(ctx, `DELETE FROM opened`)
 			return err
 		}}
 	runner, err := projections.NewRunner(store, &projections.Config{Logger: slog.New(slog.DiscardHandler)}, opened)
@@ -164,20 +177,18 @@ func ExampleRunner_Rebuild() {
 	go func() { _ = runner.Run(ctx) }()
 	defer func() { _ = runner.Stop(ctx) }()
 
-	streams := []string{mire.StreamID("account", rand.Text()), mire.StreamID("account", rand.Text())}
-	for _, stream := range streams {
+	for _, stream := range []string{"account-ann", "account-bob"} {
 		if _, err := store.Append(ctx, stream, mire.NoStream, Opened{Initial: 1}); err != nil {
 			log.Fatal(err)
 		}
 	}
 	var last projections.Status
-	err = runner.Rebuild(ctx, name, &projections.RebuildOpts{Progress: func(st projections.Status) { last = st }})
+	err = runner.Rebuild(ctx, "opened", &projections.RebuildOpts{Progress: func(st projections.Status) { last = st }})
 	if err != nil {
 		log.Fatal(err)
 	}
 	var rows int
-	if err := store.Pool().QueryRow(ctx, `SELECT count(*) FROM example_opened WHERE projection = $1 AND stream = ANY($2)`,
-		name, streams).Scan(&rows); err != nil {
+	if err := store.Pool().QueryRow(ctx, `SELECT count(*) FROM opened`).Scan(&rows); err != nil {
 		log.Fatal(err)
 	}
 	fmt.Println("lag:", last.Lag, "state:", last.State)
@@ -185,4 +196,110 @@ func ExampleRunner_Rebuild() {
 	// Output:
 	// lag: 0 state: running
 	// rows: 2
+}
+
+// CatchUp drives a runner's projections to the end of the log in the
+// calling goroutine and returns: for tools, tests and one-off backfills. A
+// second CatchUp goes on from the checkpoint. Here a transactional
+// projection keeps balances in a table; its rows commit with its checkpoint.
+func ExampleRunner_CatchUp() {
+	ctx := context.Background()
+	store, cleanup := exampleStore(ctx)
+	defer cleanup()
+	if _, err := store.Pool().Exec(ctx, `CREATE TABLE balances (stream text PRIMARY KEY, balance bigint)`); err != nil {
+		log.Fatal(err)
+	}
+	balances := projections.Projection{
+		Name:       "balances",
+		Categories: []string{"account"},
+		Handler: projections.Routes(
+			projections.On(func(ctx context.Context, tx pgx.Tx, e Opened, env mire.Envelope) error {
+				_, err := tx.Exec(ctx, `INSERT INTO balances VALUES ($1, $2)`, env.StreamID, e.Initial)
+				return err
+			}),
+			projections.On(func(ctx context.Context, tx pgx.Tx, e Deposited, env mire.Envelope) error {
+				_, err := tx.Exec(ctx, `UPDATE balances SET balance = balance + $2 WHERE stream = $1`, env.StreamID, e.Amount)
+				return err
+			}),
+		),
+	}
+	runner, err := projections.NewRunner(store, &projections.Config{Logger: slog.New(slog.DiscardHandler)}, balances)
+	if err != nil {
+		log.Fatal(err)
+	}
+	report := func() {
+		if err := runner.CatchUp(ctx); err != nil {
+			log.Fatal(err)
+		}
+		var rows string
+		if err := store.Pool().QueryRow(ctx,
+			`SELECT string_agg(stream || ' ' || balance, ', ' ORDER BY stream) FROM balances`).Scan(&rows); err != nil {
+			log.Fatal(err)
+		}
+		st, err := runner.Status(ctx, "balances")
+		if err != nil {
+			log.Fatal(err)
+		}
+		fmt.Printf("%s (delivered %d, lag %d)\n", rows, st.Delivered, st.Lag)
+	}
+
+	if _, err := store.Append(ctx, "account-ann", mire.NoStream, Opened{Initial: 10}, Deposited{Amount: 5}); err != nil {
+		log.Fatal(err)
+	}
+	if _, err := store.Append(ctx, "account-bob", mire.NoStream, Opened{Initial: 7}); err != nil {
+		log.Fatal(err)
+	}
+	report()
+	if _, err := store.Append(ctx, "account-bob", mire.Exactly(1), Deposited{Amount: 3}); err != nil {
+		log.Fatal(err)
+	}
+	report()
+	// Output:
+	// account-ann 15, account-bob 7 (delivered 3, lag 0)
+	// account-ann 15, account-bob 10 (delivered 4, lag 0)
+}
+
+// An inline projection runs inside the transaction that saves the events,
+// so its read model is up to date as soon as Save returns, and a failing
+// handler fails the save. Keep such handlers small: they hold the stream's
+// lock.
+func ExampleInline() {
+	ctx := context.Background()
+	store, cleanup := exampleStore(ctx)
+	defer cleanup()
+	if _, err := store.Pool().Exec(ctx, `CREATE TABLE accounts (stream text PRIMARY KEY)`); err != nil {
+		log.Fatal(err)
+	}
+	err := projections.Inline(store, projections.Projection{
+		Name:       "accounts",
+		Categories: []string{"account"},
+		Handler: projections.Routes(projections.On(func(ctx context.Context, tx pgx.Tx, _ Opened, env mire.Envelope) error {
+			_, err := tx.Exec(ctx, `INSERT INTO accounts VALUES ($1)`, env.StreamID)
+			return err
+		})),
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+
+	_, err = store.Append(ctx, "account-cy", mire.NoStream, Opened{Initial: 1})
+	fmt.Println("first open:", err)
+	var n int
+	if err := store.Pool().QueryRow(ctx, `SELECT count(*) FROM accounts`).Scan(&n); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("accounts:", n) // read your own write: no runner, no wait
+
+	_, err = store.Append(ctx, "account-cy", mire.Any, Opened{Initial: 1}) // the handler's INSERT fails
+	fmt.Println("second open failed:", err != nil)
+	var events int
+	if err := store.Pool().QueryRow(ctx, `SELECT count(*) FROM mire.events`).Scan(&events); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("events:", events)
+	// Output:
+	// first open: <nil>
+	// accounts: 1
+	// second open failed: true
+	// events: 1
 }

@@ -30,7 +30,9 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	stopExampleServer()
+	os.Exit(code)
 }
 
 // runWorkerProcess hosts the projection "procs", recording each event it
