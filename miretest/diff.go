@@ -93,7 +93,7 @@ func diffEvents(expected, actual []any) string {
 		}
 	}
 	var b strings.Builder
-	var lookAlikes []string // a removed and an added line that read the same
+	var lookAlikes []string // a removed and an added event that read the same but differ
 	removed := map[string]any{}
 	line := func(mark string, index int, event any) {
 		text := describeEvent(event)
@@ -102,7 +102,7 @@ func diffEvents(expected, actual []any) string {
 		case "-":
 			removed[text] = event
 		case "+":
-			if exp, ok := removed[text]; ok {
+			if exp, ok := removed[text]; ok && !matchEvent(exp, event) {
 				lookAlikes = append(lookAlikes, fmt.Sprintf("  expected %#v\n  recorded %#v\n", exp, event))
 			}
 		}
