@@ -37,21 +37,21 @@ type DB struct {
 // setupTimeout bounds starting a server and creating a database.
 const setupTimeout = 2 * time.Minute
 
-// server is the PostgreSQL server this test process uses: the one a
-// Ginkgo suite's first process started (Suite), the one TEST_DATABASE_URL
-// names, or a throwaway one started on first use.
+// server is the PostgreSQL server this test process uses: the one
+// TEST_DATABASE_URL names, or a throwaway one started on first use, or, in
+// a Ginkgo suite's other parallel processes, the first process's.
 var server struct {
-	mu    sync.Mutex
-	url   string         // "" until a server is known
-	srv   *pgtest.Server // the server this process started or found, to stop; nil under Suite
-	users int            // databases handed out by Store and not yet dropped
-	keep  bool           // Main or Suite keeps the server to the end of the process
+	mu       sync.Mutex
+	url      string         // "" until a server is known
+	srv      *pgtest.Server // the server this process started or found, to stop; nil if borrowed
+	users    int            // holders: databases Store handed out and not yet dropped, and a Suite
+	main     bool           // Main runs: the server stays until it ends
+	borrowed bool           // url is another process's server, for the suite's duration
 }
 
 // acquire returns the URL of the process's server, starting it if need be,
-// and the function that gives it back: when the last database Store
-// handed out is dropped, and neither Main nor Suite keeps the server, the
-// server stops.
+// and the function that gives it back: when the last holder gives it back
+// and Main is not running, the server stops.
 func acquire(ctx context.Context) (string, func() error, error) {
 	server.mu.Lock()
 	defer server.mu.Unlock()
@@ -67,13 +67,19 @@ func acquire(ctx context.Context) (string, func() error, error) {
 		server.mu.Lock()
 		defer server.mu.Unlock()
 		server.users--
-		if server.users > 0 || server.keep || server.srv == nil {
-			return nil
-		}
-		srv := server.srv
-		server.url, server.srv = "", nil
-		return srv.Stop()
+		return stopUnused()
 	}, nil
+}
+
+// stopUnused stops the server this process started if nothing holds it.
+// The caller holds server.mu.
+func stopUnused() error {
+	if server.users > 0 || server.main || server.srv == nil {
+		return nil
+	}
+	srv := server.srv
+	server.url, server.srv = "", nil
+	return srv.Stop()
 }
 
 // Store returns a store on a fresh database with mire's schema, dropped
@@ -89,8 +95,8 @@ func acquire(ctx context.Context) (string, func() error, error) {
 // A test helper cannot stop a server when the process ends, so the
 // throwaway server stops when the last database Store handed out is
 // dropped, and the next Store starts another (a second or two). Call Main
-// from TestMain to keep one server for the whole package; a Ginkgo suite
-// with Suite keeps its own. For a Config of your own, build a store on the
+// from TestMain to keep one server for the whole package; in a Ginkgo
+// suite, Store uses the server of Suite. For a Config of your own, build a store on the
 // same pool: mire.New(miretest.Store(t).Pool(), cfg) (and Migrate it if
 // cfg names another schema).
 //
@@ -127,26 +133,23 @@ func Main(m *testing.M) {
 // run is Main without the exit.
 func run(m interface{ Run() int }) int {
 	server.mu.Lock()
-	server.keep = true
+	server.main = true
 	server.mu.Unlock()
 	code := m.Run()
 	server.mu.Lock()
 	defer server.mu.Unlock()
-	server.keep = false
-	if server.srv != nil && server.users == 0 {
-		srv := server.srv
-		server.url, server.srv = "", nil
-		if err := srv.Stop(); err != nil {
-			fmt.Fprintln(os.Stderr, "miretest:", err)
-		}
+	server.main = false
+	if err := stopUnused(); err != nil {
+		fmt.Fprintln(os.Stderr, "miretest:", err)
 	}
 	return code
 }
 
 // Suite sets up a Ginkgo suite's database, in a SynchronizedBeforeSuite
 // that it registers: the first parallel process starts the server (or
-// uses TEST_DATABASE_URL's), stopped when the suite ends; every process
-// gets a fresh database of its own, dropped then. Call it once per suite,
+// uses TEST_DATABASE_URL's, or Main's), stopped when the suite ends unless
+// Main keeps it; every process gets a fresh database of its own, dropped
+// then. Call it once per suite,
 // at package level, in place of a BeforeSuite of your own:
 //
 //	var db = miretest.Suite()
@@ -157,17 +160,21 @@ func run(m interface{ Run() int }) int {
 func Suite() *DB {
 	db := &DB{}
 	ginkgo.SynchronizedBeforeSuite(func(ctx ginkgo.SpecContext) []byte {
-		srv, err := pgtest.Start(ctx, pgtest.EnvTestDatabase)
+		url, release, err := acquire(ctx)
 		gomega.Expect(err).NotTo(gomega.HaveOccurred(), "miretest: start the suite's server")
-		ginkgo.DeferCleanup(srv.Stop)
-		return []byte(srv.URL())
+		ginkgo.DeferCleanup(release)
+		return []byte(url)
 	}, func(ctx ginkgo.SpecContext, serverURL []byte) {
 		server.mu.Lock()
-		server.url, server.keep = string(serverURL), true
+		if server.url == "" { // another parallel process's server
+			server.url, server.borrowed = string(serverURL), true
+		}
 		server.mu.Unlock()
 		ginkgo.DeferCleanup(func() {
 			server.mu.Lock()
-			server.url, server.keep = "", false // the first process stops the server after this
+			if server.borrowed { // the first process stops it after this
+				server.url, server.borrowed = "", false
+			}
 			server.mu.Unlock()
 		})
 		*db = *fresh(ctx, string(serverURL))
