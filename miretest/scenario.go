@@ -29,16 +29,19 @@ const GivenID = "given"
 // calls check the same outcome, so they chain:
 //
 //	...Then(Withdrawn{Amount: 30}).ThenState(HaveField("Balance", BeEquivalentTo(70)))
-type Scenario[T any, PT interface {
-	*T
-	mire.Aggregate
-}] struct {
-	history  []any
-	id       string
-	registry *mire.Registry
-	command  func(*mire.Root[T]) error
-	when     bool // When was called
-	t        types.GomegaTestingT
+type Scenario[T any] struct {
+	history   []any
+	id        string
+	registry  *mire.Registry
+	aggregate string // the aggregate's pointer type, for messages
+
+	// rehydrate is mire.Rehydrate[T, PT]: Given knows PT, so the
+	// scenario's type needs only T.
+	rehydrate func(reg *mire.Registry, id string, history ...any) (*mire.Root[T], error)
+
+	command func(*mire.Root[T]) error
+	when    bool                 // When was called
+	t       types.GomegaTestingT // nil: Gomega's global fail handler
 
 	ran  bool
 	root *mire.Root[T] // nil if Rehydrate refused the history
@@ -52,28 +55,28 @@ type Scenario[T any, PT interface {
 func Given[T any, PT interface {
 	*T
 	mire.Aggregate
-}](history ...any) *Scenario[T, PT] {
-	return &Scenario[T, PT]{history: history, id: GivenID}
+}](history ...any) *Scenario[T] {
+	return &Scenario[T]{history: history, id: GivenID, rehydrate: mire.Rehydrate[T, PT], aggregate: fmt.Sprintf("%T", PT(nil))}
 }
 
 // WithT makes the scenario fail through t (a *testing.T, or anything with
 // Helper and Fatalf) instead of Gomega's global fail handler, for plain
 // `go test` functions and parallel tests.
-func (s *Scenario[T, PT]) WithT(t types.GomegaTestingT) *Scenario[T, PT] {
+func (s *Scenario[T]) WithT(t types.GomegaTestingT) *Scenario[T] {
 	s.t = t
 	return s
 }
 
 // WithID gives the Root id instead of GivenID, for commands whose events
 // carry the aggregate's id.
-func (s *Scenario[T, PT]) WithID(id string) *Scenario[T, PT] {
+func (s *Scenario[T]) WithID(id string) *Scenario[T] {
 	s.id = id
 	return s
 }
 
 // WithRegistry rebuilds the Root with reg instead of the default registry,
 // for events registered only in a registry of their own.
-func (s *Scenario[T, PT]) WithRegistry(reg *mire.Registry) *Scenario[T, PT] {
+func (s *Scenario[T]) WithRegistry(reg *mire.Registry) *Scenario[T] {
 	s.registry = reg
 	return s
 }
@@ -81,7 +84,7 @@ func (s *Scenario[T, PT]) WithRegistry(reg *mire.Registry) *Scenario[T, PT] {
 // When sets the command that runs on the Root the history rebuilt. A
 // scenario has one command; without When, the Then methods check the
 // history alone (ThenState: what Apply makes of it).
-func (s *Scenario[T, PT]) When(command func(root *mire.Root[T]) error) *Scenario[T, PT] {
+func (s *Scenario[T]) When(command func(root *mire.Root[T]) error) *Scenario[T] {
 	s.command, s.when = command, true
 	return s
 }
@@ -91,7 +94,7 @@ func (s *Scenario[T, PT]) When(command func(root *mire.Root[T]) error) *Scenario
 // it if it is a Gomega matcher. Then() with no events checks that the
 // command recorded nothing. On failure the message lists the expected and
 // recorded events as Go types and JSON, as a diff.
-func (s *Scenario[T, PT]) Then(events ...any) *Scenario[T, PT] {
+func (s *Scenario[T]) Then(events ...any) *Scenario[T] {
 	ginkgo.GinkgoHelper()
 	s.helper()
 	s.check(func() string {
@@ -112,7 +115,7 @@ func (s *Scenario[T, PT]) Then(events ...any) *Scenario[T, PT] {
 // (the whole message) or a matcher of the message. The events the command
 // recorded before failing are not checked: a failed command's Root is not
 // saved.
-func (s *Scenario[T, PT]) ThenError(expected any) *Scenario[T, PT] {
+func (s *Scenario[T]) ThenError(expected any) *Scenario[T] {
 	ginkgo.GinkgoHelper()
 	s.helper()
 	s.check(func() string {
@@ -138,7 +141,7 @@ func (s *Scenario[T, PT]) ThenError(expected any) *Scenario[T, PT] {
 // (gomega.Equal), or matched by it if it is a Gomega matcher
 // (HaveField("Balance", BeEquivalentTo(70)), say). It does not check the
 // command's error: chain it after Then or ThenError.
-func (s *Scenario[T, PT]) ThenState(expected any) *Scenario[T, PT] {
+func (s *Scenario[T]) ThenState(expected any) *Scenario[T] {
 	ginkgo.GinkgoHelper()
 	s.helper()
 	s.check(func() string {
@@ -158,7 +161,7 @@ func (s *Scenario[T, PT]) ThenState(expected any) *Scenario[T, PT] {
 // Root returns the Root after the command ran (running the scenario if no
 // Then has), for checks the Then methods do not cover; nil if the history
 // was refused, which then fails the spec.
-func (s *Scenario[T, PT]) Root() *mire.Root[T] {
+func (s *Scenario[T]) Root() *mire.Root[T] {
 	ginkgo.GinkgoHelper()
 	s.helper()
 	s.check(func() string { return "" })
@@ -167,13 +170,13 @@ func (s *Scenario[T, PT]) Root() *mire.Root[T] {
 
 // check runs the scenario if it has not run, and fails through Gomega with
 // the message problem returns, unless that is "".
-func (s *Scenario[T, PT]) check(problem func() string) {
+func (s *Scenario[T]) check(problem func() string) {
 	ginkgo.GinkgoHelper()
 	s.helper()
 	var msg string
 	switch {
 	case !s.run():
-		msg = fmt.Sprintf("miretest: given %s of %s: %v", plural(len(s.history)), typeName[PT](), s.err)
+		msg = fmt.Sprintf("miretest: given %s of %s: %v", plural(len(s.history)), s.aggregate, s.err)
 	case s.when && s.command == nil:
 		msg = s.title() + ": When was given a nil command"
 	default:
@@ -184,10 +187,10 @@ func (s *Scenario[T, PT]) check(problem func() string) {
 
 // run rebuilds the Root and runs the command, once; it reports whether
 // the history was accepted.
-func (s *Scenario[T, PT]) run() bool {
+func (s *Scenario[T]) run() bool {
 	if !s.ran {
 		s.ran = true
-		s.root, s.err = mire.Rehydrate[T, PT](s.registry, s.id, s.history...)
+		s.root, s.err = s.rehydrate(s.registry, s.id, s.history...)
 		if s.err == nil && s.command != nil {
 			s.err = s.command(s.root)
 		}
@@ -196,27 +199,25 @@ func (s *Scenario[T, PT]) run() bool {
 }
 
 // title says what the scenario did, to start its failure messages.
-func (s *Scenario[T, PT]) title() string {
+func (s *Scenario[T]) title() string {
 	if !s.when {
-		return fmt.Sprintf("miretest: given %s of %s %q", plural(len(s.history)), typeName[PT](), s.id)
+		return fmt.Sprintf("miretest: given %s of %s %q", plural(len(s.history)), s.aggregate, s.id)
 	}
-	return fmt.Sprintf("miretest: given %s of %s %q, when the command ran", plural(len(s.history)), typeName[PT](), s.id)
+	return fmt.Sprintf("miretest: given %s of %s %q, when the command ran", plural(len(s.history)), s.aggregate, s.id)
 }
 
-func (s *Scenario[T, PT]) gomega() types.Gomega {
+func (s *Scenario[T]) gomega() types.Gomega {
 	if s.t != nil {
 		return gomega.NewWithT(s.t)
 	}
 	return gomega.Default
 }
 
-func (s *Scenario[T, PT]) helper() {
+func (s *Scenario[T]) helper() {
 	if s.t != nil {
 		s.t.Helper()
 	}
 }
-
-func typeName[PT any]() string { return fmt.Sprintf("%T", *new(PT)) }
 
 // describeExpectedError renders what ThenError was given.
 func describeExpectedError(expected any) string {

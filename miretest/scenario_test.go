@@ -29,7 +29,7 @@ func (f *fakeT) failure() string {
 }
 
 // given is the history most specs start from: Ann's account with 100.
-func given() *miretest.Scenario[Account, *Account] {
+func given() *miretest.Scenario[Account] {
 	return miretest.Given[Account](Opened{Owner: "Ann"}, Deposited{Amount: 100})
 }
 
