@@ -2,6 +2,8 @@ package mire_test
 
 import (
 	"errors"
+	"fmt"
+	"log"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
@@ -109,3 +111,24 @@ var _ = Describe("Rehydrate", func() {
 			`invalid mire_test.Deposited event: field Deposited.Amount = 0 fails "gt=0"`),
 	)
 })
+
+// A command's spec needs no store: Rehydrate rebuilds the account from the
+// events it would have loaded, and the command records on it.
+func ExampleRehydrate() {
+	acc, err := mire.Rehydrate[Account](nil, "alice", Opened{Owner: "Alice", Initial: 100}, Deposited{Amount: 20})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(acc.StreamID(), "version", acc.Version, "balance", acc.State.Balance)
+	if err := acc.Record(Withdrawn{Amount: 30}); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("pending %+v, balance %d\n", acc.Pending(), acc.State.Balance)
+
+	_, err = mire.Rehydrate[Account](nil, "alice", Renamed{Name: "Al"})
+	fmt.Println(err)
+	// Output:
+	// account-alice version 2 balance 120
+	// pending [{Event:{} Amount:30}], balance 90
+	// mire: rehydrate stream "account-alice": event 0: mire: invalid event: mire_test.Renamed belongs to entity "customer", not "account"
+}
