@@ -96,7 +96,10 @@ func stopUnused() error {
 // throwaway server stops when the last database Store handed out is
 // dropped, and the next Store starts another (a second or two). Call Main
 // from TestMain to keep one server for the whole package; in a Ginkgo
-// suite, Store uses the server of Suite. For a Config of your own, build a store on the
+// suite, Store uses the server of Suite. A Ginkgo suite with a
+// SynchronizedBeforeSuite of its own (which Suite would clash with) can
+// call Store(GinkgoT()) in its all-processes function: each process then
+// has a database, and a throwaway server, of its own until the suite ends. For a Config of your own, build a store on the
 // same pool: mire.New(miretest.Store(t).Pool(), cfg) (and Migrate it if
 // cfg names another schema).
 //
