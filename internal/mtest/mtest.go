@@ -1,6 +1,7 @@
-// Package mtest wires pgtest into Ginkgo suites: one throwaway server per
-// suite run, one database per parallel process, and fresh databases for
-// specs that need an empty log.
+// Package mtest wires pgtest into our own Ginkgo suites through
+// miretest.Suite (one throwaway server per suite run, one database per
+// parallel process, fresh databases for specs that need an empty log),
+// adding empty databases for the migrator's specs and row counts.
 package mtest
 
 import (
@@ -14,42 +15,26 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/mire-go/mire"
+	"github.com/mire-go/mire/miretest"
 	"github.com/mire-go/mire/pgtest"
 )
 
-// DB is the database of one test process, ready after the suite's setup.
-type DB struct {
-	ServerURL string        // the server's maintenance database
-	URL       string        // this process's database, with mire's schema
-	Pool      *pgxpool.Pool // a pool on URL
-}
+// DB is the database of one test process, ready after the suite's setup:
+// miretest's, with Fresh giving a URL and a pool as our specs use them.
+type DB struct{ *miretest.DB }
 
-// Suite registers the suite-level setup: process 1 starts (or finds, with
-// TEST_DATABASE_URL) the server; every process gets its own migrated
-// database. Call it once per package, at package level:
+// Suite registers the suite-level setup (miretest.Suite): process 1 starts
+// (or finds, with TEST_DATABASE_URL) the server; every process gets its own
+// migrated database. Call it once per package, at package level:
 //
 //	var db = mtest.Suite()
-func Suite() *DB {
-	db := &DB{}
-	ginkgo.SynchronizedBeforeSuite(func(ctx ginkgo.SpecContext) []byte {
-		srv, err := pgtest.Start(ctx, pgtest.EnvTestDatabase)
-		gomega.Expect(err).NotTo(gomega.HaveOccurred())
-		ginkgo.DeferCleanup(srv.Stop)
-		return []byte(srv.URL())
-	}, func(ctx ginkgo.SpecContext, serverURL []byte) {
-		db.ServerURL = string(serverURL)
-		db.URL, db.Pool = db.Fresh(ctx)
-	})
-	return db
-}
+func Suite() *DB { return &DB{miretest.Suite()} }
 
 // Fresh returns a new migrated database and a pool on it, both dropped
 // when the current node ends.
 func (db *DB) Fresh(ctx context.Context) (string, *pgxpool.Pool) {
-	url, drop, err := pgtest.NewDatabase(ctx, db.ServerURL)
-	gomega.Expect(err).NotTo(gomega.HaveOccurred())
-	ginkgo.DeferCleanup(func(ctx ginkgo.SpecContext) { gomega.Expect(drop(ctx)).To(gomega.Succeed()) })
-	return url, db.Connect(ctx, url)
+	fresh := db.DB.Fresh(ctx)
+	return fresh.URL, fresh.Pool
 }
 
 // Empty returns a new database without mire's schema and a pool on it.
