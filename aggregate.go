@@ -96,13 +96,22 @@ func newRoot[T any, PT interface {
 	if err := store.check(ctx, op); err != nil {
 		return nil, err
 	}
+	return emptyRoot[T, PT](store.registry, id, op)
+}
+
+// emptyRoot checks id and the aggregate type and returns an empty Root for
+// id on reg: the start of newRoot and Rehydrate.
+func emptyRoot[T any, PT interface {
+	*T
+	Aggregate
+}](reg *Registry, id, op string) (*Root[T], error) {
 	if err := validateID("aggregate id", id); err != nil {
 		return nil, fmt.Errorf("mire: %s %T: %w", op, PT(nil), err)
 	}
 	if err := checkAggregateType(reflect.TypeFor[T]()); err != nil {
 		return nil, fmt.Errorf("mire: %s %T: %w", op, PT(nil), err)
 	}
-	root := &Root[T]{ID: id, registry: store.registry}
+	root := &Root[T]{ID: id, registry: reg}
 	root.category = PT(&root.State).Category()
 	if err := validateCategory(root.category); err != nil {
 		return nil, fmt.Errorf("mire: %s %T: %w", op, PT(nil), err)

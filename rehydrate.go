@@ -1,9 +1,6 @@
 package mire
 
-import (
-	"fmt"
-	"reflect"
-)
+import "fmt"
 
 // Rehydrate returns a Root for id rebuilt from history without a store: the
 // events are applied in order as versions 1..n, so Version is n and nothing
@@ -27,16 +24,9 @@ func Rehydrate[T any, PT interface {
 	if reg == nil {
 		reg = defaultRegistry
 	}
-	if err := validateID("aggregate id", id); err != nil {
-		return nil, fmt.Errorf("mire: rehydrate %T: %w", PT(nil), err)
-	}
-	if err := checkAggregateType(reflect.TypeFor[T]()); err != nil {
-		return nil, fmt.Errorf("mire: rehydrate %T: %w", PT(nil), err)
-	}
-	root := &Root[T]{ID: id, registry: reg}
-	root.category = PT(&root.State).Category()
-	if err := validateCategory(root.category); err != nil {
-		return nil, fmt.Errorf("mire: rehydrate %T: %w", PT(nil), err)
+	root, err := emptyRoot[T, PT](reg, id, "rehydrate")
+	if err != nil {
+		return nil, err
 	}
 	for i, event := range history {
 		p, err := reg.prepare(root.category, event)

@@ -43,6 +43,12 @@ as stored, and as read:
   v2 Shipped    schema 1  {"addr": "2 Mid Street"}                       -> Shipped{Address: "2 Mid Street", Carrier: "post"}
   v3 Shipped    schema 2  {"address": "3 New Lane", "carrier": "courier"} -> Shipped{Address: "3 New Lane", Carrier: "courier"}
 `,
+	"testing": `
+open: balance 0 at version 1
+deposit 100: balance 100 at version 2
+withdraw 30: balance 70 at version 3
+withdraw 100: refused: withdraw 100 with a balance of 70: insufficient funds
+`,
 	"projection": `
 projection balances: owner replica-1, fence 1, 4 events delivered
   Alice  100

@@ -74,9 +74,11 @@ var _ = Describe("The leftovers of a test process that died without Stop", func(
 		Expect(child.Process.Kill()).To(Succeed())
 		_ = child.Wait()
 		if runtime.GOOS == "linux" {
-			// Pdeathsig stops the server with its owner; the directory stays.
+			// Pdeathsig stops the server with its owner; the directory stays
+			// until a start cleans it up (this one's below, or that of a test
+			// process of another package running at the same time, which is
+			// why the spec does not insist on seeing it here).
 			Eventually(pgtest.ProcessAlive).WithArguments(postmaster).WithTimeout(30 * time.Second).Should(BeFalse())
-			Expect(dir).To(BeADirectory())
 		}
 
 		By("starting the next server")
