@@ -36,3 +36,13 @@ var _ = Describe("Misuse", func() {
 		Expect(err).To(MatchError("mire: create " + want))
 	})
 })
+
+var _ = Describe("A registry's Must forms", func() {
+	It("panic with the registration error that the plain forms return", func() {
+		reg := mire.NewRegistry()
+		Expect(func() { reg.MustRegisterAlias("account", "Old", Deposited{}) }).To(PanicWith(MatchError(ContainSubstring("not registered"))))
+		Expect(func() { reg.MustRegisterUpcaster("account", "Deposited", 1, nil) }).To(PanicWith(MatchError(ContainSubstring("Deposited"))))
+		reg.MustRegister(Deposited{})
+		Expect(func() { reg.MustRegisterAlias("account", "Paid", Deposited{}) }).NotTo(Panic())
+	})
+})

@@ -124,7 +124,12 @@ func RegisterAlias(entity, oldType string, event any) error {
 // MustRegisterAlias is RegisterAlias that panics on error, for use in init
 // functions.
 func MustRegisterAlias(entity, oldType string, event any) {
-	if err := RegisterAlias(entity, oldType, event); err != nil {
+	defaultRegistry.MustRegisterAlias(entity, oldType, event)
+}
+
+// MustRegisterAlias is RegisterAlias that panics on error, for init.
+func (r *Registry) MustRegisterAlias(entity, oldType string, event any) {
+	if err := r.RegisterAlias(entity, oldType, event); err != nil {
 		panic(err)
 	}
 }

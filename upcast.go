@@ -34,7 +34,12 @@ func RegisterUpcaster(entity, typ string, from int, fn Upcaster) error {
 // MustRegisterUpcaster is RegisterUpcaster that panics on error, for use in
 // init functions.
 func MustRegisterUpcaster(entity, typ string, from int, fn Upcaster) {
-	if err := RegisterUpcaster(entity, typ, from, fn); err != nil {
+	defaultRegistry.MustRegisterUpcaster(entity, typ, from, fn)
+}
+
+// MustRegisterUpcaster is RegisterUpcaster that panics on error, for init.
+func (r *Registry) MustRegisterUpcaster(entity, typ string, from int, fn Upcaster) {
+	if err := r.RegisterUpcaster(entity, typ, from, fn); err != nil {
 		panic(err)
 	}
 }
