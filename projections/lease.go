@@ -33,7 +33,7 @@ func (w *worker) acquire(ctx context.Context) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("mire: projection %q: acquire lease: %w", w.p.Name, notMigrated(w.r.store.Schema(), err))
 	}
-	w.fence = fence // from here on, stop releases the lease
+	w.fence, w.reload = fence, false // from here on, stop releases the lease
 	renewedAt := time.Now()
 	rows, err := w.readHeld(ctx, held)
 	if err != nil {
@@ -85,7 +85,7 @@ func (w *worker) renew(ctx context.Context) {
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 		w.r.cfg.Logger.Info("mire: projection: lease lost", "projection", w.p.Name, "fence", w.fence)
-		w.fence = 0
+		w.fence, w.reload = 0, false
 	case err != nil:
 		if ctx.Err() == nil {
 			w.r.cfg.Logger.Warn("mire: projection: renew lease", "projection", w.p.Name, "err", err)
@@ -109,7 +109,7 @@ func (w *worker) stop() {
 			w.releaseErr = fmt.Errorf("mire: projection %q: release lease (it expires after LeaseTTL): %w", w.p.Name, err)
 		}
 	}
-	w.fence = 0
+	w.fence, w.reload = 0, false
 }
 
 // release gives the lease back through the store's pool or, if that fails

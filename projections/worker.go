@@ -46,6 +46,7 @@ type worker struct {
 	halted     bool
 	renewedAt  time.Time
 	releaseErr error // why the last stop could not release the lease
+	reload     bool  // a batch failed with the commit's outcome unknown: take the lease again (which reloads the checkpoint), keeping fence to release it meanwhile
 
 	heads     int   // how many heads (appends' first rows) the next read asks for; 0: limit + 1
 	failPos   int64 // the position of the event that failed last, 0 if none
@@ -58,7 +59,7 @@ type worker struct {
 func (w *worker) run(ctx context.Context, fail func(error)) {
 	defer w.stop()
 	for ctx.Err() == nil {
-		if w.fence == 0 {
+		if w.fence == 0 || w.reload {
 			ok, err := w.acquire(ctx)
 			if errors.Is(err, mire.ErrNotMigrated) {
 				fail(err)
@@ -99,7 +100,7 @@ func (w *worker) catchUp(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return fmt.Errorf("mire: projection %q: catch up: %w", w.p.Name, context.Cause(ctx))
 		}
-		if w.fence == 0 {
+		if w.fence == 0 || w.reload {
 			ok, err := w.acquire(ctx)
 			if err != nil {
 				return err
@@ -145,7 +146,10 @@ func (w *worker) failed(ctx context.Context, err error) {
 	var ee *eventError
 	if !errors.As(err, &ee) {
 		log.Warn("mire: projection: batch failed", "projection", w.p.Name, "err", err)
-		w.fence = 0 // reload the checkpoint: the commit's outcome may be unknown
+		// Reload the checkpoint (the commit's outcome may be unknown) by
+		// taking the lease again; until then the lease is still ours, and
+		// a stop must release it.
+		w.reload = true
 		sleep(ctx, w.r.cfg.RetryBackoff)
 		return
 	}
