@@ -40,7 +40,7 @@ type Source interface {
 	scoped(ctx context.Context) context.Context
 }
 
-func (s *Store) source() (*Store, dbtx)                       { return s, s.pool }
+func (s *Store) source() (*Store, dbtx)                     { return s, s.pool }
 func (s *Store) scoped(ctx context.Context) context.Context { return ctx }
 
 // Load rebuilds aggregate T with id from its stream. A stream with no events
