@@ -8,6 +8,7 @@ import (
 
 	"github.com/mire-go/mire"
 	"github.com/mire-go/mire/internal/mtest"
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	metricnoop "go.opentelemetry.io/otel/metric/noop"
@@ -214,6 +215,16 @@ var _ = Describe("Telemetry", func() {
 		Expect(m["mire.loads"]).To(Equal(map[string]int64{"db.operation.name=load,mire.outcome=ok": 2}))
 		Expect(m["mire.load.duration"]).To(Equal(map[string]int64{"db.operation.name=load,mire.outcome=ok": 2}))
 		Expect(m["mire.events.replayed"]).To(Equal(map[string]int64{"mire.category=account": 1}))
+	})
+
+	It("defaults to the otel global providers as New finds them", func(ctx SpecContext) {
+		otel.SetTracerProvider(tp)
+		DeferCleanup(func() { otel.SetTracerProvider(tracenoop.NewTracerProvider()) })
+		global, err := mire.New(db.Pool, nil)
+		Expect(err).NotTo(HaveOccurred())
+		otel.SetTracerProvider(tracenoop.NewTracerProvider())
+		openAccount(ctx, global, 5)
+		Expect(spanNames(spans.GetSpans())).To(Equal([]string{"mire.load", "mire.save"}), "New read the global once")
 	})
 
 	It("records nothing, and works, with no provider or no-op ones", func(ctx SpecContext) {
