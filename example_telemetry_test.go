@@ -41,7 +41,7 @@ func ExampleConfig_tracing() {
 	for _, s := range spans.GetSpans().Snapshots() {
 		attrs := map[string]string{}
 		for _, kv := range s.Attributes() {
-			attrs[string(kv.Key)] = kv.Value.Emit()
+			attrs[string(kv.Key)] = kv.Value.String()
 		}
 		fmt.Printf("%-12s parent=%-12s stream=%s events=%s\n", s.Name(), parentName(spans, s), attrs["mire.stream"], attrs["mire.events"])
 		if s.Name() == "mire.save" {

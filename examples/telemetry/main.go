@@ -169,7 +169,7 @@ func printSpans(spans tracetest.SpanStubs) {
 			for _, kv := range s.Attributes {
 				switch kv.Key {
 				case "mire.stream", "mire.events", "mire.version", "mire.projection", "mire.event.type":
-					line += " " + string(kv.Key) + "=" + kv.Value.Emit()
+					line += " " + string(kv.Key) + "=" + kv.Value.String()
 				}
 			}
 			for _, l := range s.Links {
