@@ -151,7 +151,10 @@ func (w *worker) failed(ctx context.Context, err error) {
 	var ee *eventError
 	if !errors.As(err, &ee) {
 		log.WarnContext(lctx, "mire: projection: batch failed", "projection", w.p.Name, "err", err)
-		w.fence = 0 // reload the checkpoint: the commit's outcome may be unknown
+		// Reload the checkpoint: the commit's outcome may be unknown. The
+		// lease is released first (stop), or a run ending now, before the
+		// next acquire, would leave it held until it expires.
+		w.stop()
 		sleep(ctx, w.r.cfg.RetryBackoff)
 		return
 	}
