@@ -35,9 +35,13 @@ type Root[T any] struct {
 type Source interface {
 	// source returns the store and the connection or transaction to use.
 	source() (*Store, dbtx)
+	// scoped returns ctx for a span of a call on the source (see
+	// TxScope.scoped).
+	scoped(ctx context.Context) context.Context
 }
 
-func (s *Store) source() (*Store, dbtx) { return s, s.pool }
+func (s *Store) source() (*Store, dbtx)                     { return s, s.pool }
+func (s *Store) scoped(ctx context.Context) context.Context { return ctx }
 
 // Load rebuilds aggregate T with id from its stream. A stream with no events
 // is ErrNotFound; a stream whose versions do not run 1..n, or do not end at
@@ -70,7 +74,15 @@ func LoadOrNew[T any, PT interface {
 	if err != nil {
 		return nil, err
 	}
-	if err := store.replay(ctx, db, root); err != nil {
+	var st replayStats
+	if !store.tel.on() {
+		err = store.replay(ctx, db, root, &st)
+	} else {
+		ctx, o := store.tel.begin(src.scoped(ctx), "load", "load")
+		err = store.replay(ctx, db, root, &st)
+		store.tel.loaded(ctx, o, root.category, []string{root.StreamID()}, st, err)
+	}
+	if err != nil {
 		return nil, err
 	}
 	return root, nil
@@ -122,15 +134,16 @@ func emptyRoot[T any, PT interface {
 // replay applies the stream's events after root.Version to root.State,
 // checking that versions run on without a gap. A new Root of an aggregate
 // that takes snapshots starts from its snapshot (snapshot.go).
-func (s *Store) replay(ctx context.Context, db dbtx, root applier) error {
+// It adds what it applied to st.
+func (s *Store) replay(ctx context.Context, db dbtx, root applier, st *replayStats) error {
 	query, args := s.replayQuery(root)
 	rows, err := db.Query(ctx, query, args...)
 	if err != nil {
 		return fmt.Errorf("mire: load stream %q: %w", root.StreamID(), translate(ctx, err))
 	}
-	err = s.fold(ctx, root, rows)
+	err = s.fold(ctx, root, rows, st)
 	if errors.Is(err, errSnapshotUnusable) {
-		return s.replay(ctx, db, fullReplay{root})
+		return s.replay(ctx, db, fullReplay{root}, st)
 	}
 	return err
 }
@@ -148,8 +161,8 @@ const (
 // fold applies the rows of replayQuery to root, checking that versions run
 // on without a gap and end at the stream row's version. It returns
 // errSnapshotUnusable, with root unchanged, if the rows start with a
-// snapshot that does not decode.
-func (s *Store) fold(ctx context.Context, root applier, rows pgx.Rows) error {
+// snapshot that does not decode. It adds what it applied to st.
+func (s *Store) fold(ctx context.Context, root applier, rows pgx.Rows, st *replayStats) error {
 	defer rows.Close()
 	streamID := root.StreamID()
 	var (
@@ -170,6 +183,7 @@ func (s *Store) fold(ctx context.Context, root applier, rows pgx.Rows) error {
 			if err := s.restoreSnapshot(ctx, root, position, data); err != nil {
 				return err
 			}
+			st.snapshot = st.snapshot || root.version() > 0
 			expected = root.version() + 1
 			return nil
 		}
@@ -182,6 +196,7 @@ func (s *Store) fold(ctx context.Context, root applier, rows pgx.Rows) error {
 			return newDecodeError(streamID, position, version, typ, int(schema), target, err)
 		}
 		root.apply(event, version)
+		st.events++
 		expected++
 		return nil
 	})

@@ -103,6 +103,18 @@ func (s *Store) appendEvents(ctx context.Context, db dbtx, streamID string, expe
 	if err := ids.add(w.events); err != nil {
 		return 0, fmt.Errorf("mire: append to stream %q: %w", streamID, err)
 	}
+	if !s.tel.on() {
+		return s.appendWrite(ctx, db, w)
+	}
+	ctx, o := s.tel.begin(ctx, "append", "append")
+	version, err := s.appendWrite(ctx, db, w)
+	s.tel.written(ctx, o, []streamWrite{w}, []int64{version}, err)
+	return version, err
+}
+
+// appendWrite is the end of appendEvents: it stores w with the context's
+// metadata.
+func (s *Store) appendWrite(ctx context.Context, db dbtx, w streamWrite) (int64, error) {
 	meta, err := metadataJSON(ctx)
 	if err != nil {
 		return 0, err

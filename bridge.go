@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/mire-go/mire/internal/bridge"
+	"github.com/mire-go/mire/internal/telemetry"
 )
 
 // Fills in the bridge for the projections package: the store's registry,
@@ -27,6 +28,7 @@ func init() {
 		return store.(*Store).scanEnvelope(rows, env.(*Envelope), before, after)
 	}
 	bridge.Logger = func(store any) *slog.Logger { return store.(*Store).logger }
+	bridge.Telemetry = func(store any) telemetry.Providers { return store.(*Store).tel.providers }
 	bridge.AddInline = func(store any, fn any) error {
 		return store.(*Store).addInline(inlineProjection(fn.(func(context.Context, pgx.Tx, []Envelope) error)))
 	}

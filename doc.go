@@ -75,6 +75,22 @@
 // wake its runners through coalesced LISTEN/NOTIFY ([Store.Notify] after a
 // transaction of your own that used SaveTx or AppendTx).
 //
+// # Telemetry
+//
+// The store traces and counts its work through the OpenTelemetry API (never
+// the SDK): spans mire.save, mire.append, mire.load and mire.tx (a
+// TxScope from Begin to Commit or Rollback), with the database client
+// conventions (db.system.name, db.namespace, db.operation.name) and
+// mire.stream, mire.events and the versions; metrics mire.saves,
+// mire.save.duration, mire.events.written, mire.loads, mire.load.duration
+// and mire.events.replayed. The providers are [Config].TracerProvider and
+// MeterProvider, or the otel globals as [New] finds them; with none set
+// the cost is a nil check. Each event's [Metadata] carries the W3C trace
+// context of the span that wrote it ([Metadata.SpanContext]), which
+// projections link their handler spans to. Log lines of the store carry
+// trace_id and span_id when a span is active. See the tracing example of
+// [Config] and examples/telemetry.
+//
 // # Schema
 //
 // [Store.Migrate] applies the embedded migrations of package pgschema; it is

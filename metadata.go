@@ -7,6 +7,9 @@ import (
 	"maps"
 	"slices"
 	"strings"
+
+	"github.com/mire-go/mire/internal/telemetry"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Metadata travels with each event: who caused it and in what flow. It is
@@ -16,11 +19,29 @@ type Metadata struct {
 	CausationID   string            `json:"causation_id,omitempty"`
 	Actor         string            `json:"actor,omitempty"`
 	Values        map[string]string `json:"values,omitempty"`
+
+	// TraceParent and TraceState are the W3C trace context of the span
+	// that wrote the event (the write's mire.save or mire.append span,
+	// or, with tracing off, the span of its context, if any). A save or
+	// append fills them in from its context, replacing what WithMetadata
+	// set; they are empty when the context holds no span. Projections
+	// link their handler spans to this span context (see SpanContext).
+	TraceParent string `json:"traceparent,omitempty"`
+	TraceState  string `json:"tracestate,omitempty"`
 }
 
 // IsZero reports whether m carries nothing.
 func (m Metadata) IsZero() bool {
-	return m.CorrelationID == "" && m.CausationID == "" && m.Actor == "" && len(m.Values) == 0
+	return m.CorrelationID == "" && m.CausationID == "" && m.Actor == "" && len(m.Values) == 0 &&
+		m.TraceParent == "" && m.TraceState == ""
+}
+
+// SpanContext returns the span context of m's TraceParent and TraceState,
+// marked remote, or the zero SpanContext (not valid) when m has none: a
+// handler that starts its own spans links them to it
+// (trace.WithLinks(trace.Link{SpanContext: env.Metadata.SpanContext()})).
+func (m Metadata) SpanContext() trace.SpanContext {
+	return telemetry.ParseTraceParent(m.TraceParent, m.TraceState)
 }
 
 type metadataKey struct{}
@@ -47,6 +68,7 @@ func MetadataFrom(ctx context.Context) Metadata {
 // NULL) when there is none.
 func metadataJSON(ctx context.Context) ([]byte, error) {
 	md := MetadataFrom(ctx)
+	md.TraceParent, md.TraceState = telemetry.TraceParent(trace.SpanContextFromContext(ctx))
 	if md.IsZero() {
 		return nil, nil
 	}

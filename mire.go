@@ -13,7 +13,11 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/mire-go/mire/internal/telemetry"
 	"github.com/mire-go/mire/pgschema"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // SchemaDefault is the Postgres schema mire uses unless Config.Schema names
@@ -34,8 +38,21 @@ type Config struct {
 	// DefaultRegistry().
 	Registry *Registry
 	// Logger receives warnings the store handles itself (a snapshot that
-	// could not be encoded, say). Defaults to slog.Default().
+	// could not be encoded, say). A record logged while a span is active
+	// carries its trace_id and span_id. Defaults to slog.Default().
 	Logger *slog.Logger
+	// TracerProvider creates the tracer of the store's spans (mire.save,
+	// mire.append, mire.load, mire.tx), under the instrumentation scope
+	// InstrumentationName. Defaults to otel.GetTracerProvider(), read once
+	// by New: set the global provider before New, or pass it here. With no
+	// provider set (or a no-op one) the store records nothing and costs
+	// one nil check per call.
+	TracerProvider trace.TracerProvider
+	// MeterProvider creates the meter of the store's instruments
+	// (mire.saves, mire.save.duration, mire.events.written, mire.loads,
+	// mire.load.duration, mire.events.replayed). Defaults to
+	// otel.GetMeterProvider(), read once by New, as TracerProvider is.
+	MeterProvider metric.MeterProvider
 }
 
 // Store is an event store on one PostgreSQL database. It is safe for
@@ -49,6 +66,7 @@ type Store struct {
 	closed   atomic.Bool
 	notify   notifier          // wakes projection runners after commits (notify.go)
 	inline   inlineProjections // run in every appending transaction (inline.go)
+	tel      *storeTelemetry   // spans and metrics (telemetry.go)
 }
 
 // New returns a Store using pool. The pool stays the caller's: Close does
@@ -64,10 +82,21 @@ func New(pool *pgxpool.Pool, cfg *Config) (*Store, error) {
 		pool:     pool,
 		schema:   cmp.Or(cfg.Schema, SchemaDefault),
 		registry: cmp.Or(cfg.Registry, defaultRegistry),
-		logger:   cmp.Or(cfg.Logger, slog.Default()),
+		logger:   telemetry.WrapLogger(cmp.Or(cfg.Logger, slog.Default())),
 	}
 	if err := pgschema.ValidateSchema(s.schema); err != nil {
 		return nil, fmt.Errorf("mire: New: %w", err)
+	}
+	tp, mp := cfg.TracerProvider, cfg.MeterProvider
+	if tp == nil {
+		tp = otel.GetTracerProvider()
+	}
+	if mp == nil {
+		mp = otel.GetMeterProvider()
+	}
+	var err error
+	if s.tel, err = newStoreTelemetry(tp, mp, pool.Config().ConnConfig.Database, s.schema); err != nil {
+		return nil, fmt.Errorf("mire: New: create instruments: %w", err)
 	}
 	s.sql = newQueries(s.schema)
 	return s, nil

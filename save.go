@@ -66,6 +66,18 @@ func (s *Store) save(ctx context.Context, tx pgx.Tx, roots []Saveable) ([]rootWr
 	if err != nil || len(writes) == 0 {
 		return nil, nil, err
 	}
+	if !s.tel.on() {
+		return s.write(ctx, tx, writes)
+	}
+	ctx, o := s.tel.begin(ctx, "save", "save")
+	done, versions, err := s.write(ctx, tx, writes)
+	s.tel.written(ctx, o, streamWrites(writes), versions, err)
+	return done, versions, err
+}
+
+// write is save's body, after the roots are checked: it writes writes, in
+// tx or a transaction of its own.
+func (s *Store) write(ctx context.Context, tx pgx.Tx, writes []rootWrite) ([]rootWrite, []int64, error) {
 	meta, err := metadataJSON(ctx)
 	if err != nil {
 		return nil, nil, err

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // TxScope is one Postgres transaction for a decision that spans several
@@ -35,6 +36,9 @@ type TxScope struct {
 	failed  error       // an earlier call's error (a Save, a lock wait) that makes Commit refuse
 	done    bool
 	callers bool // tx is the caller's (ScopeTx): the caller commits or rolls back
+
+	span   trace.Span        // the mire.tx span from begin to commit or rollback; nil when tracing is off
+	parent trace.SpanContext // the span context of Begin's ctx: calls in the same context nest under span
 }
 
 // savedRoot is a Root's state before a scope's Save advanced it.
@@ -153,18 +157,50 @@ func (s *Store) ScopeTx(tx pgx.Tx) (*TxScope, error) {
 }
 
 func (s *Store) begin(ctx context.Context, o TxOpts) (*TxScope, error) {
+	t := &TxScope{store: s}
+	if s.tel.tracer != nil {
+		t.parent = trace.SpanContextFromContext(ctx)
+		var sp op
+		ctx, sp = s.tel.begin(ctx, "tx", "transaction")
+		t.span = sp.span
+	}
 	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: o.IsoLevel})
 	if err != nil {
-		return nil, fmt.Errorf("mire: begin: %w", translate(ctx, err))
+		err = fmt.Errorf("mire: begin: %w", translate(ctx, err))
+		t.endSpan(err)
+		return nil, err
 	}
 	if o.LockTimeout > 0 {
 		ms := strconv.FormatInt(max(o.LockTimeout.Milliseconds(), 1), 10) + "ms"
 		if _, err := tx.Exec(ctx, s.sql.setLockTimeout, ms); err != nil {
 			_ = tx.Rollback(context.WithoutCancel(ctx))
-			return nil, fmt.Errorf("mire: begin: set lock timeout: %w", translate(ctx, err))
+			err = fmt.Errorf("mire: begin: set lock timeout: %w", translate(ctx, err))
+			t.endSpan(err)
+			return nil, err
 		}
 	}
-	return &TxScope{store: s, tx: tx}, nil
+	t.tx = tx
+	return t, nil
+}
+
+// scoped returns ctx carrying the scope's mire.tx span when ctx carries
+// the span the scope was begun in (or none, as Begin's did), so the
+// scope's saves and loads show as children of its transaction; a ctx with
+// another span is left as it is.
+func (t *TxScope) scoped(ctx context.Context) context.Context {
+	if t.span == nil || !trace.SpanContextFromContext(ctx).Equal(t.parent) {
+		return ctx
+	}
+	return trace.ContextWithSpan(ctx, t.span)
+}
+
+// endSpan ends the scope's mire.tx span, once, with err's status.
+func (t *TxScope) endSpan(err error) {
+	if t.span == nil {
+		return
+	}
+	op{span: t.span}.end(err)
+	t.span = nil
 }
 
 func (t *TxScope) source() (*Store, dbtx) { return t.store, t.tx }
@@ -228,7 +264,16 @@ func LoadManyForUpdate[T any, PT interface {
 			return nil, fmt.Errorf("mire: load for update: stream %q given twice", streamIDs[i])
 		}
 	}
-	locked, err := lockAndLoad(ctx, scope, streamIDs, roots)
+	var st replayStats
+	var locked []string
+	var err error
+	if !scope.store.tel.on() {
+		locked, err = lockAndLoad(ctx, scope, streamIDs, roots, &st)
+	} else {
+		ctx, o := scope.store.tel.begin(scope.scoped(ctx), "load", "load for update")
+		locked, err = lockAndLoad(ctx, scope, streamIDs, roots, &st)
+		scope.store.tel.loaded(ctx, o, roots[0].category, streamIDs, st, err)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -247,7 +292,7 @@ func LoadManyForUpdate[T any, PT interface {
 // each replay reads its stream after the lock is held. It returns the
 // streams that exist. A failure of the lock aborts the transaction, so it
 // poisons the scope.
-func lockAndLoad[T any](ctx context.Context, t *TxScope, streamIDs []string, roots []*Root[T]) ([]string, error) {
+func lockAndLoad[T any](ctx context.Context, t *TxScope, streamIDs []string, roots []*Root[T], st *replayStats) ([]string, error) {
 	var locked []string
 	var lockErr error
 	batch := &pgx.Batch{}
@@ -259,7 +304,7 @@ func lockAndLoad[T any](ctx context.Context, t *TxScope, streamIDs []string, roo
 	for _, root := range roots {
 		query, args := t.store.replayQuery(root)
 		batch.Queue(query, args...).Query(func(rows pgx.Rows) error {
-			err := t.store.fold(ctx, root, rows)
+			err := t.store.fold(ctx, root, rows, st)
 			if errors.Is(err, errSnapshotUnusable) {
 				unusable = append(unusable, root)
 				return nil
@@ -277,7 +322,7 @@ func lockAndLoad[T any](ctx context.Context, t *TxScope, streamIDs []string, roo
 		return nil, err
 	}
 	for _, root := range unusable {
-		if err := t.store.replay(ctx, t.tx, fullReplay{root}); err != nil {
+		if err := t.store.replay(ctx, t.tx, fullReplay{root}, st); err != nil {
 			return nil, err
 		}
 	}
@@ -302,7 +347,7 @@ func (t *TxScope) Save(ctx context.Context, roots ...Saveable) error {
 	if err := checkContext(ctx, "save"); err != nil {
 		return err
 	}
-	writes, versions, err := t.store.save(ctx, t.tx, roots)
+	writes, versions, err := t.store.save(t.scoped(ctx), t.tx, roots)
 	if err != nil {
 		t.failed = err
 		t.restore()
@@ -329,19 +374,24 @@ func (t *TxScope) Commit(ctx context.Context) error {
 		return errCallersTx("commit")
 	}
 	if t.failed != nil {
+		t.endSpan(t.failed)
 		if err := t.Rollback(ctx); err != nil {
 			return errors.Join(fmt.Errorf("mire: commit: an earlier call in the scope failed: %w", t.failed), err)
 		}
 		return fmt.Errorf("mire: commit: an earlier call in the scope failed, rolled back: %w", t.failed)
 	}
 	t.done = true
-	if err := t.tx.Commit(ctx); err != nil {
+	if err := t.tx.Commit(t.scoped(ctx)); err != nil {
 		t.restore()
 		if errors.Is(err, pgx.ErrTxCommitRollback) {
-			return fmt.Errorf("mire: commit: the transaction was aborted by an earlier error and rolled back: %w", err)
+			err = fmt.Errorf("mire: commit: the transaction was aborted by an earlier error and rolled back: %w", err)
+		} else {
+			err = fmt.Errorf("mire: commit: %w", translate(ctx, err))
 		}
-		return fmt.Errorf("mire: commit: %w", translate(ctx, err))
+		t.endSpan(err)
+		return err
 	}
+	t.endSpan(nil)
 	t.store.Notify()
 	t.saved = nil
 	return nil
@@ -360,6 +410,10 @@ func (t *TxScope) Rollback(ctx context.Context) error {
 	}
 	t.done = true
 	t.restore()
+	if t.span != nil {
+		t.span.AddEvent("mire.rollback")
+		t.endSpan(t.failed)
+	}
 	err := t.tx.Rollback(context.WithoutCancel(ctx))
 	if err != nil && !errors.Is(err, pgx.ErrTxClosed) {
 		return fmt.Errorf("mire: rollback: %w", translate(ctx, err))

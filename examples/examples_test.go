@@ -49,6 +49,24 @@ deposit 100: balance 100 at version 2
 withdraw 30: balance 70 at version 3
 withdraw 100: refused: withdraw 100 with a balance of 70: insufficient funds
 `,
+	"telemetry": `
+deposits: 100
+
+open account
+  mire.load mire.stream=account-alice mire.events=0
+  mire.save mire.stream=account-alice mire.events=2 mire.version=2
+mire.projection.batch mire.projection=deposits mire.events=2
+  mire.projection.handle mire.projection=deposits mire.events=1 mire.stream=account-alice mire.event.type=Opened mire.version=1 (linked to mire.save)
+  mire.projection.handle mire.projection=deposits mire.events=1 mire.stream=account-alice mire.event.type=Deposited mire.version=2 (linked to mire.save)
+
+mire.events.written{mire.category=account} 2
+mire.load.duration{db.operation.name=load,mire.outcome=ok} count 1
+mire.loads{db.operation.name=load,mire.outcome=ok} 1
+mire.projection.batch.duration{mire.outcome=ok,mire.projection=deposits} count 1
+mire.projection.events{mire.projection=deposits} 2
+mire.save.duration{db.operation.name=save,mire.outcome=ok} count 1
+mire.saves{db.operation.name=save,mire.outcome=ok} 1
+`,
 	"projection": `
 projection balances: owner replica-1, fence 1, 4 events delivered
   Alice  100

@@ -116,6 +116,15 @@
 // schema that was never migrated returns one wrapping
 // [mire.ErrNotMigrated].
 //
+// A runner traces each batch that delivers events (mire.projection.batch)
+// and each handler call (mire.projection.handle, a consumer span linked
+// to the span that wrote its event, from the event's metadata), and
+// records mire.projection.batch.duration, mire.projection.events,
+// mire.projection.handler.errors, mire.projection.halts and, while it
+// runs, the gauges mire.projection.lag.events and
+// mire.projection.lag.seconds, through Config.TracerProvider and
+// MeterProvider (the store's unless set).
+//
 // # Limits
 //
 //   - A long-running write transaction delays every projection: nothing

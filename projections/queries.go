@@ -154,6 +154,13 @@ WHERE name = $1`
 
 	lockSubscription = `SELECT name FROM {{schema}}.subscriptions WHERE name = $1 FOR UPDATE`
 
+	// lagSeconds is the time since the event at cursor position $1 (or,
+	// before the first, the log's first event) was recorded.
+	lagSeconds = `SELECT extract(epoch FROM now() - coalesce(
+    (SELECT recorded_at FROM {{schema}}.events WHERE position = $1),
+    (SELECT recorded_at FROM {{schema}}.events ORDER BY position LIMIT 1),
+    now()))::float8`
+
 	status = `SELECT s.name, s.cursor_xid, s.cursor_position, s.floor_position, cardinality(s.held), s.delivered,
     coalesce(s.owner, ''), s.lease_until, s.fence, s.state, coalesce(s.last_error, ''),
     s.error_position, coalesce(s.error_stream, ''), coalesce(s.error_version, 0), coalesce(s.error_type, ''),
@@ -164,7 +171,7 @@ FROM {{schema}}.subscriptions s WHERE s.name = $1`
 type queries struct {
 	readHeads, readHeadsCategories, readRest, readPositions, selectPosition, cursorHead string
 	acquire, renew, release, batchLock, adminLock, checkpoint, halt                     string
-	resume, reset, toWatermark, lockSubscription, status                                string
+	resume, reset, toWatermark, lockSubscription, status, lagSeconds                    string
 }
 
 // queryCache holds the runtime SQL of each schema in use:
@@ -203,6 +210,7 @@ func newQueries(schema string) *queries {
 		toWatermark:         fill(toWatermark),
 		lockSubscription:    fill(lockSubscription),
 		status:              fill(status),
+		lagSeconds:          fill(lagSeconds),
 	}
 }
 

@@ -15,7 +15,10 @@ import (
 	"github.com/mire-go/mire"
 	"github.com/mire-go/mire/internal/bridge"
 	"github.com/mire-go/mire/internal/pgerr"
+	"github.com/mire-go/mire/internal/telemetry"
 	"github.com/mire-go/mire/pgschema"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Defaults of Config.
@@ -63,9 +66,23 @@ type Config struct {
 	// lease of its previous life to expire, even after a crash). Defaults
 	// to "host:pid:random", which is new at every start.
 	Owner string
-	// Logger receives handler failures, takeovers and lost leases. Defaults
-	// to the store's Config.Logger (itself slog.Default() unless set).
+	// Logger receives handler failures, takeovers and lost leases; a line
+	// about a failed batch carries the batch span's trace_id and span_id.
+	// Defaults to the store's Config.Logger (itself slog.Default() unless
+	// set).
 	Logger *slog.Logger
+	// TracerProvider creates the tracer of the runner's spans
+	// (mire.projection.batch for each batch that delivers events, and
+	// mire.projection.handle for each handler call, linked to the spans
+	// that wrote its events). Defaults to the store's (its
+	// Config.TracerProvider, or the otel global New read).
+	TracerProvider trace.TracerProvider
+	// MeterProvider creates the meter of the runner's instruments
+	// (mire.projection.batch.duration, mire.projection.events,
+	// mire.projection.handler.errors, mire.projection.halts, and, while
+	// the runner runs, the gauges mire.projection.lag.events and
+	// mire.projection.lag.seconds). Defaults to the store's.
+	MeterProvider metric.MeterProvider
 	// OnHalt, if set, tells the application that a projection has halted,
 	// so that it can alert or exit: a halted projection is otherwise only
 	// visible in its Status. It is called when this runner halts a
@@ -88,6 +105,7 @@ type Runner struct {
 	sql     *queries
 	workers []*worker
 	byName  map[string]*worker
+	tel     *runnerTelemetry // spans and metrics (telemetry.go)
 
 	mu       sync.Mutex
 	running  bool                    // a Run or CatchUp is in progress
@@ -114,7 +132,14 @@ func NewRunner(store *mire.Store, cfg *Config, projections ...Projection) (*Runn
 	r.cfg.PollInterval = cmp.Or(cfg.PollInterval, PollIntervalDefault)
 	r.cfg.RetryBackoff = cmp.Or(cfg.RetryBackoff, RetryBackoffDefault)
 	r.cfg.MaxAttempts = cmp.Or(cfg.MaxAttempts, MaxAttemptsDefault)
-	r.cfg.Logger = cmp.Or(cfg.Logger, bridge.Logger(store))
+	r.cfg.Logger = telemetry.WrapLogger(cmp.Or(cfg.Logger, bridge.Logger(store)))
+	providers := bridge.Telemetry(store)
+	r.cfg.TracerProvider = cmp.Or(cfg.TracerProvider, providers.Tracer)
+	r.cfg.MeterProvider = cmp.Or(cfg.MeterProvider, providers.Meter)
+	var err error
+	if r.tel, err = newRunnerTelemetry(r.cfg.TracerProvider, r.cfg.MeterProvider, providers.Namespace); err != nil {
+		return nil, fmt.Errorf("mire: new runner: create instruments: %w", err)
+	}
 	if r.cfg.Owner == "" {
 		host, _ := os.Hostname()
 		r.cfg.Owner = fmt.Sprintf("%s:%d:%s", host, os.Getpid(), rand.Text()[:8])
@@ -345,7 +370,9 @@ func (r *Runner) claim(ctx context.Context, op string) (context.Context, func(re
 	ctx, cancel := context.WithCancelCause(ctx)
 	done := make(chan struct{})
 	r.running, r.cancel, r.done = true, cancel, done
+	unobserve := r.tel.observeLag(r)
 	return ctx, func(released error) {
+		unobserve()
 		cancel(nil)
 		r.mu.Lock()
 		r.running, r.released = false, released

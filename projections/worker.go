@@ -10,6 +10,9 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/mire-go/mire"
 	"github.com/mire-go/mire/internal/bridge"
+	"github.com/mire-go/mire/internal/telemetry"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // errFenced means the worker's fence token is no longer the projection's:
@@ -52,6 +55,8 @@ type worker struct {
 	failPos   int64 // the position of the event that failed last, 0 if none
 	failCount int   // how many times in a row it failed
 	single    int   // after a failure: how many more batches read one event each
+
+	lastSpan trace.SpanContext // the last batch's span, for the log lines about its failure
 }
 
 // run is run for Run: it competes for the lease and runs batches until ctx
@@ -138,14 +143,15 @@ func (w *worker) catchUp(ctx context.Context) error {
 // with backoff, then halting the projection), or a database error.
 func (w *worker) failed(ctx context.Context, err error) {
 	log := w.r.cfg.Logger
+	lctx := w.logContext(ctx)
 	if errors.Is(err, errFenced) {
-		log.Info("mire: projection: lease lost", "projection", w.p.Name, "fence", w.fence)
+		log.InfoContext(lctx, "mire: projection: lease lost", "projection", w.p.Name, "fence", w.fence)
 		w.fence = 0
 		return
 	}
 	var ee *eventError
 	if !errors.As(err, &ee) {
-		log.Warn("mire: projection: batch failed", "projection", w.p.Name, "err", err)
+		log.WarnContext(lctx, "mire: projection: batch failed", "projection", w.p.Name, "err", err)
 		// Reload the checkpoint (the commit's outcome may be unknown) by
 		// taking the lease again; until then the lease is still ours, and
 		// a stop must release it.
@@ -165,7 +171,7 @@ func (w *worker) failed(ctx context.Context, err error) {
 	} else {
 		w.failPos, w.failCount = ee.env.Position, 1
 	}
-	log.Warn("mire: projection: handler failed", "projection", w.p.Name, "attempt", w.failCount, "err", err)
+	log.WarnContext(lctx, "mire: projection: handler failed", "projection", w.p.Name, "attempt", w.failCount, "err", err)
 	if w.failCount >= w.r.cfg.MaxAttempts {
 		w.halt(ctx, ee)
 		return
@@ -179,12 +185,15 @@ func (w *worker) halt(ctx context.Context, ee *eventError) {
 		ee.env.Position, ee.env.StreamID, ee.env.Version, ee.env.Type)
 	switch {
 	case err != nil:
-		w.r.cfg.Logger.Warn("mire: projection: record halt", "projection", w.p.Name, "err", err)
+		w.r.cfg.Logger.WarnContext(w.logContext(ctx), "mire: projection: record halt", "projection", w.p.Name, "err", err)
 		w.fence = 0
 	case tag.RowsAffected() == 0:
 		w.fence = 0
 	default:
-		w.r.cfg.Logger.Error("mire: projection halted", "projection", w.p.Name, "err", ee)
+		w.r.cfg.Logger.ErrorContext(w.logContext(ctx), "mire: projection halted", "projection", w.p.Name, "err", ee)
+		if w.r.tel.meter != nil {
+			w.r.tel.halts.Add(ctx, 1, metric.WithAttributes(telemetry.Projection.String(w.p.Name)))
+		}
 		w.halted = true
 		w.r.halted(w.p.Name, fmt.Errorf("mire: projection %q: %w: %w", w.p.Name, ErrHalted, ee))
 	}
@@ -251,6 +260,10 @@ func (w *worker) scan(rows pgx.Rows) ([]scannedRow, error) {
 // would then hold that lock and block the takeover its lease expiry
 // allows.)
 func (w *worker) step(ctx context.Context) (more bool, err error) {
+	var start time.Time
+	if w.r.tel.tracer != nil || w.r.tel.meter != nil {
+		start = time.Now()
+	}
 	limit := w.p.BatchSize
 	if w.single > 0 {
 		limit = 1 // after a failure, advance one event at a time up to it
@@ -264,12 +277,17 @@ func (w *worker) step(ctx context.Context) (more bool, err error) {
 	if err != nil || len(rows) == 0 {
 		return false, err
 	}
+	var delivered int64
+	if !start.IsZero() {
+		var b batchSpan
+		ctx, b = w.beginBatch(ctx, start)
+		defer func() { w.endBatch(ctx, b, delivered, rows[len(rows)-1].env.Position, err) }()
+	}
 	if _, err := tx.Exec(ctx, w.r.sql.batchLock, lockKey(w.r.store.Schema(), w.p.Name)); err != nil {
 		return false, fmt.Errorf("mire: projection %q: lock against admin operations: %w", w.p.Name, err)
 	}
 
 	ord := w.order.clone()
-	var delivered int64
 	clearedFailure := false
 	batcher, _ := w.p.Handler.(BatchHandler)
 	var batch []mire.Envelope
@@ -352,6 +370,8 @@ func (w *worker) mustWait(ctx context.Context, tx pgx.Tx, ord *order, r row) (bo
 
 // handle calls the handler, turning a panic into an error.
 func (w *worker) handle(ctx context.Context, tx pgx.Tx, env mire.Envelope) (err error) {
+	ctx, span := w.beginHandle(ctx, env)
+	defer func() { w.endHandle(ctx, span, err) }() // after the recover below
 	defer func() {
 		if p := recover(); p != nil {
 			err = &eventError{env: env, err: fmt.Errorf("handler panicked: %v", p)}
@@ -367,6 +387,8 @@ func (w *worker) handle(ctx context.Context, tx pgx.Tx, env mire.Envelope) (err 
 // failure is reported on the batch's first event; the retries then read
 // one event at a time, so a poison event is named exactly.
 func (w *worker) handleBatch(ctx context.Context, tx pgx.Tx, h BatchHandler, batch []mire.Envelope) (err error) {
+	ctx, span := w.beginHandle(ctx, batch...)
+	defer func() { w.endHandle(ctx, span, err) }() // after the recover below
 	defer func() {
 		if p := recover(); p != nil {
 			err = &eventError{env: batch[0], err: fmt.Errorf("handler panicked: %v", p)}

@@ -10,6 +10,7 @@ import (
 	"reflect"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/mire-go/mire/internal/telemetry"
 )
 
 var (
@@ -29,6 +30,10 @@ var (
 	// Logger returns the logger of store, a *mire.Store (its
 	// Config.Logger).
 	Logger func(store any) *slog.Logger
+
+	// Telemetry returns the providers store, a *mire.Store, resolved
+	// from its Config (or the otel globals) and its db.namespace.
+	Telemetry func(store any) telemetry.Providers
 
 	// AddInline registers fn, a func(context.Context, pgx.Tx,
 	// []mire.Envelope) error, to run inside every later write of store, a
