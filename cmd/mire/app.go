@@ -62,6 +62,7 @@ func (a *app) rootCommand() *cobra.Command {
 		a.versionCommand(),
 		a.streamsCommand(),
 		a.showCommand(),
+		a.projectionsCommand(),
 	)
 	return root
 }

@@ -30,6 +30,20 @@ ORDER BY version
 LIMIT $3`
 
 	streamExists = `SELECT EXISTS (SELECT 1 FROM {{schema}}.streams WHERE stream_id = $1)`
+
+	// Every projection that has a checkpoint, with the time of the first
+	// event past its checkpoint's position (in its categories), for the
+	// age of its lag. Positions commit out of order, so this is the age of
+	// the oldest event it has still to deliver only roughly, which is what
+	// an operator needs.
+	selectProjections = `
+SELECT s.name, (
+	SELECT e.recorded_at FROM {{schema}}.events e
+	WHERE e.position > greatest(s.cursor_position, s.floor_position)
+	  AND (s.categories IS NULL OR e.category = ANY (s.categories))
+	ORDER BY e.position LIMIT 1)
+FROM {{schema}}.subscriptions s
+ORDER BY s.name`
 )
 
 // fill returns sql with schema, quoted, in place of {{schema}}.
