@@ -63,6 +63,8 @@ func (a *app) rootCommand() *cobra.Command {
 		a.streamsCommand(),
 		a.showCommand(),
 		a.projectionsCommand(),
+		a.exportCommand(),
+		a.importCommand(),
 	)
 	return root
 }

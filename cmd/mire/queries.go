@@ -44,6 +44,37 @@ SELECT s.name, (
 	ORDER BY e.position LIMIT 1)
 FROM {{schema}}.subscriptions s
 ORDER BY s.name`
+	// $1: after this position; $2: category or NULL; $3: limit.
+	selectExport = `
+SELECT ` + eventColumns + ` FROM {{schema}}.events
+WHERE position > $1 AND ($2::text IS NULL OR category = $2)
+ORDER BY position
+LIMIT $3`
+
+	// Import: which of a batch's event ids are stored already ($1 uuid[]),
+	// and where; and the streams of a batch ($1 text[]), locked.
+	selectStoredIDs     = `SELECT event_id, stream_id, version FROM {{schema}}.events WHERE event_id = ANY ($1)`
+	lockImportedStreams = `SELECT stream_id, version FROM {{schema}}.streams WHERE stream_id = ANY ($1) ORDER BY stream_id FOR UPDATE`
+
+	// importEvent writes one event as an append of its own, as the store's
+	// appends do (the stream row moves on, and the event records the
+	// transaction of the stream's previous append for projections' order),
+	// but keeping its id and recorded_at. The caller has checked that the
+	// stream is at version $3 - 1 under the lock; a stream that moved
+	// anyway inserts nothing. $1 stream, $2 category, $3 version, $4 id,
+	// $5 type, $6 schema version, $7 data, $8 metadata, $9 recorded at.
+	importEvent = `
+WITH s AS (
+	INSERT INTO {{schema}}.streams AS st (stream_id, category, version) VALUES ($1, $2, $3)
+	ON CONFLICT (stream_id) DO UPDATE
+	SET version = EXCLUDED.version, prev_xid = st.last_xid, last_xid = pg_current_xact_id()
+	WHERE st.version = EXCLUDED.version - 1
+	RETURNING st.prev_xid)
+INSERT INTO {{schema}}.events (stream_id, version, category, event_id, type, schema_version, data, metadata, recorded_at, prev_xid, append_size)
+SELECT $1, $3, $2, $4, $5, $6, $7, $8, $9, s.prev_xid, 1 FROM s
+RETURNING position`
+
+	notify = `SELECT pg_notify($1, '')`
 )
 
 // fill returns sql with schema, quoted, in place of {{schema}}.

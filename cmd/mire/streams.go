@@ -8,7 +8,6 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
-	"github.com/mire-go/mire"
 	"github.com/spf13/cobra"
 )
 
@@ -78,20 +77,15 @@ type eventRecord struct {
 	Type          string          `json:"type"`
 	SchemaVersion int             `json:"schema_version"`
 	Data          json.RawMessage `json:"data"`
-	Metadata      *mire.Metadata  `json:"metadata,omitempty"`
+	Metadata      json.RawMessage `json:"metadata,omitempty"` // as stored: lossless through export and import
 	RecordedAt    time.Time       `json:"recorded_at"`
 }
 
 func scanEvent(row pgx.CollectableRow) (eventRecord, error) {
 	var e eventRecord
-	var md []byte
-	err := row.Scan(&e.Position, &e.StreamID, &e.Version, &e.Category, &e.ID, &e.Type, &e.SchemaVersion, &e.Data, &md, &e.RecordedAt)
-	if err == nil && len(md) > 0 && string(md) != "null" {
-		e.Metadata = &mire.Metadata{}
-		err = json.Unmarshal(md, e.Metadata)
-		if err == nil && e.Metadata.IsZero() {
-			e.Metadata = nil
-		}
+	err := row.Scan(&e.Position, &e.StreamID, &e.Version, &e.Category, &e.ID, &e.Type, &e.SchemaVersion, &e.Data, &e.Metadata, &e.RecordedAt)
+	if string(e.Metadata) == "null" {
+		e.Metadata = nil
 	}
 	return e, err
 }
@@ -160,8 +154,7 @@ func printEvent(a *app, e eventRecord) {
 	fmt.Fprintf(a.stdout, "%s v%d  %s (schema version %d)\n", e.StreamID, e.Version, e.Type, e.SchemaVersion)
 	fmt.Fprintf(a.stdout, "  position %d, recorded %s, id %s\n", e.Position, e.RecordedAt.UTC().Format(time.RFC3339Nano), e.ID)
 	if e.Metadata != nil {
-		md, _ := json.Marshal(e.Metadata)
-		fmt.Fprintf(a.stdout, "  metadata %s\n", md)
+		fmt.Fprintf(a.stdout, "  metadata %s\n", e.Metadata)
 	}
 	data, err := json.MarshalIndent(e.Data, "  ", "  ")
 	if err != nil {

@@ -32,7 +32,7 @@ var _ = Describe("streams and show", func() {
 		Expect(r.Code).To(Equal(0), r.Stderr)
 		Expect(r.Stdout).To(MatchRegexp(`^parcel-p1 v1  Shipped \(schema version 2\)\n` +
 			`  position 4, recorded \S+Z, id [0-9a-f-]{36}\n` +
-			`  metadata \{"correlation_id":"req-1","actor":"ops"\}\n` +
+			`  metadata \{"actor": "ops", "correlation_id": "req-1"\}\n` +
 			`  \{\n    "address": "1 Lane"\n  \}\n$`))
 
 		events := fromJSON[[]map[string]any](mireCmd(ctx, url, "", "show", "account-alice", "--from", "2", "--json"))
