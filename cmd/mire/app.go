@@ -65,6 +65,7 @@ func (a *app) rootCommand() *cobra.Command {
 		a.projectionsCommand(),
 		a.exportCommand(),
 		a.importCommand(),
+		a.tailCommand(),
 	)
 	return root
 }

@@ -75,6 +75,28 @@ SELECT $1, $3, $2, $4, $5, $6, $7, $8, $9, s.prev_xid, 1 FROM s
 RETURNING position`
 
 	notify = `SELECT pg_notify($1, '')`
+
+	// tailPage reads the appends after the cursor ($1 xid, $2 the
+	// position of an append's first row) in (xid, position) order, whole,
+	// and only those of transactions older than every one still running:
+	// no later commit can land behind the cursor (see DESIGN.md, Ordering
+	// for subscribers). Only each append's first row is indexed by (xid,
+	// position); the rest of an append is found by (stream_id, version).
+	// $3: category or NULL; $4: at most this many appends.
+	tailPage = `
+SELECT h.xid::text, h.position, e.position, e.stream_id, e.version, e.category, e.event_id, e.type, e.schema_version,
+	e.data, e.metadata, e.recorded_at
+FROM (SELECT xid, position, stream_id, version, append_size FROM {{schema}}.events
+	WHERE append_size > 0 AND (xid, position) > ($1::xid8, $2::bigint)
+	AND xid < pg_snapshot_xmin(pg_current_snapshot())
+	AND ($3::text IS NULL OR category = $3)
+	ORDER BY xid, position LIMIT $4) h
+JOIN {{schema}}.events e ON e.stream_id = h.stream_id AND e.version >= h.version AND e.version < h.version + h.append_size
+ORDER BY h.xid, h.position, e.version`
+
+	// tailNow is the cursor of --from-now: every transaction below it has
+	// finished.
+	tailNow = `SELECT pg_snapshot_xmin(pg_current_snapshot())::text`
 )
 
 // fill returns sql with schema, quoted, in place of {{schema}}.
