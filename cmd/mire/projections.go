@@ -100,6 +100,7 @@ each projection after a logical dump and restore (or `+"`mire import`"+`) into
 another cluster, before writers start again: transaction ids restart
 there, so restored events no longer sort before new ones.`,
 			projections.MoveToWatermark, "moved past every event stored now; those events will not be delivered to it"),
+		a.rebuildCommand(),
 	)
 	return cmd
 }
