@@ -38,7 +38,7 @@ Output is for people by default; --json gives JSON for scripts (one
 document, or one object per line for export and tail).
 
 Exit codes: 0 success, 1 error, 2 usage error (an unknown command, flag or
-argument).`
+argument, or no database given).`
 
 func (a *app) rootCommand() *cobra.Command {
 	root := &cobra.Command{
