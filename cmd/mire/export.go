@@ -236,7 +236,11 @@ func (a *app) importBatch(ctx context.Context, batch []eventRecord, first int64)
 		if _, err := pgx.ForEachRow(rows, []any{&stream, &version}, func() error { versions[stream] = version; return nil }); err != nil {
 			return err
 		}
+		// Checked under the streams' locks, the batch's inserts go in one
+		// round trip.
 		insert := fill(a.schema, importEvent)
+		var writes pgx.Batch
+		var lines []int64
 		for i, e := range batch {
 			line := first + int64(i)
 			if w, ok := stored[e.ID]; ok {
@@ -254,14 +258,25 @@ func (a *app) importBatch(ctx context.Context, batch []eventRecord, first int64)
 			if e.Metadata != nil {
 				md = e.Metadata
 			}
-			var pos int64
-			if err := tx.QueryRow(ctx, insert, e.StreamID, e.Category, e.Version, e.ID, e.Type, e.SchemaVersion,
-				e.Data, md, e.RecordedAt).Scan(&pos); err != nil {
-				return fmt.Errorf("line %d: %s v%d: %w", line, e.StreamID, e.Version, err)
-			}
+			writes.Queue(insert, e.StreamID, e.Category, e.Version, e.ID, e.Type, e.SchemaVersion, e.Data, md, e.RecordedAt)
+			lines = append(lines, line)
 			versions[e.StreamID] = e.Version
-			imported++
 		}
+		if len(lines) == 0 {
+			return nil
+		}
+		results := tx.SendBatch(ctx, &writes)
+		for _, line := range lines {
+			var pos int64
+			if err := results.QueryRow().Scan(&pos); err != nil {
+				_ = results.Close()
+				return fmt.Errorf("line %d: %s: %w", line, batch[line-first].StreamID, err)
+			}
+		}
+		if err := results.Close(); err != nil {
+			return err
+		}
+		imported = int64(len(lines))
 		return nil
 	})
 	if err != nil {
