@@ -13,6 +13,10 @@ import (
 	"github.com/spf13/cobra"
 )
 
+// tailTime is the time format of tail's lines: fixed width, so that they
+// align.
+const tailTime = "2006-01-02T15:04:05.000000Z07:00"
+
 // tailPageAppends is how many appends tail reads per query.
 const tailPageAppends = 500
 
@@ -95,7 +99,7 @@ func (a *app) tail(ctx context.Context, category *string, fromNow bool, poll tim
 			if a.json {
 				return enc.Encode(e)
 			}
-			_, err := fmt.Fprintf(a.stdout, "%s  %s v%d  %s  %s\n", e.RecordedAt.UTC().Format(time.RFC3339Nano), e.StreamID, e.Version, e.Type, compact(e.Data))
+			_, err := fmt.Fprintf(a.stdout, "%s  %s v%d  %s  %s\n", e.RecordedAt.UTC().Format(tailTime), e.StreamID, e.Version, e.Type, compact(e.Data))
 			return err
 		})
 		if err != nil {

@@ -33,7 +33,7 @@ var _ = Describe("tail", func() {
 
 	It("prints the log, then new events, and exits 0 on Ctrl-C", func(ctx SpecContext) {
 		session := start("--category", "account")
-		Eventually(session.Out).WithContext(ctx).Should(gbytes.Say(`\S+Z  account-alice v1  Opened  \{"owner":"Alice"\}\n`))
+		Eventually(session.Out).WithContext(ctx).Should(gbytes.Say(`\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z  account-alice v1  Opened  \{"owner":"Alice"\}\n`))
 		Eventually(session.Out).WithContext(ctx).Should(gbytes.Say(`\S+Z  account-alice v3  Withdrawn  \{"amount":30\}\n`))
 
 		_, err := fresh.Store.Append(ctx, "account-alice", mire.Exactly(3), Deposited{Amount: 7})
