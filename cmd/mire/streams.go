@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
+	"io"
 	"text/tabwriter"
 	"time"
 
@@ -124,23 +126,48 @@ into the application's Go types, so events of any type show.`,
 			if err != nil {
 				return fmt.Errorf("show stream %q: %w", stream, err)
 			}
-			events, err := pgx.CollectRows(rows, scanEvent)
+			// Printed as they arrive: a stream may be long.
+			out := bufio.NewWriter(a.stdout)
+			n := 0
+			for rows.Next() {
+				e, err := scanEvent(rows)
+				if err != nil {
+					rows.Close()
+					return fmt.Errorf("show stream %q: %w", stream, err)
+				}
+				n++
+				switch {
+				case a.json:
+					b, err := json.MarshalIndent(e, "  ", "  ")
+					if err != nil {
+						rows.Close()
+						return fmt.Errorf("show stream %q: %w", stream, err)
+					}
+					sep := ","
+					if n == 1 {
+						sep = "["
+					}
+					fmt.Fprintf(out, "%s\n  %s", sep, b)
+				case n > 1:
+					fmt.Fprintln(out)
+					fallthrough
+				default:
+					printEvent(out, e)
+				}
+			}
+			err = rows.Err()
 			if err != nil {
 				return fmt.Errorf("show stream %q: %w", stream, err)
 			}
-			if a.json {
-				return a.printJSON(orEmpty(events))
+			switch {
+			case a.json && n == 0:
+				fmt.Fprintln(out, "[]")
+			case a.json:
+				fmt.Fprintln(out, "\n]")
+			case n == 0:
+				fmt.Fprintf(out, "No events in %s from version %d.\n", stream, from)
 			}
-			for i, e := range events {
-				if i > 0 {
-					fmt.Fprintln(a.stdout)
-				}
-				printEvent(a, e)
-			}
-			if len(events) == 0 {
-				fmt.Fprintf(a.stdout, "No events in %s from version %d.\n", stream, from)
-			}
-			return nil
+			return out.Flush()
 		},
 	}
 	cmd.Flags().Int64Var(&from, "from", 1, "start at this version")
@@ -150,17 +177,17 @@ into the application's Go types, so events of any type show.`,
 
 // printEvent prints one event for people: a header, then its data as
 // indented JSON.
-func printEvent(a *app, e eventRecord) {
-	fmt.Fprintf(a.stdout, "%s v%d  %s (schema version %d)\n", e.StreamID, e.Version, e.Type, e.SchemaVersion)
-	fmt.Fprintf(a.stdout, "  position %d, recorded %s, id %s\n", e.Position, e.RecordedAt.UTC().Format(time.RFC3339Nano), e.ID)
+func printEvent(w io.Writer, e eventRecord) {
+	fmt.Fprintf(w, "%s v%d  %s (schema version %d)\n", e.StreamID, e.Version, e.Type, e.SchemaVersion)
+	fmt.Fprintf(w, "  position %d, recorded %s, id %s\n", e.Position, e.RecordedAt.UTC().Format(time.RFC3339Nano), e.ID)
 	if e.Metadata != nil {
-		fmt.Fprintf(a.stdout, "  metadata %s\n", e.Metadata)
+		fmt.Fprintf(w, "  metadata %s\n", e.Metadata)
 	}
 	data, err := json.MarshalIndent(e.Data, "  ", "  ")
 	if err != nil {
 		data = e.Data
 	}
-	fmt.Fprintf(a.stdout, "  %s\n", data)
+	fmt.Fprintf(w, "  %s\n", data)
 }
 
 // nullable is nil for "", so that SQL reads it as NULL (no filter).
