@@ -14,9 +14,8 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// exportBatch is how many events export reads per query, and import
-// writes per transaction.
-const exportBatch = 1000
+// importBatchSize is how many events import writes per transaction.
+const importBatchSize = 1000
 
 // progressEvery is how often (in events) export and import report
 // progress on stderr.
@@ -30,7 +29,9 @@ time:
   mire export > log.jsonl
   mire export --category account > accounts.jsonl
 
-Progress goes to stderr. ` + "`mire import`" + ` reads the file back.`
+The dump is one consistent snapshot: the log as it stood when the export
+began, whatever writers do meanwhile. Progress goes to stderr.
+` + "`mire import`" + ` reads the file back.`
 
 func (a *app) exportCommand() *cobra.Command {
 	var category string
@@ -46,28 +47,35 @@ func (a *app) exportCommand() *cobra.Command {
 			}
 			out := bufio.NewWriter(a.stdout)
 			enc := json.NewEncoder(out)
-			var after, n int64
-			for {
-				rows, err := a.pool.Query(ctx, fill(a.schema, selectExport), after, nullable(category), exportBatch)
+			// One snapshot: positions commit out of order, so paging by
+			// position while writers run could pass an event whose
+			// transaction commits later. In one repeatable-read snapshot
+			// the dump is the log at one instant, and rows stream in as
+			// they are written out. (Read-only, it takes no transaction
+			// id, so it delays no projection.)
+			var n int64
+			err := pgx.BeginTxFunc(ctx, a.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+				rows, err := tx.Query(ctx, fill(a.schema, selectExport), nullable(category))
 				if err != nil {
-					return fmt.Errorf("export after position %d: %w", after, err)
+					return err
 				}
-				events, err := pgx.CollectRows(rows, scanEvent)
-				if err != nil {
-					return fmt.Errorf("export after position %d: %w", after, err)
-				}
-				for _, e := range events {
+				defer rows.Close()
+				for rows.Next() {
+					e, err := scanEvent(rows)
+					if err != nil {
+						return err
+					}
 					if err := enc.Encode(e); err != nil {
-						return fmt.Errorf("export: %w", err)
+						return err
 					}
 					if n++; n%progressEvery == 0 {
 						fmt.Fprintf(a.stderr, "exported %d events...\n", n)
 					}
 				}
-				if len(events) < exportBatch {
-					break
-				}
-				after = events[len(events)-1].Position
+				return rows.Err()
+			})
+			if err != nil {
+				return fmt.Errorf("export (after %d events): %w", n, err)
 			}
 			if err := out.Flush(); err != nil {
 				return fmt.Errorf("export: %w", err)
@@ -145,7 +153,7 @@ func (a *app) importEvents(ctx context.Context, r io.Reader) (importStats, error
 	var stats importStats
 	dec := json.NewDecoder(bufio.NewReader(r))
 	dec.DisallowUnknownFields()
-	batch := make([]eventRecord, 0, exportBatch)
+	batch := make([]eventRecord, 0, importBatchSize)
 	for {
 		var e eventRecord
 		err := dec.Decode(&e)
@@ -159,7 +167,7 @@ func (a *app) importEvents(ctx context.Context, r io.Reader) (importStats, error
 			}
 			batch = append(batch, e)
 		}
-		if len(batch) == exportBatch || (errors.Is(err, io.EOF) && len(batch) > 0) {
+		if len(batch) == importBatchSize || (errors.Is(err, io.EOF) && len(batch) > 0) {
 			first := stats.Read - int64(len(batch)) + 1
 			imported, skipped, berr := a.importBatch(ctx, batch, first)
 			stats.Imported += imported

@@ -44,12 +44,11 @@ SELECT s.name, (
 	ORDER BY e.position LIMIT 1)
 FROM {{schema}}.subscriptions s
 ORDER BY s.name`
-	// $1: after this position; $2: category or NULL; $3: limit.
+	// $1: category or NULL.
 	selectExport = `
 SELECT ` + eventColumns + ` FROM {{schema}}.events
-WHERE position > $1 AND ($2::text IS NULL OR category = $2)
-ORDER BY position
-LIMIT $3`
+WHERE $1::text IS NULL OR category = $1
+ORDER BY position`
 
 	// Import: which of a batch's event ids are stored already ($1 uuid[]),
 	// and where; and the streams of a batch ($1 text[]), locked.
