@@ -55,6 +55,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if err == nil {
 		return exitOK
 	}
+	if ctx.Err() != nil && errors.Is(err, context.Canceled) {
+		err = errors.New("interrupted")
+	}
 	fmt.Fprintf(stderr, "mire: %v\n", err)
 	// cobra's own flag and argument errors come back untyped, but before
 	// any command ran (app.ran is set after flags and arguments passed).

@@ -136,7 +136,7 @@ func (a *app) followReplay(ctx context.Context, store *mire.Store, name string, 
 				_ = bar.Exit()
 				fmt.Fprintln(a.stderr)
 			}
-			return st, fmt.Errorf("stopped waiting (%w): the runners go on with the replay", ctx.Err())
+			return st, errors.New("interrupted: the runners go on with the replay (follow with `mire projections`)")
 		case <-ticker.C:
 		}
 	}
