@@ -1,6 +1,8 @@
 package main_test
 
 import (
+	"strings"
+
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 
@@ -20,6 +22,19 @@ var _ = Describe("the command line", func() {
 			Expect(r.Stderr).To(ContainSubstring("--help' for usage"))
 		}
 	})
+
+	DescribeTable("--help on every command, without a database",
+		func(ctx SpecContext, args ...string) {
+			r := mireCmd(ctx, "", "", append(args, "--help")...)
+			Expect(r.Code).To(Equal(0), r.Stderr)
+			Expect(r.Stdout).To(ContainSubstring("Usage:\n  mire " + strings.Join(args, " ")))
+			Expect(r.Stdout).To(ContainSubstring("--database-url"))
+		},
+		Entry(nil, "migrate"), Entry(nil, "version"), Entry(nil, "streams"), Entry(nil, "show"),
+		Entry(nil, "projections"), Entry(nil, "projections", "reset"), Entry(nil, "projections", "resume"),
+		Entry(nil, "projections", "move-to-watermark"), Entry(nil, "projections", "rebuild"),
+		Entry(nil, "export"), Entry(nil, "import"), Entry(nil, "tail"),
+	)
 
 	It("generates shell completion", func(ctx SpecContext) {
 		r := mireCmd(ctx, "", "", "completion", "bash")
