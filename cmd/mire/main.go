@@ -5,6 +5,10 @@
 //	go install github.com/mire-go/mire/cmd/mire@latest
 //	mire --help
 //
+// Commands: migrate [--print], version, streams, show STREAM, tail,
+// projections [reset|resume|move-to-watermark|rebuild NAME], export,
+// import, completion SHELL.
+//
 // It connects with --database-url (or DATABASE_URL) to the schema given by
 // --schema (default "mire"). Every command takes --json for scripts. Exit
 // codes: 0 success, 1 error, 2 usage error (a bad flag or argument).
