@@ -83,7 +83,7 @@ RETURNING position`
 	// position); the rest of an append is found by (stream_id, version).
 	// $3: category or NULL; $4: at most this many appends.
 	tailPage = `
-SELECT h.xid::text, h.position, e.position, e.stream_id, e.version, e.category, e.event_id, e.type, e.schema_version,
+SELECT h.xid, e.prev_xid, h.position, e.position, e.stream_id, e.version, e.category, e.event_id, e.type, e.schema_version,
 	e.data, e.metadata, e.recorded_at
 FROM (SELECT xid, position, stream_id, version, append_size FROM {{schema}}.events
 	WHERE append_size > 0 AND (xid, position) > ($1::xid8, $2::bigint)
@@ -95,7 +95,7 @@ ORDER BY h.xid, h.position, e.version`
 
 	// tailNow is the cursor of --from-now: every transaction below it has
 	// finished.
-	tailNow = `SELECT pg_snapshot_xmin(pg_current_snapshot())::text`
+	tailNow = `SELECT pg_snapshot_xmin(pg_current_snapshot())`
 )
 
 // fill returns sql with schema, quoted, in place of {{schema}}.

@@ -52,7 +52,7 @@ var _ = Describe("projections rebuild", func() {
 			}
 			return st.Delivered
 		}).WithContext(ctx).Should(BeNumerically("==", 104))
-	})
+	}, NodeTimeout(time.Minute))
 
 	It("resets and follows the runners' replay until it has caught up", func(ctx SpecContext) {
 		r := mireCmd(ctx, fresh.URL, "", "projections", "rebuild", "balances", "--wait")
@@ -63,13 +63,13 @@ var _ = Describe("projections rebuild", func() {
 
 		st := fromJSON[map[string]any](mireCmd(ctx, fresh.URL, "", "projections", "rebuild", "balances", "--wait", "--json"))
 		Expect(st).To(HaveKeyWithValue("delivered", BeNumerically("==", 104)))
-	})
+	}, SpecTimeout(time.Minute))
 
 	It("without --wait, only resets", func(ctx SpecContext) {
 		r := mireCmd(ctx, fresh.URL, "", "projections", "rebuild", "balances")
 		Expect(r.Code).To(Equal(0), r.Stderr)
 		Expect(r.Stdout).To(HavePrefix(`Projection "balances" reset to the start of the log: the runners replay 104 events`))
-	})
+	}, SpecTimeout(time.Minute))
 
 	It("fails with the error when the projection halts during the replay", func(ctx SpecContext) {
 		failing.Store(true)
@@ -77,11 +77,11 @@ var _ = Describe("projections rebuild", func() {
 		Expect(r.Code).To(Equal(1))
 		Expect(r.Stderr).To(ContainSubstring(`projection "balances" halted during the replay: `))
 		Expect(r.Stderr).To(ContainSubstring("boom\nFix the cause, then run `mire projections resume balances`"))
-	})
+	}, SpecTimeout(time.Minute))
 
 	It("refuses a name that never ran", func(ctx SpecContext) {
 		r := mireCmd(ctx, fresh.URL, "", "projections", "rebuild", "nope", "--wait")
 		Expect(r.Code).To(Equal(1))
 		Expect(r.Stderr).To(ContainSubstring(`no projection "nope" has run`))
-	})
+	}, SpecTimeout(time.Minute))
 })

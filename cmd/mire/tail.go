@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"sort"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -28,8 +30,7 @@ It is gap-safe as projections are: it reads in (transaction, position)
 order, and only events of transactions older than every transaction still
 running, so an event whose transaction commits late is printed late, never
 skipped. Events of different streams come in that order, not in position
-order; so may, rarely, two appends to one stream by overlapping
-transactions.
+order; each stream's events come in version order.
 
 It starts at the beginning of the log, or with --from-now at the events of
 transactions that had not finished when it started. New events wake it at
@@ -65,7 +66,8 @@ func (a *app) tail(ctx context.Context, category *string, fromNow bool, poll tim
 	if _, err := a.connectMigrated(ctx); err != nil {
 		return err
 	}
-	cursorXid, cursorPos := "0", int64(0)
+	var cursorXid uint64
+	var cursorPos int64
 	if fromNow {
 		if err := a.pool.QueryRow(ctx, tailNow).Scan(&cursorXid); err != nil {
 			return fmt.Errorf("tail: %w", err)
@@ -77,7 +79,7 @@ func (a *app) tail(ctx context.Context, category *string, fromNow bool, poll tim
 	}
 	defer listener.Release()
 	page := fill(a.schema, tailPage)
-	enc := json.NewEncoder(a.stdout)
+	out := &tailOrder{a: a, enc: json.NewEncoder(a.stdout), held: map[string][]eventRecord{}}
 	for {
 		rows, err := a.pool.Query(ctx, page, cursorXid, cursorPos, category, tailPageAppends)
 		if err != nil {
@@ -85,22 +87,19 @@ func (a *app) tail(ctx context.Context, category *string, fromNow bool, poll tim
 		}
 		appends := 0
 		var e eventRecord
-		var xid string
 		var head int64
-		_, err = pgx.ForEachRow(rows, []any{&xid, &head, &e.Position, &e.StreamID, &e.Version, &e.Category, &e.ID, &e.Type,
+		var prev *uint64
+		var xid8 uint64
+		_, err = pgx.ForEachRow(rows, []any{&xid8, &prev, &head, &e.Position, &e.StreamID, &e.Version, &e.Category, &e.ID, &e.Type,
 			&e.SchemaVersion, &e.Data, &e.Metadata, &e.RecordedAt}, func() error {
-			if xid != cursorXid || head != cursorPos {
-				cursorXid, cursorPos = xid, head
+			if xid8 != cursorXid || head != cursorPos {
+				cursorXid, cursorPos = xid8, head
 				appends++
 			}
 			if string(e.Metadata) == "null" {
 				e.Metadata = nil
 			}
-			if a.json {
-				return enc.Encode(e)
-			}
-			_, err := fmt.Fprintf(a.stdout, "%s  %s v%d  %s  %s\n", e.RecordedAt.UTC().Format(tailTime), e.StreamID, e.Version, e.Type, compact(e.Data))
-			return err
+			return out.offer(e, xid8, prev)
 		})
 		if err != nil {
 			return fmt.Errorf("tail: %w", err)
@@ -118,6 +117,53 @@ func (a *app) tail(ctx context.Context, category *string, fromNow bool, poll tim
 			return fmt.Errorf("tail: wait for events: %w", err)
 		}
 	}
+}
+
+// tailOrder prints events in each stream's version order. Events come in
+// (transaction, position) order, in which an append can come before its
+// stream's previous one, when the transaction that made it started first
+// (its event records the previous append's transaction, prev_xid, which
+// then sorts after its own): such an event, and the stream's events after
+// it, are held until the predecessor is printed, as projections do.
+type tailOrder struct {
+	a    *app
+	enc  *json.Encoder
+	held map[string][]eventRecord // by stream, in version order
+}
+
+// offer prints e, with the events it releases, or holds it.
+func (t *tailOrder) offer(e eventRecord, xid uint64, prev *uint64) error {
+	q := t.held[e.StreamID]
+	if (prev != nil && *prev > xid) || (len(q) > 0 && e.Version > q[0].Version) {
+		// The row's buffers are the scan's: keep copies.
+		e.Data, e.Metadata = slices.Clone(e.Data), slices.Clone(e.Metadata)
+		i := sort.Search(len(q), func(i int) bool { return q[i].Version > e.Version })
+		t.held[e.StreamID] = slices.Insert(q, i, e)
+		return nil
+	}
+	for {
+		if err := t.print(e); err != nil {
+			return err
+		}
+		q := t.held[e.StreamID]
+		if len(q) == 0 || q[0].Version != e.Version+1 {
+			return nil
+		}
+		e = q[0]
+		if len(q) == 1 {
+			delete(t.held, e.StreamID)
+		} else {
+			t.held[e.StreamID] = q[1:]
+		}
+	}
+}
+
+func (t *tailOrder) print(e eventRecord) error {
+	if t.a.json {
+		return t.enc.Encode(e)
+	}
+	_, err := fmt.Fprintf(t.a.stdout, "%s  %s v%d  %s  %s\n", e.RecordedAt.UTC().Format(tailTime), e.StreamID, e.Version, e.Type, compact(e.Data))
+	return err
 }
 
 // listen takes a connection of its own and listens on the schema's

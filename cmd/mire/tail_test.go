@@ -43,10 +43,11 @@ var _ = Describe("tail", func() {
 
 		session.Interrupt()
 		Eventually(session).WithContext(ctx).Should(gexec.Exit(0))
-	})
+	}, SpecTimeout(time.Minute))
 
 	It("never skips an event whose transaction commits after a later one's", func(ctx SpecContext) {
-		session := start("--from-now", "--json")
+		session := start("--json")
+		Eventually(session.Out).WithContext(ctx).Should(gbytes.Say(`"stream_id":"parcel-p1"`)) // the seed's last: tail is reading
 
 		tx, err := fresh.Pool.Begin(ctx)
 		Expect(err).NotTo(HaveOccurred())
@@ -64,5 +65,31 @@ var _ = Describe("tail", func() {
 
 		session.Interrupt()
 		Eventually(session).WithContext(ctx).Should(gexec.Exit(0))
-	})
+	}, SpecTimeout(time.Minute))
+
+	It("prints each stream in version order, also when an older transaction appended the later version", func(ctx SpecContext) {
+		session := start()
+		Eventually(session.Out).WithContext(ctx).Should(gbytes.Say(`parcel-p1 v1`)) // the seed's last: tail is reading
+
+		// A starts first (its write gives it the smaller xid), B appends
+		// dave v1 and commits, then A appends dave v2: in (xid, position)
+		// order v2 comes first.
+		txA, err := fresh.Pool.Begin(ctx)
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(func(ctx SpecContext) { _ = txA.Rollback(ctx) })
+		_, err = fresh.Store.AppendTx(ctx, txA, "account-erin", mire.NoStream, Opened{Owner: "Erin"})
+		Expect(err).NotTo(HaveOccurred())
+		_, err = fresh.Store.Append(ctx, "account-dave", mire.NoStream, Opened{Owner: "Dave"})
+		Expect(err).NotTo(HaveOccurred())
+		_, err = fresh.Store.AppendTx(ctx, txA, "account-dave", mire.Exactly(1), Deposited{Amount: 2})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(txA.Commit(ctx)).To(Succeed())
+		fresh.Store.Notify()
+
+		Eventually(session.Out).WithContext(ctx).Should(gbytes.Say(`account-erin v1  Opened`))
+		Eventually(session.Out).WithContext(ctx).Should(gbytes.Say(`account-dave v1  Opened  \{"owner":"Dave"\}\n.*account-dave v2  Deposited  \{"amount":2\}\n`))
+
+		session.Interrupt()
+		Eventually(session).WithContext(ctx).Should(gexec.Exit(0))
+	}, SpecTimeout(time.Minute))
 })
