@@ -54,7 +54,7 @@ func newStoreTelemetry(tp trace.TracerProvider, mp metric.MeterProvider, databas
 		}
 	}
 	var err error
-	t.saveDuration, err = meter.Float64Histogram("mire.save.duration", metric.WithUnit("s"),
+	t.saveDuration, err = meter.Float64Histogram("mire.save.duration", metric.WithUnit("s"), metric.WithExplicitBucketBoundaries(telemetry.DurationBuckets...),
 		metric.WithDescription("Duration of saves and appends, by db.operation.name and mire.outcome."))
 	record(err)
 	t.saves, err = meter.Int64Counter("mire.saves", metric.WithUnit("{save}"),
@@ -63,7 +63,7 @@ func newStoreTelemetry(tp trace.TracerProvider, mp metric.MeterProvider, databas
 	t.eventsWritten, err = meter.Int64Counter("mire.events.written", metric.WithUnit("{event}"),
 		metric.WithDescription("Events written by saves and appends, by mire.category."))
 	record(err)
-	t.loadDuration, err = meter.Float64Histogram("mire.load.duration", metric.WithUnit("s"),
+	t.loadDuration, err = meter.Float64Histogram("mire.load.duration", metric.WithUnit("s"), metric.WithExplicitBucketBoundaries(telemetry.DurationBuckets...),
 		metric.WithDescription("Duration of aggregate loads, by db.operation.name and mire.outcome."))
 	record(err)
 	t.loads, err = meter.Int64Counter("mire.loads", metric.WithUnit("{load}"),

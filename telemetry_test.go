@@ -215,6 +215,21 @@ var _ = Describe("Telemetry", func() {
 		Expect(m["mire.loads"]).To(Equal(map[string]int64{"db.operation.name=load,mire.outcome=ok": 2}))
 		Expect(m["mire.load.duration"]).To(Equal(map[string]int64{"db.operation.name=load,mire.outcome=ok": 2}))
 		Expect(m["mire.events.replayed"]).To(Equal(map[string]int64{"mire.category=account": 1}))
+
+		// Durations are in seconds: a save lands in a bucket below 1 s, not
+		// in the first of the SDK's default (millisecond) boundaries.
+		var rm metricdata.ResourceMetrics
+		Expect(reader.Collect(ctx, &rm)).To(Succeed())
+		for _, sm := range rm.ScopeMetrics {
+			for _, m := range sm.Metrics {
+				if h, ok := m.Data.(metricdata.Histogram[float64]); ok {
+					for _, p := range h.DataPoints {
+						Expect(p.Bounds).To(ContainElement(0.001), m.Name)
+						Expect(p.Bounds[len(p.Bounds)-1]).To(BeNumerically("<=", 10), m.Name)
+					}
+				}
+			}
+		}
 	})
 
 	It("defaults to the otel global providers as New finds them", func(ctx SpecContext) {

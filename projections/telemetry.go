@@ -42,7 +42,7 @@ func newRunnerTelemetry(tp trace.TracerProvider, mp metric.MeterProvider, ns att
 		}
 	}
 	var err error
-	t.batchDuration, err = meter.Float64Histogram("mire.projection.batch.duration", metric.WithUnit("s"),
+	t.batchDuration, err = meter.Float64Histogram("mire.projection.batch.duration", metric.WithUnit("s"), metric.WithExplicitBucketBoundaries(telemetry.DurationBuckets...),
 		metric.WithDescription("Duration of projection batches that delivered events (read, handlers, checkpoint), by mire.projection and mire.outcome."))
 	record(err)
 	t.delivered, err = meter.Int64Counter("mire.projection.events", metric.WithUnit("{event}"),

@@ -10,9 +10,16 @@
 package main
 
 import (
+	"errors"
+	"net/http"
+	"os/signal"
+	"time"
+
 	"context"
 	"flag"
 	"fmt"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
 	"io"
 	"log"
 	"log/slog"
@@ -56,7 +63,10 @@ func (a *Account) Apply(event any) {
 	}
 }
 
-var jsonOut = flag.Bool("json", false, "also print the stdout exporters' JSON")
+var (
+	jsonOut    = flag.Bool("json", false, "also print the stdout exporters' JSON")
+	prometheus = flag.String("prometheus", "", "after the run, serve the metrics for Prometheus at this address (e.g. :9464, path /metrics) until Ctrl-C")
+)
 
 func main() {
 	flag.Parse()
@@ -85,7 +95,16 @@ func run(ctx context.Context) error {
 		return err
 	}
 	reader := sdkmetric.NewManualReader()
-	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader), sdkmetric.WithReader(sdkmetric.NewPeriodicReader(metricJSON)))
+	readers := []sdkmetric.Option{sdkmetric.WithReader(reader), sdkmetric.WithReader(sdkmetric.NewPeriodicReader(metricJSON))}
+	if *prometheus != "" {
+		// The Prometheus exporter is a reader too: it collects on every scrape.
+		exporter, err := otelprom.New()
+		if err != nil {
+			return err
+		}
+		readers = append(readers, sdkmetric.WithReader(exporter))
+	}
+	mp := sdkmetric.NewMeterProvider(readers...)
 	defer func() { _ = mp.Shutdown(context.WithoutCancel(ctx)) }()
 	// mire reads the globals when the store is created.
 	otel.SetTracerProvider(tp)
@@ -145,7 +164,32 @@ func run(ctx context.Context) error {
 	}
 	fmt.Printf("deposits: %d\n\n", total)
 	printSpans(spans.GetSpans())
-	return printMetrics(ctx, reader)
+	if err := printMetrics(ctx, reader); err != nil {
+		return err
+	}
+	if *prometheus != "" {
+		return serveMetrics(ctx, *prometheus)
+	}
+	return nil
+}
+
+// serveMetrics serves the Prometheus exporter's registry at addr/metrics
+// until Ctrl-C.
+func serveMetrics(ctx context.Context, addr string) error {
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt)
+	defer stop()
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.Handler())
+	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		_ = srv.Shutdown(context.WithoutCancel(ctx))
+	}()
+	fmt.Fprintf(os.Stderr, "serving metrics at http://%s/metrics (Ctrl-C to stop)\n", addr)
+	if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
 }
 
 // printSpans prints each trace as a tree of span names and a few

@@ -21,6 +21,12 @@ import (
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
 )
 
+// DurationBuckets are the bucket boundaries, in seconds, of mire's
+// duration histograms: the SDK's default boundaries are meant for
+// milliseconds and would put every save in the first bucket. They are the
+// OpenTelemetry semantic conventions' advice for database client durations.
+var DurationBuckets = []float64{0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10}
+
 // ScopeName is the instrumentation scope of every tracer and meter mire
 // creates: its module path, as otel-contrib's instrumentations name theirs.
 const ScopeName = "github.com/mire-go/mire"
