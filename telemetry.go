@@ -47,32 +47,14 @@ func newStoreTelemetry(tp trace.TracerProvider, mp metric.MeterProvider, databas
 	if meter == nil {
 		return t, nil
 	}
-	var errs []error
-	record := func(err error) {
-		if err != nil {
-			errs = append(errs, err)
-		}
-	}
-	var err error
-	t.saveDuration, err = meter.Float64Histogram("mire.save.duration", metric.WithUnit("s"), metric.WithExplicitBucketBoundaries(telemetry.DurationBuckets...),
-		metric.WithDescription("Duration of saves and appends, by db.operation.name and mire.outcome."))
-	record(err)
-	t.saves, err = meter.Int64Counter("mire.saves", metric.WithUnit("{save}"),
-		metric.WithDescription("Saves and appends, by db.operation.name and mire.outcome (ok, conflict, error)."))
-	record(err)
-	t.eventsWritten, err = meter.Int64Counter("mire.events.written", metric.WithUnit("{event}"),
-		metric.WithDescription("Events written by saves and appends, by mire.category."))
-	record(err)
-	t.loadDuration, err = meter.Float64Histogram("mire.load.duration", metric.WithUnit("s"), metric.WithExplicitBucketBoundaries(telemetry.DurationBuckets...),
-		metric.WithDescription("Duration of aggregate loads, by db.operation.name and mire.outcome."))
-	record(err)
-	t.loads, err = meter.Int64Counter("mire.loads", metric.WithUnit("{load}"),
-		metric.WithDescription("Aggregate loads, by db.operation.name and mire.outcome (ok, error)."))
-	record(err)
-	t.eventsReplayed, err = meter.Int64Counter("mire.events.replayed", metric.WithUnit("{event}"),
-		metric.WithDescription("Events applied while loading aggregates, by mire.category."))
-	record(err)
-	if err := errors.Join(errs...); err != nil {
+	in := telemetry.Instruments{Meter: meter}
+	t.saveDuration = in.Duration("mire.save.duration", "Duration of saves and appends, by db.operation.name and mire.outcome.")
+	t.saves = in.Counter("mire.saves", "{save}", "Saves and appends, by db.operation.name and mire.outcome (ok, conflict, error).")
+	t.eventsWritten = in.Counter("mire.events.written", "{event}", "Events written by saves and appends, by mire.category.")
+	t.loadDuration = in.Duration("mire.load.duration", "Duration of aggregate loads, by db.operation.name and mire.outcome.")
+	t.loads = in.Counter("mire.loads", "{load}", "Aggregate loads, by db.operation.name and mire.outcome (ok, error).")
+	t.eventsReplayed = in.Counter("mire.events.replayed", "{event}", "Events applied while loading aggregates, by mire.category.")
+	if err := in.Err(); err != nil {
 		return nil, err
 	}
 	t.metrics = true

@@ -35,31 +35,18 @@ func newRunnerTelemetry(tp trace.TracerProvider, mp metric.MeterProvider, ns att
 	if meter == nil {
 		return t, nil
 	}
-	var errs []error
-	record := func(err error) {
-		if err != nil {
-			errs = append(errs, err)
-		}
-	}
+	in := telemetry.Instruments{Meter: meter}
+	t.batchDuration = in.Duration("mire.projection.batch.duration", "Duration of projection batches that delivered events (read, handlers, checkpoint), by mire.projection and mire.outcome.")
+	t.delivered = in.Counter("mire.projection.events", "{event}", "Events delivered to projection handlers in committed batches, by mire.projection.")
+	t.handlerErrors = in.Counter("mire.projection.handler.errors", "{error}", "Projection handler calls that failed or panicked, by mire.projection.")
+	t.halts = in.Counter("mire.projection.halts", "{halt}", "Projections halted on an event their handler kept failing, by mire.projection.")
 	var err error
-	t.batchDuration, err = meter.Float64Histogram("mire.projection.batch.duration", metric.WithUnit("s"), metric.WithExplicitBucketBoundaries(telemetry.DurationBuckets...),
-		metric.WithDescription("Duration of projection batches that delivered events (read, handlers, checkpoint), by mire.projection and mire.outcome."))
-	record(err)
-	t.delivered, err = meter.Int64Counter("mire.projection.events", metric.WithUnit("{event}"),
-		metric.WithDescription("Events delivered to projection handlers in committed batches, by mire.projection."))
-	record(err)
-	t.handlerErrors, err = meter.Int64Counter("mire.projection.handler.errors", metric.WithUnit("{error}"),
-		metric.WithDescription("Projection handler calls that failed or panicked, by mire.projection."))
-	record(err)
-	t.halts, err = meter.Int64Counter("mire.projection.halts", metric.WithUnit("{halt}"),
-		metric.WithDescription("Projections halted on an event their handler kept failing, by mire.projection."))
-	record(err)
 	t.lagEvents, err = meter.Int64ObservableGauge("mire.projection.lag.events", metric.WithUnit("{event}"),
 		metric.WithDescription("Committed events a projection has still to deliver, by mire.projection, as Status.Lag."))
-	record(err)
+	errs := []error{in.Err(), err}
 	t.lagSeconds, err = meter.Float64ObservableGauge("mire.projection.lag.seconds", metric.WithUnit("s"),
 		metric.WithDescription("While events wait, the time since the last event a projection read was recorded (0 when caught up), by mire.projection."))
-	record(err)
+	errs = append(errs, err)
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}

@@ -8,6 +8,7 @@ package telemetry
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"reflect"
 	"runtime/debug"
@@ -173,3 +174,34 @@ type Providers struct {
 	Meter     metric.MeterProvider
 	Namespace attribute.KeyValue
 }
+
+// Instruments creates a meter's counters and duration histograms, keeping
+// every error for Err, so a package declares its instruments one line each.
+type Instruments struct {
+	Meter metric.Meter
+	errs  []error
+}
+
+// Counter returns an Int64Counter named name, in unit, described by desc.
+func (in *Instruments) Counter(name, unit, desc string) metric.Int64Counter {
+	c, err := in.Meter.Int64Counter(name, metric.WithUnit(unit), metric.WithDescription(desc))
+	in.keep(err)
+	return c
+}
+
+// Duration returns a histogram of durations in seconds, with DurationBuckets.
+func (in *Instruments) Duration(name, desc string) metric.Float64Histogram {
+	h, err := in.Meter.Float64Histogram(name, metric.WithUnit("s"), metric.WithExplicitBucketBoundaries(DurationBuckets...), metric.WithDescription(desc))
+	in.keep(err)
+	return h
+}
+
+// keep records err.
+func (in *Instruments) keep(err error) {
+	if err != nil {
+		in.errs = append(in.errs, err)
+	}
+}
+
+// Err returns the errors of every instrument created, joined.
+func (in *Instruments) Err() error { return errors.Join(in.errs...) }
