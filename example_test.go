@@ -10,62 +10,25 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/mire-go/mire"
-	"github.com/mire-go/mire/pgtest"
+	"github.com/mire-go/mire/internal/mtest"
 )
 
-// exampleDB is where the runnable examples run: TEST_DATABASE_URL's server,
-// or a throwaway one started by the first example and stopped by TestMain.
-// Each example gets a fresh database of its own, so it starts from an empty
-// log and can use readable ids ("alice"), also under go test -count=2.
-var exampleDB struct {
-	srv  *pgtest.Server
-	drop func() // closes the pool of the last example's database and drops it
-}
+// examples gives each runnable example a fresh database (internal/mtest).
+var examples mtest.Examples
 
-// exampleStore returns a store on a fresh database with mire's schema,
-// after dropping the database of the example before.
+// exampleStore returns a store on a fresh database with mire's schema.
 func exampleStore() *mire.Store {
-	ctx := context.Background()
-	dropExampleDB()
-	if exampleDB.srv == nil {
-		srv, err := pgtest.Start(ctx, pgtest.EnvTestDatabase)
-		if err != nil {
-			log.Fatal(err)
-		}
-		exampleDB.srv = srv
-	}
-	url, drop, err := pgtest.NewDatabase(ctx, exampleDB.srv.URL())
-	if err != nil {
-		log.Fatal(err)
-	}
-	pool, err := pgxpool.New(ctx, url)
-	if err != nil {
-		_ = drop(ctx)
-		log.Fatal(err)
-	}
-	exampleDB.drop = func() { pool.Close(); _ = drop(ctx) }
-	store, err := mire.New(pool, nil)
+	store, err := mire.New(examples.Database(context.Background(), true), nil)
 	if err != nil {
 		log.Fatal(err)
 	}
 	return store
 }
 
-func dropExampleDB() {
-	if exampleDB.drop != nil {
-		exampleDB.drop()
-		exampleDB.drop = nil
-	}
-}
-
 func TestMain(m *testing.M) {
 	code := m.Run()
-	dropExampleDB()
-	if exampleDB.srv != nil {
-		_ = exampleDB.srv.Stop()
-	}
+	examples.Close()
 	os.Exit(code)
 }
 

@@ -8,54 +8,19 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/mire-go/mire/internal/mtest"
 	"github.com/mire-go/mire/pgschema"
-	"github.com/mire-go/mire/pgtest"
 )
 
-// exampleDB is where ExampleMigrate runs: TEST_DATABASE_URL's server, or a
-// throwaway one started by the first run and stopped by TestMain.
-var exampleDB struct {
-	srv  *pgtest.Server
-	drop func() // closes the pool of the last empty database and drops it
-}
+// examples gives each runnable example a fresh database (internal/mtest).
+var examples mtest.Examples
 
-// emptyDatabase returns a pool on a new database without mire's schema,
-// after dropping the one made before.
-func emptyDatabase(ctx context.Context) *pgxpool.Pool {
-	dropExampleDB()
-	if exampleDB.srv == nil {
-		srv, err := pgtest.Start(ctx, pgtest.EnvTestDatabase)
-		if err != nil {
-			log.Fatal(err)
-		}
-		exampleDB.srv = srv
-	}
-	url, drop, err := pgtest.NewEmptyDatabase(ctx, exampleDB.srv.URL())
-	if err != nil {
-		log.Fatal(err)
-	}
-	pool, err := pgxpool.New(ctx, url)
-	if err != nil {
-		_ = drop(ctx)
-		log.Fatal(err)
-	}
-	exampleDB.drop = func() { pool.Close(); _ = drop(context.Background()) }
-	return pool
-}
-
-func dropExampleDB() {
-	if exampleDB.drop != nil {
-		exampleDB.drop()
-		exampleDB.drop = nil
-	}
-}
+// emptyDatabase returns a pool on a fresh database without mire's schema.
+func emptyDatabase(ctx context.Context) *pgxpool.Pool { return examples.Database(ctx, false) }
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	dropExampleDB()
-	if exampleDB.srv != nil {
-		_ = exampleDB.srv.Stop()
-	}
+	examples.Close()
 	os.Exit(code)
 }
 

@@ -7,59 +7,25 @@ import (
 	"log"
 	"log/slog"
 	"strings"
-	"sync"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/mire-go/mire"
-	"github.com/mire-go/mire/pgtest"
+	"github.com/mire-go/mire/internal/mtest"
 	"github.com/mire-go/mire/projections"
 )
 
-// exampleServer is the server the examples' databases are made on:
-// TEST_DATABASE_URL's, or a throwaway one started by the first example that
-// runs and stopped by stopExampleServer (from TestMain).
-var exampleServer struct {
-	once sync.Once
-	srv  *pgtest.Server
-}
+// examples gives each runnable example a fresh database (internal/mtest).
+var examples mtest.Examples
 
 // exampleStore returns a store on a fresh, migrated database, so that each
 // example starts from an empty log, and the function that closes the pool
 // and drops the database.
 func exampleStore(ctx context.Context) (*mire.Store, func()) {
-	exampleServer.once.Do(func() {
-		var err error
-		if exampleServer.srv, err = pgtest.Start(ctx, pgtest.EnvTestDatabase); err != nil {
-			log.Fatal(err)
-		}
-	})
-	url, drop, err := pgtest.NewDatabase(ctx, exampleServer.srv.URL())
+	store, err := mire.New(examples.Database(ctx, true), nil)
 	if err != nil {
 		log.Fatal(err)
 	}
-	pool, err := pgxpool.New(ctx, url)
-	if err != nil {
-		log.Fatal(err)
-	}
-	store, err := mire.New(pool, nil)
-	if err != nil {
-		log.Fatal(err)
-	}
-	if err := store.Migrate(ctx); err != nil {
-		log.Fatal(err)
-	}
-	return store, func() {
-		pool.Close()
-		_ = drop(context.Background())
-	}
-}
-
-// stopExampleServer stops the examples' server, if one was started.
-func stopExampleServer() {
-	if exampleServer.srv != nil {
-		_ = exampleServer.srv.Stop()
-	}
+	return store, examples.Drop
 }
 
 // Stop is the clean shutdown: it ends Run, releases the runner's leases so

@@ -31,7 +31,7 @@ func TestMain(m *testing.M) {
 		os.Exit(0)
 	}
 	code := m.Run()
-	stopExampleServer()
+	examples.Close()
 	os.Exit(code)
 }
 
