@@ -212,7 +212,9 @@ func (s *Store) appended(ctx context.Context, db dbtx, w streamWrite, meta []byt
 		// Event rows the stream row does not account for (a hand-made
 		// repair): the stream is not at the version the writer expected.
 		cerr := &ConcurrencyError{StreamID: w.streamID, Expected: w.expected}
-		_ = db.QueryRow(ctx, s.sql.selectStreamVersion, w.streamID).Scan(&cerr.Actual) // fails inside the aborted tx: Actual stays 0
+		if _, inTx := db.(pgx.Tx); !inTx { // the failure aborted a transaction: no statement can run there
+			_ = db.QueryRow(ctx, s.sql.selectStreamVersion, w.streamID).Scan(&cerr.Actual)
+		}
 		return 0, cerr
 	}
 	if err != nil && !isUniqueViolation(err, "event_id") {

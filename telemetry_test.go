@@ -159,7 +159,9 @@ var _ = Describe("Telemetry", func() {
 			}
 		}
 		Expect(save.Parent.SpanID()).To(Equal(parent.SpanContext().SpanID()))
+		read := 0
 		for env, err := range store.ReadStream(ctx, "account-"+id, nil) {
+			read++
 			Expect(err).NotTo(HaveOccurred())
 			Expect(env.Metadata.CorrelationID).To(Equal("corr-1"), "the context's metadata is kept")
 			Expect(env.Metadata.TraceParent).To(Equal("00-" + save.SpanContext.TraceID().String() + "-" +
@@ -168,6 +170,7 @@ var _ = Describe("Telemetry", func() {
 			Expect(sc.IsRemote()).To(BeTrue())
 			Expect(sc.Equal(save.SpanContext.WithRemote(true))).To(BeTrue())
 		}
+		Expect(read).To(BeNumerically(">", 0), "the stream has the saved events")
 	})
 
 	It("records an append span", func(ctx SpecContext) {
@@ -249,10 +252,13 @@ var _ = Describe("Telemetry", func() {
 			id := openAccount(ctx, quiet, 5)
 			_, err = mire.Load[Account](ctx, quiet, id)
 			Expect(err).NotTo(HaveOccurred())
+			read := 0
 			for env, err := range quiet.ReadStream(ctx, "account-"+id, nil) {
+				read++
 				Expect(err).NotTo(HaveOccurred())
 				Expect(env.Metadata.IsZero()).To(BeTrue())
 			}
+			Expect(read).To(BeNumerically(">", 0), "the stream has the saved events")
 		}
 		Expect(spans.GetSpans()).To(BeEmpty())
 		Expect(sums(ctx, reader)).To(BeEmpty())
