@@ -136,15 +136,15 @@ func (g *group) coordinate(ctx context.Context, fail func(error)) {
 	joined := false
 	for ctx.Err() == nil {
 		var members []string
-		var lo, hi int
+		var count, lo, hi int
 		err := g.r.store.Pool().QueryRow(ctx, g.sql.heartbeat, g.p.Name, g.r.cfg.Owner, g.r.cfg.LeaseTTL.Seconds()).
-			Scan(&members, &lo, &hi)
+			Scan(&members, &count, &lo, &hi)
 		switch {
 		case err != nil && ctx.Err() == nil:
 			g.r.cfg.Logger.Warn("mire: projection: heartbeat", "projection", g.p.Name, "err", err)
 		case err == nil:
-			if lo != 0 && (lo != g.p.Partitions || hi != g.p.Partitions) {
-				fail(partitionCountError(g.p.Name, g.p.Partitions, g.p.Partitions, lo, hi))
+			if err := partitionCountError(g.p.Name, g.p.Partitions, count, lo, hi); count > 0 && err != nil {
+				fail(err) // a Rebuild changed the count under this runner
 				return
 			}
 			g.assign(members)
@@ -248,8 +248,16 @@ func MigratePartitions(ctx context.Context, store *mire.Store, n int) error {
 	}
 	defer conn.Release()
 	schema := store.Schema()
-	if _, err := conn.Exec(ctx, lockPartitionIndex, schema, n); err != nil {
-		return fmt.Errorf("mire: migrate partitions %d: lock: %w", n, err)
+	for locked := false; !locked; {
+		if err := conn.QueryRow(ctx, lockPartitionIndex, schema, n).Scan(&locked); err != nil {
+			return fmt.Errorf("mire: migrate partitions %d: lock: %w", n, err)
+		}
+		if !locked {
+			sleep(ctx, 50*time.Millisecond) // another caller is creating it
+			if ctx.Err() != nil {
+				return fmt.Errorf("mire: migrate partitions %d: %w", n, ctx.Err())
+			}
+		}
 	}
 	defer func() { _, _ = conn.Exec(context.WithoutCancel(ctx), unlockPartitionIndex, schema, n) }()
 	ok, err := partitionIndexExists(ctx, store, n)
@@ -277,6 +285,7 @@ func PartitionsScript(schema string, n int) string {
 func fillPartitionSQL(sql, schema string, n int) string {
 	return strings.NewReplacer("{{schema}}", pgx.Identifier{schema}.Sanitize(),
 		"{{name}}", pgx.Identifier{schema, partitionIndexName(n)}.Sanitize(),
+		"{{index}}", pgx.Identifier{partitionIndexName(n)}.Sanitize(),
 		"{{n}}", strconv.Itoa(n)).Replace(sql)
 }
 

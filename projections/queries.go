@@ -198,8 +198,8 @@ FROM {{schema}}.subscriptions s WHERE s.name = $1 ORDER BY s.partition`
 
 	// heartbeat renews runner $2's membership of projection $1 for $3
 	// seconds, forgets members whose heartbeat has lapsed, and returns the
-	// live members in name order (this one included) and the partition
-	// counts the projection's rows hold (see partitionsOf).
+	// live members in name order (this one included) and what
+	// partitionsOf returns.
 	heartbeat = `WITH hb AS (
     INSERT INTO {{schema}}.subscription_members AS m (name, owner, alive_until)
     VALUES ($1, $2, clock_timestamp() + $3::float8 * interval '1 second')
@@ -211,8 +211,9 @@ gone AS (
 SELECT ARRAY(SELECT owner FROM {{schema}}.subscription_members
         WHERE name = $1 AND owner <> $2 AND alive_until >= clock_timestamp()
     UNION SELECT owner FROM hb ORDER BY 1),
-    (SELECT coalesce(min(partitions), 0) FROM {{schema}}.subscriptions WHERE name = $1),
-    (SELECT coalesce(max(partitions), 0) FROM {{schema}}.subscriptions WHERE name = $1)`
+    p.count, p.lo, p.hi
+FROM (SELECT count(*)::int AS count, coalesce(min(partitions), 0) AS lo, coalesce(max(partitions), 0) AS hi
+    FROM {{schema}}.subscriptions WHERE name = $1) AS p`
 
 	// leave ends runner $2's membership of projection $1 and tells the
 	// other members on channel $3 (payload $4) to take its share.
@@ -226,8 +227,9 @@ SELECT pg_notify($3, $4)`
 	// partitionIndex is the index a partitioned projection of {{n}}
 	// partitions reads its heads through: the heads of each partition in
 	// (xid, position) order. CREATE INDEX CONCURRENTLY does not block
-	// writers. {{name}} is its schema-qualified name (partitionIndexName).
-	partitionIndex = `CREATE INDEX CONCURRENTLY IF NOT EXISTS {{name}}
+	// writers. {{index}} is its name (partitionIndexName), {{name}} that name
+	// schema-qualified.
+	partitionIndex = `CREATE INDEX CONCURRENTLY IF NOT EXISTS {{index}}
 ON {{schema}}.events (((hashtext(stream_id) & 2147483647) % {{n}}), xid, position) WHERE append_size > 0`
 
 	// partitionIndexValid reports whether the index $1 (schema-qualified)
@@ -237,9 +239,12 @@ ON {{schema}}.events (((hashtext(stream_id) & 2147483647) % {{n}}), xid, positio
 	dropPartitionIndex  = `DROP INDEX CONCURRENTLY IF EXISTS {{name}}`
 
 	// The lock that queues concurrent MigratePartitions calls ($1 the
-	// schema, $2 the partition count).
-	lockPartitionIndex   = `SELECT pg_advisory_lock(hashtextextended('mire.partitions:' || $1 || ':' || $2::text, 0))`
-	unlockPartitionIndex = `SELECT pg_advisory_unlock(hashtextextended('mire.partitions:' || $1 || ':' || $2::text, 0))`
+	// schema, $2 the partition count). It is tried, not waited for: CREATE
+	// INDEX CONCURRENTLY waits for every transaction in flight to end, the
+	// statement of a session waiting for the lock included, which would
+	// deadlock.
+	lockPartitionIndex   = `SELECT pg_try_advisory_lock(hashtextextended('mire.partitions:' || $1 || ':' || $2::int, 0))`
+	unlockPartitionIndex = `SELECT pg_advisory_unlock(hashtextextended('mire.partitions:' || $1 || ':' || $2::int, 0))`
 )
 
 // The payload of the notifications that wake runners to rebalance a
