@@ -60,6 +60,15 @@ func (g *group) prepare(ctx context.Context) error {
 		return nil
 	}
 	store, n := g.r.store, g.p.Partitions
+	count, lo, hi, err := storedPartitions(ctx, store.Pool(), g.sql, g.p.Name)
+	if err != nil {
+		return fmt.Errorf("mire: projection %q: read its checkpoints: %w", g.p.Name, notMigrated(store.Schema(), err))
+	}
+	if count > 0 {
+		if err := partitionCountError(g.p.Name, n, count, lo, hi); err != nil {
+			return err
+		}
+	}
 	if n > 1 {
 		ok, err := partitionIndexExists(ctx, store, n)
 		if err != nil {
@@ -70,20 +79,20 @@ func (g *group) prepare(ctx context.Context) error {
 				g.p.Name, mire.ErrNotMigrated, n, n, n)
 		}
 	}
-	err := pgx.BeginFunc(ctx, store.Pool(), func(tx pgx.Tx) error {
-		count, _, _, err := storedPartitions(ctx, tx, g.sql, g.p.Name)
-		if err != nil || count > 0 {
-			return err
-		}
+	if count > 0 {
+		g.prepared = true
+		return nil
+	}
+	err = pgx.BeginFunc(ctx, store.Pool(), func(tx pgx.Tx) error {
 		// Two runners creating the rows at once queue on the admin lock,
 		// so the second sees the first's rows and their count.
 		if _, err := tx.Exec(ctx, g.sql.adminLock, lockKey(store.Schema(), g.p.Name)); err != nil {
 			return err
 		}
-		if count, _, _, err = storedPartitions(ctx, tx, g.sql, g.p.Name); err != nil || count > 0 {
+		if count, _, _, err := storedPartitions(ctx, tx, g.sql, g.p.Name); err != nil || count > 0 {
 			return err
 		}
-		_, err = tx.Exec(ctx, g.sql.createPartitions, g.p.Name, n, g.p.Categories, 0)
+		_, err := tx.Exec(ctx, g.sql.createPartitions, g.p.Name, n, g.p.Categories, 0)
 		return err
 	})
 	if err != nil {

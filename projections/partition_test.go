@@ -281,6 +281,19 @@ var _ = Describe("Partitioned projections", func() {
 
 		By("a runner of the old count now refuses in turn")
 		Expect(newRunner(e.store, "old", partitioned("resized", 4, 10)).Run(ctx)).To(MatchError(projections.ErrPartitionCount))
+
+		By("as does a runner still running the projection unpartitioned, standing by, once its check comes round")
+		one := partitioned("resized", 1, 10)
+		Expect(projections.NewRunner(e.store, quiet(), one)).Error().NotTo(HaveOccurred())
+		r1 := newRunner(e.store, "one", one)
+		Expect(r1.Rebuild(ctx, "resized", &projections.RebuildOpts{NoWait: true})).To(Succeed())
+		Expect(status(ctx, e.store, "resized").Partitions).To(Equal(1))
+		runErr := make(chan error, 1)
+		go func() { runErr <- r1.Run(ctx) }()
+		Eventually(statusFn(e.store, "resized")).WithContext(ctx).Should(HaveField("Owner", "one"))
+		r8b := newRunner(e.store, "new", partitioned("resized", 8, 10))
+		Expect(r8b.Rebuild(ctx, "resized", &projections.RebuildOpts{NoWait: true})).To(Succeed())
+		Eventually(runErr).WithContext(ctx).Should(Receive(MatchError(projections.ErrPartitionCount)))
 	})
 
 	It("refuses to run a partitioned projection whose index is missing, naming the call that creates it", func(ctx SpecContext) {

@@ -47,16 +47,17 @@ type worker struct {
 	rebalance chan struct{} // its partition's share or lease may have moved (see group.coordinate)
 	assigned  atomic.Bool   // its partition is this runner's share (partitioned projections)
 
-	fence      int64 // 0: no lease
-	cursorXid  uint64
-	cursorPos  int64
-	cursorHead int64 // the position of the first row of the cursor's append
-	floor      int64
-	order      *order
-	halted     bool
-	renewedAt  time.Time
-	releaseErr error // why the last stop could not release the lease
-	reload     bool  // a batch failed with the commit's outcome unknown: take the lease again (which reloads the checkpoint), keeping fence to release it meanwhile
+	fence          int64 // 0: no lease
+	cursorXid      uint64
+	cursorPos      int64
+	cursorHead     int64 // the position of the first row of the cursor's append
+	floor          int64
+	order          *order
+	halted         bool
+	renewedAt      time.Time
+	countCheckedAt time.Time // see recheckCount
+	releaseErr     error     // why the last stop could not release the lease
+	reload         bool      // a batch failed with the commit's outcome unknown: take the lease again (which reloads the checkpoint), keeping fence to release it meanwhile
 
 	heads     int   // how many heads (appends' first rows) the next read asks for; 0: limit + 1
 	failPos   int64 // the position of the event that failed last, 0 if none
@@ -102,6 +103,10 @@ func (w *worker) run(ctx context.Context, fail func(error)) {
 				w.r.cfg.Logger.Warn("mire: projection: acquire lease", w.logAttrs("err", err)...)
 			}
 			if !ok {
+				if err := w.recheckCount(ctx); fatal(err) {
+					fail(err)
+					return
+				}
 				w.waitRebalance(ctx)
 				continue
 			}
@@ -123,6 +128,18 @@ func (w *worker) run(ctx context.Context, fail func(error)) {
 			w.idle(ctx)
 		}
 	}
+}
+
+// recheckCount, for a standby of an unpartitioned projection (whose
+// runner has no coordinator to notice it), checks every LeaseTTL that a
+// Rebuild elsewhere has not given the projection partitions: acquire
+// never succeeds then, and waiting would hide the mistake.
+func (w *worker) recheckCount(ctx context.Context) error {
+	if w.g.partitioned() || time.Since(w.countCheckedAt) < w.r.cfg.LeaseTTL {
+		return nil
+	}
+	w.countCheckedAt = time.Now()
+	return w.g.checkCount(ctx)
 }
 
 // fatal reports whether err is a mistake that ends a Run at once: an
