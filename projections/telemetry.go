@@ -110,6 +110,9 @@ func (w *worker) beginBatch(ctx context.Context, start time.Time) (context.Conte
 			trace.WithTimestamp(start),
 			trace.WithAttributes(t.attrs...),
 			trace.WithAttributes(telemetry.Projection.String(w.p.Name)))
+		if w.g.partitioned() {
+			b.span.SetAttributes(telemetry.Partition.Int(w.part))
+		}
 		w.lastSpan = b.span.SpanContext()
 	}
 	return ctx, b
