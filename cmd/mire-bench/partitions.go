@@ -1,0 +1,407 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/mire-go/mire"
+	"github.com/mire-go/mire/projections"
+)
+
+// Issue 15's figures for partitioned projections: what the partition
+// index costs writers (workloads 1p and 3p, in the main table), how a
+// catch-up scales with runner processes (10 and 10n) and how long
+// partitions take to move when a process joins or dies (10r). The last
+// three start runner processes (runnerproc.go) and report in sections of
+// their own after the table.
+
+// benchPartitions is the partition count of every partitioned workload.
+const benchPartitions = 16
+
+// withPartitionIndex turns a writer workload into its index-cost twin:
+// both columns run mire's op, the mire column with the index of
+// benchPartitions partitions present and the baseline column without it.
+// The index is created (MigratePartitions) before each of the mire
+// column's rounds and dropped before each of the other's, on the same
+// table, so that the rounds alternate as in every case.
+func withPartitionIndex(setup func(ctx context.Context, e *env, writers int) (*bcase, error)) func(ctx context.Context, e *env, writers int) (*bcase, error) {
+	return func(ctx context.Context, e *env, writers int) (*bcase, error) {
+		c, err := setup(ctx, e, writers)
+		if err != nil {
+			return nil, err
+		}
+		create := func(ctx context.Context) error {
+			return projections.MigratePartitions(ctx, e.store, benchPartitions)
+		}
+		drop := func(ctx context.Context) error { return dropPartitionIndexes(ctx, e) }
+		if c.mire.round != nil || c.baseline.round != nil || c.cleanup != nil {
+			return nil, errors.New("withPartitionIndex: the workload has rounds or a cleanup of its own")
+		}
+		c.mire.round = create
+		c.baseline = side{op: c.mire.op, round: drop}
+		c.cleanup = func() error { return drop(context.Background()) }
+		c.note = func(m, b *sample) string {
+			return fmt.Sprintf("both columns run mire: the mire column with the index of %d partitions (projections.MigratePartitions), "+
+				"the baseline column without it (dropped and created again between rounds, on the same table)", benchPartitions)
+		}
+		return c, nil
+	}
+}
+
+// dropPartitionIndexes drops the partition indexes of mire's events (the
+// ones on the hashtext of the stream id; their names are the projections
+// package's business).
+func dropPartitionIndexes(ctx context.Context, e *env) error {
+	rows, err := e.pool.Query(ctx, partitionIndexes, e.store.Schema())
+	if err != nil {
+		return err
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return err
+	}
+	for _, name := range names {
+		if _, err := e.pool.Exec(ctx, "DROP INDEX "+name); err != nil {
+			return fmt.Errorf("drop the partition index %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+const partitionIndexes = `SELECT format('%I.%I', schemaname, indexname) FROM pg_indexes
+WHERE schemaname = $1 AND tablename = 'events' AND indexdef LIKE '%hashtext(stream_id)%'`
+
+// procEnv is what the process workloads (10, 10n, 10r) run in: each makes
+// its own databases on the server and starts runner processes.
+type procEnv struct {
+	serverURL string
+	scale     scale
+	// rounds is 1, or 2 for the ABBA order (1, 2, 4 processes, then 4, 2,
+	// 1), so that drift in the machine's load falls on every count alike.
+	rounds int
+	out    io.Writer // the runner processes' output and progress lines
+}
+
+// procResults are the process workloads' figures.
+type procResults struct {
+	Scaling   []*scalingResult   `json:"scaling,omitempty"`
+	Rebalance []*rebalanceResult `json:"rebalance,omitempty"`
+	Notes     []string           `json:"notes,omitempty"`
+}
+
+func (r *procResults) add(o *procResults) {
+	r.Scaling = append(r.Scaling, o.Scaling...)
+	r.Rebalance = append(r.Rebalance, o.Rebalance...)
+	r.Notes = append(r.Notes, o.Notes...)
+}
+
+// scalingResult is one catch-up figure: a handler, a partition count and
+// a number of runner processes.
+type scalingResult struct {
+	Workload   string        `json:"workload"`
+	Handler    string        `json:"handler"`
+	Partitions int           `json:"partitions"`
+	Processes  int           `json:"processes"`
+	Events     int           `json:"events"` // per round
+	Rounds     int           `json:"rounds"`
+	Elapsed    time.Duration `json:"elapsed_ns"` // over all rounds
+	Rate       float64       `json:"events_per_sec"`
+	// Ratio is Rate over the rate of the setup Versus names (0 for the
+	// reference rows).
+	Ratio  float64 `json:"ratio,omitempty"`
+	Versus string  `json:"versus,omitempty"`
+	Target string  `json:"target,omitempty"`
+	Met    *bool   `json:"met,omitempty"`
+}
+
+// scalingTargets are the issue's targets for the slow handler, by number
+// of processes: the rate over the rate of 1 process.
+var scalingTargets = map[int]float64{2: 1.8, 4: 3.2}
+
+// scalingCase is workload 10 (handler sleepHandler) or 10n (noopHandler):
+// catch-up of the log by 1, 2 and 4 runner processes sharing 16
+// partitions; for 10n also by 1 process running the projection
+// unpartitioned, the single-worker reader of today.
+func scalingCase(handler string) func(ctx context.Context, pe *procEnv) (*procResults, error) {
+	return func(ctx context.Context, pe *procEnv) (*procResults, error) {
+		id, n, what := "10", pe.scale.PartEvents, fmt.Sprintf("%v sleep per event (Plain)", handlerSleep)
+		if handler == noopHandler {
+			id, n, what = "10n", pe.scale.PartNoop, "no-op (transactional)"
+		}
+		type setup struct{ partitions, procs int }
+		setups := []setup{{benchPartitions, 1}, {benchPartitions, 2}, {benchPartitions, 4}}
+		if handler == noopHandler {
+			setups = append([]setup{{1, 1}}, setups...)
+		}
+		elapsed := make([]time.Duration, len(setups))
+		var spreadMax float64
+		for r := range pe.rounds {
+			for j := range setups {
+				i := j
+				if r%2 == 1 {
+					i = len(setups) - 1 - j
+				}
+				s := setups[i]
+				d, imbalance, err := timedCatchUp(ctx, pe, handler, s.partitions, s.procs, n)
+				if err != nil {
+					return nil, fmt.Errorf("%d partitions, %d processes: %w", s.partitions, s.procs, err)
+				}
+				fmt.Fprintf(pe.out, "%s: %s handler, %d partitions, %d processes: %s events in %s (%s events/s)\n",
+					id, handler, s.partitions, s.procs, thousands(float64(n)), d.Round(time.Millisecond), thousands(float64(n)/d.Seconds()))
+				elapsed[i] += d
+				spreadMax = max(spreadMax, imbalance)
+			}
+		}
+		rate := func(i int) float64 { return float64(n*pe.rounds) / elapsed[i].Seconds() }
+		ref := slices.Index(setups, setup{benchPartitions, 1})
+		res := &procResults{}
+		for i, s := range setups {
+			sr := &scalingResult{Workload: id, Handler: handler, Partitions: s.partitions, Processes: s.procs,
+				Events: n, Rounds: pe.rounds, Elapsed: elapsed[i], Rate: rate(i)}
+			switch {
+			case s.partitions == 1:
+			case s.procs == 1 && handler == noopHandler:
+				sr.Ratio, sr.Versus = rate(i)/rate(0), "1 partition, 1 process"
+			case s.procs > 1:
+				sr.Ratio, sr.Versus = rate(i)/rate(ref), fmt.Sprintf("%d partitions, 1 process", benchPartitions)
+				if t, ok := scalingTargets[s.procs]; ok && handler == sleepHandler {
+					met := sr.Ratio >= t
+					sr.Target, sr.Met = fmt.Sprintf(">= %.1f", t), &met
+				}
+			}
+			res.Scaling = append(res.Scaling, sr)
+		}
+		res.Notes = append(res.Notes, fmt.Sprintf("%s: handler %s; %s events per run over %s streams (1-event appends); "+
+			"the busiest of the %d partitions holds %.2fx the mean, which caps the ratio at 4 processes near %.1f",
+			id, what, thousands(float64(n)), thousands(float64(pe.scale.PartStreams)), benchPartitions, spreadMax, 4/spreadMax))
+		if handler == noopHandler {
+			res.Notes = append(res.Notes, "10n: the ratio of 16 partitions at 1 process is over the unpartitioned projection (one worker) "+
+				"catching up on the same events: what reading through the partition index costs per event")
+		}
+		return res, nil
+	}
+}
+
+// catchUpNote says how workloads 10 and 10n are measured.
+func catchUpNote(rounds int) string {
+	order := "one run per setup"
+	if rounds > 1 {
+		order = fmt.Sprintf("%d runs per setup, in ABBA order", rounds)
+	}
+	return fmt.Sprintf("10, 10n: each run has a fresh database; its runner processes (pool MaxConns %d each, batch %d, LeaseTTL %v, "+
+		"RecheckInterval %v, PollInterval %v) are started and given time until the partitions are spread over them; then the events "+
+		"are written in one transaction that an older open transaction hides from the readers (they read below the oldest running "+
+		"transaction). The clock runs from the end of that older transaction (and Store.Notify) until the partitions' delivered counts "+
+		"add up to the events (polled every %v from the subscriptions table: StatusOf's lag walks the remaining index entries, too "+
+		"heavy to poll), and StatusOf then shows Lag 0 and Held 0: process start-up and membership are excluded; %s",
+		runnerConns, runnerBatch, runnerTimings.LeaseTTL, runnerTimings.RecheckInterval, runnerTimings.PollInterval, deliveredPoll, order)
+}
+
+// The process workloads' waits.
+const (
+	deliveredPoll  = 20 * time.Millisecond
+	spreadPoll     = 10 * time.Millisecond
+	spreadTimeout  = 30 * time.Second
+	catchUpTimeout = 10 * time.Minute
+)
+
+// timedCatchUp times one catch-up of n events (see catchUpNote) by procs
+// runner processes hosting the projection of partitions with handler. It
+// also returns how many times the mean events the busiest partition holds
+// (0 if unpartitioned).
+func timedCatchUp(ctx context.Context, pe *procEnv, handler string, partitions, procs, n int) (d time.Duration, imbalance float64, err error) {
+	e, err := newEnv(ctx, pe.serverURL, pe.scale, 3)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer func() { err = errors.Join(err, e.close(ctx)) }()
+	if err := projections.MigratePartitions(ctx, e.store, partitions); err != nil {
+		return 0, 0, err
+	}
+	var runners []*runnerProc
+	defer func() { err = errors.Join(err, stopAll(runners)) }() // before the database is dropped
+	for i := range procs {
+		p, err := startRunner(e.url, fmt.Sprintf("r%d", i+1), handler, partitions, pe.out)
+		if err != nil {
+			return 0, 0, err
+		}
+		runners = append(runners, p)
+	}
+	if _, err := waitSpread(ctx, e.store, runners); err != nil {
+		return 0, 0, err
+	}
+
+	hold, err := e.pool.Begin(ctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer func() { _ = hold.Rollback(context.WithoutCancel(ctx)) }()
+	if _, err := hold.Exec(ctx, `SELECT pg_current_xact_id()`); err != nil {
+		return 0, 0, err
+	}
+	streams := pe.scale.PartStreams
+	if err := fill(ctx, e, streams, n/streams, n); err != nil {
+		return 0, 0, err
+	}
+	if partitions > 1 {
+		if err := e.pool.QueryRow(ctx, partitionImbalance, partitions).Scan(&imbalance); err != nil {
+			return 0, 0, err
+		}
+	}
+
+	start := time.Now()
+	if err := hold.Rollback(ctx); err != nil {
+		return 0, 0, err
+	}
+	e.store.Notify()
+	for {
+		var delivered int64
+		if err := e.pool.QueryRow(ctx, sumDelivered, benchProjection).Scan(&delivered); err != nil {
+			return 0, 0, err
+		}
+		if delivered >= int64(n) {
+			break
+		}
+		for _, p := range runners {
+			if err := p.alive(); err != nil {
+				return 0, 0, err
+			}
+		}
+		if time.Since(start) > catchUpTimeout {
+			return 0, 0, fmt.Errorf("catch-up: %d of %d events delivered after %v", delivered, n, catchUpTimeout)
+		}
+		if err := pause(ctx, deliveredPoll); err != nil {
+			return 0, 0, err
+		}
+	}
+	d = time.Since(start)
+	st, err := projections.StatusOf(ctx, e.store, benchProjection)
+	switch {
+	case err != nil:
+		return 0, 0, err
+	case st.State != projections.Running:
+		return 0, 0, fmt.Errorf("projection halted: %s", st.LastError)
+	case st.Lag != 0 || st.Held != 0 || st.Delivered != int64(n):
+		return 0, 0, fmt.Errorf("after catch-up: lag %d, held %d, delivered %d of %d", st.Lag, st.Held, st.Delivered, n)
+	}
+	return d, imbalance, nil
+}
+
+const (
+	sumDelivered = `SELECT coalesce(sum(delivered), 0)::bigint FROM mire.subscriptions WHERE name = $1`
+	// partitionImbalance is the busiest partition's events over the mean,
+	// for $1 partitions (the partition of a stream as the projections
+	// package computes it).
+	partitionImbalance = `SELECT max(c)::float8 * $1::int / sum(c)::float8
+FROM (SELECT count(*) AS c FROM mire.events GROUP BY (hashtext(stream_id) & 2147483647) % $1::int) p`
+)
+
+// waitSpread waits until every partition of the bench projection is held
+// by one of runners, each holding its round-robin share, and returns how
+// long that took. It fails if one of runners exits, or after
+// spreadTimeout.
+func waitSpread(ctx context.Context, store *mire.Store, runners []*runnerProc) (time.Duration, error) {
+	start := time.Now()
+	owners := make([]string, len(runners))
+	for i, p := range runners {
+		owners[i] = p.owner
+	}
+	for {
+		st, err := projections.StatusOf(ctx, store, benchProjection)
+		if err != nil && !errors.Is(err, mire.ErrNotFound) {
+			return 0, err
+		}
+		if err == nil && spread(st, owners) {
+			return time.Since(start), nil
+		}
+		for _, p := range runners {
+			if err := p.alive(); err != nil {
+				return 0, err
+			}
+		}
+		if time.Since(start) > spreadTimeout {
+			return 0, fmt.Errorf("the partitions are not spread over %v after %v: owners %q", owners, spreadTimeout, st.Owner)
+		}
+		if err := pause(ctx, spreadPoll); err != nil {
+			return 0, err
+		}
+	}
+}
+
+// spread reports whether st's partitions are all held by owners, each
+// holding its round-robin share (n/len(owners), rounded down or up).
+func spread(st projections.Status, owners []string) bool {
+	parts := st.ByPartition
+	if len(parts) == 0 {
+		parts = []projections.Status{st}
+	}
+	held := map[string]int{}
+	for _, p := range parts {
+		held[p.Owner]++
+	}
+	if len(held) != len(owners) {
+		return false
+	}
+	lo, hi := len(parts)/len(owners), (len(parts)+len(owners)-1)/len(owners)
+	for _, o := range owners {
+		if c := held[o]; c < lo || c > hi {
+			return false
+		}
+	}
+	return true
+}
+
+// pause waits for d or the end of ctx.
+func pause(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+const (
+	scalingHeader = `| # | handler | partitions | processes | events/s | ratio | vs | target |
+|---|---|--:|--:|--:|--:|---|---|`
+	rebalanceHeader = `| # | event | tries | p50 | max | LeaseTTL | RecheckInterval | PollInterval |
+|---|---|--:|--:|--:|--:|--:|--:|`
+)
+
+// printProcs writes the process workloads' figures as two Markdown
+// tables, then their notes.
+func printProcs(w io.Writer, r *procResults) {
+	if len(r.Scaling) > 0 {
+		fmt.Fprintf(w, "\nPartitioned catch-up, by runner processes\n\n%s\n", scalingHeader)
+		for _, s := range r.Scaling {
+			ratio := "-"
+			if s.Ratio > 0 {
+				ratio = fmt.Sprintf("%.2f", s.Ratio)
+			}
+			target := s.Target
+			if s.Met != nil {
+				target += map[bool]string{true: " ✓", false: " ✗ missed"}[*s.Met]
+			}
+			fmt.Fprintf(w, "| %s | %s | %d | %d | %s events/s | %s | %s | %s |\n",
+				s.Workload, s.Handler, s.Partitions, s.Processes, thousands(s.Rate), ratio, s.Versus, target)
+		}
+	}
+	if len(r.Rebalance) > 0 {
+		fmt.Fprintf(w, "\nRebalance of %d partitions\n\n%s\n", benchPartitions, rebalanceHeader)
+		for _, b := range r.Rebalance {
+			fmt.Fprintf(w, "| %s | %s | %d | %s ms | %s ms | %s ms | %s ms | %s ms |\n", b.Workload, b.Event, b.Tries,
+				ms(b.P50), ms(b.Max), ms(b.LeaseTTL), ms(b.RecheckInterval), ms(b.PollInterval))
+		}
+	}
+	if len(r.Notes) > 0 {
+		fmt.Fprintf(w, "\n- %s\n", strings.Join(r.Notes, "\n- "))
+	}
+}
