@@ -27,14 +27,14 @@ var _ = Describe("the process workloads", func() {
 		return &procEnv{serverURL: db.ServerURL, scale: sc, rounds: 1, out: GinkgoWriter}
 	}
 
-	It("times the catch-up by 1, 2 and 4 runner processes, and the unpartitioned one for the no-op handler", func(ctx SpecContext) {
+	It("times the catch-up by 1, 2 and 4 runner processes, and the unpartitioned one and CatchUp for the no-op handler", func(ctx SpecContext) {
 		res := &procResults{}
 		for _, h := range []string{sleepHandler, noopHandler} {
 			r, err := scalingCase(h)(ctx, pe())
 			Expect(err).NotTo(HaveOccurred())
 			res.add(r)
 		}
-		Expect(res.Scaling).To(HaveLen(3 + 4))
+		Expect(res.Scaling).To(HaveLen(3 + 6))
 		for _, s := range res.Scaling {
 			Expect(s.Rate).To(BeNumerically(">", 0))
 			if s.Processes > 1 {
@@ -48,6 +48,7 @@ var _ = Describe("the process workloads", func() {
 		printProcs(&out, res)
 		Expect(out.String()).To(ContainSubstring("| 10n | noop | 1 | 1 |"))
 		Expect(out.String()).To(ContainSubstring("| 10 | sleep | 16 | 4 |"))
+		Expect(out.String()).To(ContainSubstring("| 10n | noop | 16 | CatchUp |"))
 	})
 
 	It("times a join and a kill -9 of a runner process", func(ctx SpecContext) {
