@@ -149,6 +149,7 @@ func scalingCase(handler string) func(ctx context.Context, pe *procEnv) (*procRe
 		}
 		elapsed := make([]time.Duration, len(setups))
 		var spreadMax float64
+		var statusMax time.Duration // StatusOf's time with the whole log to deliver
 		for r := range pe.rounds {
 			for j := range setups {
 				i := j
@@ -156,23 +157,26 @@ func scalingCase(handler string) func(ctx context.Context, pe *procEnv) (*procRe
 					i = len(setups) - 1 - j
 				}
 				s := setups[i]
-				var d time.Duration
-				var imbalance float64
+				var run catchUpRun
 				var err error
 				how := fmt.Sprintf("%d processes", s.procs)
 				if s.serial {
 					how = "CatchUp in one goroutine"
-					d, err = timedSerialCatchUp(ctx, pe, s.partitions, n)
+					run.elapsed, err = timedSerialCatchUp(ctx, pe, s.partitions, n)
 				} else {
-					d, imbalance, err = timedCatchUp(ctx, pe, handler, s.partitions, s.procs, n)
+					run, err = timedCatchUp(ctx, pe, handler, s.partitions, s.procs, n)
 				}
 				if err != nil {
 					return nil, fmt.Errorf("%d partitions, %s: %w", s.partitions, how, err)
 				}
+				d := run.elapsed
 				fmt.Fprintf(pe.out, "%s: %s handler, %d partitions, %s: %s events in %s (%s events/s)\n",
 					id, handler, s.partitions, how, thousands(float64(n)), d.Round(time.Millisecond), thousands(float64(n)/d.Seconds()))
 				elapsed[i] += d
-				spreadMax = max(spreadMax, imbalance)
+				spreadMax = max(spreadMax, run.imbalance)
+				if s.partitions > 1 {
+					statusMax = max(statusMax, run.status)
+				}
 			}
 		}
 		rate := func(i int) float64 { return float64(n*pe.rounds) / elapsed[i].Seconds() }
@@ -198,6 +202,9 @@ func scalingCase(handler string) func(ctx context.Context, pe *procEnv) (*procRe
 		}
 		note := fmt.Sprintf("%s: handler %s; %s events per run over %s streams (1-event appends); the busiest of the %d partitions holds %.2fx the mean",
 			id, what, thousands(float64(n)), thousands(float64(pe.scale.PartStreams)), benchPartitions, spreadMax)
+		if statusMax > 0 {
+			note += fmt.Sprintf("; StatusOf took up to %s ms with the %s events still to deliver (its lag counts them)", ms(statusMax), thousands(float64(n)))
+		}
 		if handler == sleepHandler {
 			// At 4 processes each partition has a connection to itself, so
 			// the busiest one's events set the time.
@@ -237,86 +244,102 @@ const (
 	catchUpTimeout = 10 * time.Minute
 )
 
+// catchUpRun is what one timed catch-up gave.
+type catchUpRun struct {
+	elapsed time.Duration
+	// imbalance is the busiest partition's events over the mean (0 if
+	// unpartitioned).
+	imbalance float64
+	// status is how long StatusOf took with every event still to deliver.
+	status time.Duration
+}
+
 // timedCatchUp times one catch-up of n events (see catchUpNote) by procs
-// runner processes hosting the projection of partitions with handler. It
-// also returns how many times the mean events the busiest partition holds
-// (0 if unpartitioned).
-func timedCatchUp(ctx context.Context, pe *procEnv, handler string, partitions, procs, n int) (d time.Duration, imbalance float64, err error) {
+// runner processes hosting the projection of partitions with handler.
+func timedCatchUp(ctx context.Context, pe *procEnv, handler string, partitions, procs, n int) (run catchUpRun, err error) {
 	e, err := newEnv(ctx, pe.serverURL, pe.scale, 3)
 	if err != nil {
-		return 0, 0, err
+		return run, err
 	}
 	defer func() { err = errors.Join(err, e.close(ctx)) }()
 	if err := projections.MigratePartitions(ctx, e.store, partitions); err != nil {
-		return 0, 0, err
+		return run, err
 	}
 	var runners []*runnerProc
 	defer func() { err = errors.Join(err, stopAll(runners)) }() // before the database is dropped
 	for i := range procs {
 		p, err := startRunner(e.url, fmt.Sprintf("r%d", i+1), handler, partitions, pe.out)
 		if err != nil {
-			return 0, 0, err
+			return run, err
 		}
 		runners = append(runners, p)
 	}
 	if _, err := waitSpread(ctx, e.store, runners); err != nil {
-		return 0, 0, err
+		return run, err
 	}
 
 	hold, err := e.pool.Begin(ctx)
 	if err != nil {
-		return 0, 0, err
+		return run, err
 	}
 	defer func() { _ = hold.Rollback(context.WithoutCancel(ctx)) }()
 	if _, err := hold.Exec(ctx, `SELECT pg_current_xact_id()`); err != nil {
-		return 0, 0, err
+		return run, err
 	}
 	streams := pe.scale.PartStreams
 	if err := fill(ctx, e, streams, n/streams, n); err != nil {
-		return 0, 0, err
+		return run, err
 	}
 	if partitions > 1 {
-		if err := e.pool.QueryRow(ctx, partitionImbalance, partitions).Scan(&imbalance); err != nil {
-			return 0, 0, err
+		if err := e.pool.QueryRow(ctx, partitionImbalance, partitions).Scan(&run.imbalance); err != nil {
+			return run, err
 		}
 	}
-
 	start := time.Now()
+	st, err := projections.StatusOf(ctx, e.store, benchProjection)
+	if err != nil {
+		return run, err
+	}
+	if run.status = time.Since(start); st.Lag != int64(n) {
+		return run, fmt.Errorf("before catch-up: lag %d, want %d", st.Lag, n)
+	}
+
+	start = time.Now()
 	if err := hold.Rollback(ctx); err != nil {
-		return 0, 0, err
+		return run, err
 	}
 	e.store.Notify()
 	for {
 		var delivered int64
 		if err := e.pool.QueryRow(ctx, sumDelivered, benchProjection).Scan(&delivered); err != nil {
-			return 0, 0, err
+			return run, err
 		}
 		if delivered >= int64(n) {
 			break
 		}
 		for _, p := range runners {
 			if err := p.alive(); err != nil {
-				return 0, 0, err
+				return run, err
 			}
 		}
 		if time.Since(start) > catchUpTimeout {
-			return 0, 0, fmt.Errorf("catch-up: %d of %d events delivered after %v", delivered, n, catchUpTimeout)
+			return run, fmt.Errorf("catch-up: %d of %d events delivered after %v", delivered, n, catchUpTimeout)
 		}
 		if err := pause(ctx, deliveredPoll); err != nil {
-			return 0, 0, err
+			return run, err
 		}
 	}
-	d = time.Since(start)
-	st, err := projections.StatusOf(ctx, e.store, benchProjection)
+	run.elapsed = time.Since(start)
+	st, err = projections.StatusOf(ctx, e.store, benchProjection)
 	switch {
 	case err != nil:
-		return 0, 0, err
+		return run, err
 	case st.State != projections.Running:
-		return 0, 0, fmt.Errorf("projection halted: %s", st.LastError)
+		return run, fmt.Errorf("projection halted: %s", st.LastError)
 	case st.Lag != 0 || st.Held != 0 || st.Delivered != int64(n):
-		return 0, 0, fmt.Errorf("after catch-up: lag %d, held %d, delivered %d of %d", st.Lag, st.Held, st.Delivered, n)
+		return run, fmt.Errorf("after catch-up: lag %d, held %d, delivered %d of %d", st.Lag, st.Held, st.Delivered, n)
 	}
-	return d, imbalance, nil
+	return run, nil
 }
 
 // timedSerialCatchUp times Runner.CatchUp of n events by the projection
