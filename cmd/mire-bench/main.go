@@ -2,7 +2,7 @@
 // minimum SQL, on the same server, in the same run, and prints a table.
 //
 //	go run ./cmd/mire-bench          # full run, a few minutes
-//	go run ./cmd/mire-bench -short   # under a minute
+//	go run ./cmd/mire-bench -short   # about two minutes
 //
 // It starts a throwaway PostgreSQL with durable commits (fsync and
 // synchronous_commit on, as in production) unless DATABASE_URL names a
@@ -67,7 +67,7 @@ func parseFlags(args []string) (*options, error) {
 	fs := flag.NewFlagSet("mire-bench", flag.ContinueOnError)
 	o := &options{}
 	var workloadList, writerList string
-	fs.BoolVar(&o.short, "short", false, "a quick run (under a minute): shorter rounds, 100,000 events for workload 9")
+	fs.BoolVar(&o.short, "short", false, "a quick run (about two minutes): shorter rounds, 100,000 events for workload 9, fewer for 10 and 10n")
 	fs.StringVar(&workloadList, "workloads", "", "comma-separated workload ids to run (1,1a,1l,1p,2,3,3p,4,5,6,7,7u,7w,8,8s,9,10,10n,10r); default all")
 	fs.StringVar(&writerList, "writers", "1,8", "comma-separated writer counts for the workloads that vary them")
 	fs.DurationVar(&o.duration, "duration", 0, "measured time per side per case, split over the rounds (default 8s, 600ms with -short)")
