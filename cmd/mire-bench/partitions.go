@@ -202,13 +202,13 @@ func scalingCase(handler string) func(ctx context.Context, pe *procEnv) (*procRe
 		}
 		note := fmt.Sprintf("%s: handler %s; %s events per run over %s streams (1-event appends); the busiest of the %d partitions holds %.2fx the mean",
 			id, what, thousands(float64(n)), thousands(float64(pe.scale.PartStreams)), benchPartitions, spreadMax)
-		if statusMax > 0 {
-			note += fmt.Sprintf("; StatusOf took up to %s ms with the %s events still to deliver (its lag counts them)", ms(statusMax), thousands(float64(n)))
-		}
 		if handler == sleepHandler {
 			// At 4 processes each partition has a connection to itself, so
 			// the busiest one's events set the time.
 			note += fmt.Sprintf(", which caps the ratio at 4 processes near %.1f", 4/spreadMax)
+		}
+		if statusMax > 0 {
+			note += fmt.Sprintf("; StatusOf took up to %s ms with the %s events still to deliver (its lag counts them)", ms(statusMax), thousands(float64(n)))
 		}
 		res.Notes = append(res.Notes, note)
 		if handler == noopHandler {
