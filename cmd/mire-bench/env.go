@@ -23,16 +23,24 @@ type scale struct {
 	ProjUpsert int `json:"proj_upsert"` // workload 7u: the same, into the upsert read model
 	SnapLen    int `json:"snap_len"`    // workload 8: events in the stream loaded
 	ReadAll    int `json:"read_all"`    // workload 9: events in the log
+
+	PartStreams    int `json:"part_streams"`    // workloads 10, 10n: streams the events are spread over
+	PartEvents     int `json:"part_events"`     // workload 10: events caught up on, 2 ms handler
+	PartNoop       int `json:"part_noop"`       // workload 10n: events caught up on, no-op handler
+	RebalanceTries int `json:"rebalance_tries"` // workload 10r: joins and kills
 }
 
 var (
-	fullScale  = scale{Streams: 10_000, StreamLen: 10, Batch: 100, LongLen: 1_000, Accounts: 1_000, ProjEvents: 200_000, ProjUpsert: 10_000, SnapLen: 10_000, ReadAll: 1_000_000}
-	shortScale = scale{Streams: 2_000, StreamLen: 10, Batch: 100, LongLen: 1_000, Accounts: 1_000, ProjEvents: 30_000, ProjUpsert: 2_000, SnapLen: 10_000, ReadAll: 100_000}
+	fullScale = scale{Streams: 10_000, StreamLen: 10, Batch: 100, LongLen: 1_000, Accounts: 1_000, ProjEvents: 200_000, ProjUpsert: 10_000, SnapLen: 10_000, ReadAll: 1_000_000,
+		PartStreams: 1_600, PartEvents: 19_200, PartNoop: 192_000, RebalanceTries: 10}
+	shortScale = scale{Streams: 2_000, StreamLen: 10, Batch: 100, LongLen: 1_000, Accounts: 1_000, ProjEvents: 30_000, ProjUpsert: 2_000, SnapLen: 10_000, ReadAll: 100_000,
+		PartStreams: 1_600, PartEvents: 4_800, PartNoop: 48_000, RebalanceTries: 10}
 )
 
 // env is one case's database: fresh, with mire's schema and the baseline's,
 // so no case inherits another's tables.
 type env struct {
+	url   string // the database's
 	pool  *pgxpool.Pool
 	store *mire.Store
 	scale scale
@@ -46,7 +54,7 @@ func newEnv(ctx context.Context, serverURL string, sc scale, maxConns int) (*env
 	if err != nil {
 		return nil, fmt.Errorf("create database: %w", err)
 	}
-	e := &env{scale: sc, drop: drop}
+	e := &env{url: url, scale: sc, drop: drop}
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, errors.Join(err, drop(ctx))

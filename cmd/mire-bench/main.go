@@ -2,7 +2,7 @@
 // minimum SQL, on the same server, in the same run, and prints a table.
 //
 //	go run ./cmd/mire-bench          # full run, a few minutes
-//	go run ./cmd/mire-bench -short   # under a minute
+//	go run ./cmd/mire-bench -short   # about two minutes
 //
 // It starts a throwaway PostgreSQL with durable commits (fsync and
 // synchronous_commit on, as in production) unless DATABASE_URL names a
@@ -47,6 +47,9 @@ type options struct {
 }
 
 func main() {
+	if isRunnerProcess() {
+		os.Exit(runnerMain())
+	}
 	opts, err := parseFlags(os.Args[1:])
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -64,8 +67,8 @@ func parseFlags(args []string) (*options, error) {
 	fs := flag.NewFlagSet("mire-bench", flag.ContinueOnError)
 	o := &options{}
 	var workloadList, writerList string
-	fs.BoolVar(&o.short, "short", false, "a quick run (under a minute): shorter rounds, 100,000 events for workload 9")
-	fs.StringVar(&workloadList, "workloads", "", "comma-separated workload ids to run (1,1a,2,3,4,5,6,7,7u,7w,8,8s,9); default all")
+	fs.BoolVar(&o.short, "short", false, "a quick run (about two minutes): shorter rounds, 100,000 events for workload 9, fewer for 10 and 10n")
+	fs.StringVar(&workloadList, "workloads", "", "comma-separated workload ids to run (1,1a,1l,1p,2,3,3p,4,5,6,7,7u,7w,8,8s,9,10,10n,10r); default all")
 	fs.StringVar(&writerList, "writers", "1,8", "comma-separated writer counts for the workloads that vary them")
 	fs.DurationVar(&o.duration, "duration", 0, "measured time per side per case, split over the rounds (default 8s, 600ms with -short)")
 	fs.IntVar(&o.rounds, "rounds", 0, "alternating rounds per side per case (default 4, 2 with -short)")
@@ -161,8 +164,21 @@ func run(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 	}
 	start := time.Now()
 	var results []*result
+	procs, procRounds := &procResults{}, 2
+	if o.short {
+		procRounds = 1
+	}
 	for _, w := range workloads {
 		if len(o.workloads) > 0 && !slices.Contains(o.workloads, w.id) {
+			continue
+		}
+		if w.procs != nil {
+			r, err := w.procs(ctx, &procEnv{serverURL: serverURL, scale: sc, rounds: procRounds, out: stderr})
+			if err != nil {
+				return fmt.Errorf("workload %s: %w", w.id, err)
+			}
+			fmt.Fprintf(stderr, "%s done (%s)\n", w.id, time.Since(start).Round(time.Second))
+			procs.add(r)
 			continue
 		}
 		for _, writers := range cmpOr(w.writers, o.writers) {
@@ -174,13 +190,23 @@ func run(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 			results = append(results, r)
 		}
 	}
+	if len(procs.Scaling) > 0 {
+		procs.Notes = append([]string{catchUpNote(procRounds)}, procs.Notes...)
+	}
 	if o.jsonOut {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		return enc.Encode(map[string]any{"machine": machine, "scale": sc, "results": results})
+		out := map[string]any{"machine": machine, "scale": sc, "results": results}
+		if len(procs.Scaling)+len(procs.Rebalance) > 0 {
+			out["partitions"] = procs
+		}
+		return enc.Encode(out)
 	}
 	fmt.Fprintf(stdout, "%s\n\n", machine)
-	printTable(stdout, results)
+	if len(results) > 0 {
+		printTable(stdout, results)
+	}
+	printProcs(stdout, procs)
 	fmt.Fprintf(stdout, "\ntotal time %s\n", time.Since(start).Round(time.Second))
 	return nil
 }

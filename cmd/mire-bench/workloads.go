@@ -34,6 +34,10 @@ type workload struct {
 	target string
 	met    func(m, b *sample) bool
 	setup  func(ctx context.Context, e *env, writers int) (*bcase, error)
+	// procs, set instead of setup, runs a workload of runner processes
+	// (partitions.go), which makes its own databases and is not measured
+	// against a baseline in rounds.
+	procs func(ctx context.Context, pe *procEnv) (*procResults, error)
 }
 
 // bcase is one workload at one writer count: the two sides and a note on
@@ -65,10 +69,14 @@ var workloads = []workload{
 		target: "ratio >= 0.6", met: ratioAtLeast(0.6, false), setup: newStreamCase(viaAppend)},
 	{id: "1l", title: "Save 1 event to a new stream (LoadOrNew, Record, Save)", unit: "saves",
 		setup: newStreamCase(viaLoadOrNew)},
+	{id: "1p", title: "Workload 1 with the 16-partition index vs without (mire both sides)", unit: "saves",
+		target: "ratio >= 0.95", met: ratioAtLeast(0.95, false), setup: withPartitionIndex(newStreamCase(viaCreate))},
 	{id: "2", title: "Load + Record + Save on an existing stream", unit: "saves",
 		target: "ratio >= 0.5", met: ratioAtLeast(0.5, false), setup: existingStreamCase},
 	{id: "3", title: "Save 100 events in one save", unit: "events", byUnits: true,
 		target: ">= 100,000 events/s", met: func(m, _ *sample) bool { return m.UnitsPerSec() >= 100_000 }, setup: batchCase},
+	{id: "3p", title: "Workload 3 with the 16-partition index vs without (mire both sides)", unit: "events", byUnits: true,
+		target: "ratio >= 0.95", met: ratioAtLeast(0.95, true), setup: withPartitionIndex(batchCase)},
 	{id: "4", title: "Load a 1,000-event stream", unit: "loads", writers: []int{1},
 		target: "time <= 1.5x baseline", met: ratioAtLeast(1/1.5, false), setup: longLoadCase},
 	{id: "5", title: "8 writers on one stream, reload and retry", unit: "saves", writers: []int{8},
@@ -87,6 +95,9 @@ var workloads = []workload{
 		setup: snapshotCase(true)},
 	{id: "9", title: "ReadAll through the iterator", unit: "events", byUnits: true, writers: []int{1}, heap: true, heavy: true,
 		target: "peak heap < 64 MiB", met: func(m, _ *sample) bool { return m.PeakHeap < maxHeap }, setup: readAllCase},
+	{id: "10", title: "Partitioned catch-up, 2 ms handler, 1, 2 and 4 runner processes", procs: scalingCase(sleepHandler)},
+	{id: "10n", title: "Partitioned catch-up, no-op handler, 1, 2 and 4 runner processes", procs: scalingCase(noopHandler)},
+	{id: "10r", title: "Rebalance when a runner process joins and when one is killed", procs: rebalanceCase},
 }
 
 // How workload 1 gets the Root of a new stream.
