@@ -1,6 +1,7 @@
 package projections
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/mire-go/mire"
+	"github.com/mire-go/mire/pgschema"
 )
 
 // State is whether a projection runs or has halted on a failing event.
@@ -257,11 +259,14 @@ func admin(ctx context.Context, store *mire.Store, q *queries, name, op, stmt st
 				return err
 			}
 			if partitionCountError(name, partitions, count, lo, hi) != nil {
-				return repartition(ctx, tx, q, name, partitions)
+				err = repartition(ctx, tx, q, name, partitions)
+				return cmp.Or(err, announceTx(ctx, tx, store, q, name))
 			}
 		}
-		_, err = tx.Exec(ctx, stmt, name)
-		return err
+		if _, err = tx.Exec(ctx, stmt, name); err != nil {
+			return err
+		}
+		return announceTx(ctx, tx, store, q, name)
 	})
 	if err != nil {
 		return fmt.Errorf("mire: projection %q: %s: %w", name, op, notMigrated(store.Schema(), err))
@@ -346,6 +351,15 @@ func (r *Runner) Rebuild(ctx context.Context, name string, opts *RebuildOpts) er
 			return fmt.Errorf("mire: projection %q: rebuild: %w", name, ctx.Err())
 		}
 	}
+}
+
+// announceTx tells the runners hosting projection name, when tx commits,
+// that its leases were revoked: an idle holder learns of it at once,
+// instead of at its next renewal (a third of LeaseTTL), and takes the
+// lease again with the new state.
+func announceTx(ctx context.Context, tx pgx.Tx, store *mire.Store, q *queries, name string) error {
+	_, err := tx.Exec(ctx, q.announce, pgschema.NotifyChannel(store.Schema()), rebalancePrefix+name)
+	return err
 }
 
 // repartition replaces the rows of projection name by fresh rows of n

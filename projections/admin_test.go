@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
@@ -39,6 +40,35 @@ var _ = Describe("Admin operations", func() {
 			start(r)
 			return r.Rebuild(ctx, name, nil)
 		}),
+	)
+
+	// An idle worker renews its lease only every third of LeaseTTL; an
+	// admin operation must not wait for that to reach it. With a long
+	// lease, the holder must be back within a small multiple of
+	// RecheckInterval, far below LeaseTTL/3.
+	DescribeTable("reaches an idle lease holder within its recheck interval, not at its next renewal",
+		func(ctx SpecContext, partitions int, op func(context.Context, *mire.Store, string) error) {
+			cfg := quiet()
+			cfg.LeaseTTL, cfg.RecheckInterval, cfg.PollInterval, cfg.Owner = time.Minute, 100*time.Millisecond, 50*time.Millisecond, "idle"
+			if partitions > 1 {
+				Expect(projections.MigratePartitions(ctx, e.store, partitions)).To(Succeed())
+			}
+			p := projections.Projection{Name: "idle", Partitions: partitions, Handler: (&seen{}).recorder("")}
+			r, err := projections.NewRunner(e.store, cfg, p)
+			Expect(err).NotTo(HaveOccurred())
+			start(r)
+			deposit(ctx, e.store, open(ctx, e.store, 1), 1)
+			Eventually(statusFn(e.store, "idle")).WithContext(ctx).Should(And(HaveField("Lag", BeZero()), HaveField("Owner", "idle")))
+			before := status(ctx, e.store, "idle")
+			Expect(op(ctx, e.store, "idle")).To(Succeed())
+			Eventually(func(ctx context.Context) (bool, error) {
+				st, err := projections.StatusOf(ctx, e.store, "idle")
+				return st.Owner == "idle" && st.Fence >= before.Fence+2 && st.Lag == 0, err
+			}).WithContext(ctx).WithTimeout(50*cfg.RecheckInterval).Should(BeTrue(), "taken again and caught up")
+		},
+		Entry("ResetCheckpoint", 1, projections.ResetCheckpoint),
+		Entry("Resume", 1, projections.Resume),
+		Entry("MoveToWatermark, partitioned", 3, projections.MoveToWatermark),
 	)
 
 	It("refuses a Rebuild with a Progress that NoWait would never call, changing nothing", func(ctx SpecContext) {

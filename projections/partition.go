@@ -209,8 +209,11 @@ func (g *group) leave() error {
 	return nil
 }
 
-// woken handles an announcement about the projection: the coordinator
-// looks at the members again, and the workers waiting for a lease try it.
+// woken handles an announcement about the projection (a member joined or
+// left, a partition was handed over, an admin operation revoked the
+// leases): the coordinator looks at the members again, the workers
+// waiting for a lease try it, and idle holders renew theirs, which tells
+// them whether it was revoked.
 func (g *group) woken() {
 	signal(g.rebalance)
 	for _, w := range g.workers {

@@ -183,12 +183,14 @@ WHERE name = $1`
 	// partition) and counts them.
 	lockSubscription = `SELECT count(*) FROM (SELECT 1 FROM {{schema}}.subscriptions WHERE name = $1 FOR UPDATE) AS l`
 
-	// lagSeconds is the time since the event at cursor position $1 (or,
-	// before the first, the log's first event) was recorded.
-	lagSeconds = `SELECT extract(epoch FROM now() - coalesce(
-    (SELECT recorded_at FROM {{schema}}.events WHERE position = $1),
+	// lagSeconds is the time since the events at cursor positions $1 (one
+	// per partition that has events waiting; 0 before the first, the log's
+	// first event) were recorded: the longest of them.
+	lagSeconds = `SELECT coalesce(max(extract(epoch FROM now() - coalesce(
+    (SELECT recorded_at FROM {{schema}}.events WHERE position = c.position),
     (SELECT recorded_at FROM {{schema}}.events ORDER BY position LIMIT 1),
-    now()))::float8`
+    now()))), 0)::float8
+FROM unnest($1::bigint[]) AS c(position)`
 
 	status = `SELECT s.name, s.partition, s.partitions, s.cursor_xid, s.cursor_position, s.floor_position, cardinality(s.held), s.delivered,
     coalesce(s.owner, ''), s.lease_until, s.fence, s.state, coalesce(s.last_error, ''),

@@ -45,7 +45,7 @@ func newRunnerTelemetry(tp trace.TracerProvider, mp metric.MeterProvider, ns att
 		metric.WithDescription("Committed events a projection has still to deliver, by mire.projection, as Status.Lag."))
 	errs := []error{in.Err(), err}
 	t.lagSeconds, err = meter.Float64ObservableGauge("mire.projection.lag.seconds", metric.WithUnit("s"),
-		metric.WithDescription("While events wait, the time since the last event a projection read was recorded (0 when caught up), by mire.projection."))
+		metric.WithDescription("While events wait, the time since the last event a projection read was recorded (of a partitioned one, the longest over its partitions with events waiting; 0 when caught up), by mire.projection."))
 	errs = append(errs, err)
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
@@ -75,7 +75,7 @@ func (t *runnerTelemetry) observeLag(r *Runner) func() {
 			}
 			var secs float64
 			if st.Lag > 0 {
-				if err := r.store.Pool().QueryRow(ctx, r.sql.lagSeconds, st.Position).Scan(&secs); err != nil {
+				if err := r.store.Pool().QueryRow(ctx, r.sql.lagSeconds, lagging(st)).Scan(&secs); err != nil {
 					errs = append(errs, err)
 					continue
 				}
@@ -91,6 +91,22 @@ func (t *runnerTelemetry) observeLag(r *Runner) func() {
 		return func() {}
 	}
 	return func() { _ = reg.Unregister() }
+}
+
+// lagging returns the cursor positions of st's partitions that have events
+// waiting (st's own if it is not partitioned): a partition that is caught
+// up, or never had an event, says nothing of how long events wait.
+func lagging(st Status) []int64 {
+	if st.ByPartition == nil {
+		return []int64{st.Position}
+	}
+	var out []int64
+	for _, p := range st.ByPartition {
+		if p.Lag > 0 {
+			out = append(out, p.Position)
+		}
+	}
+	return out
 }
 
 // batchSpan is a batch's telemetry: its span (nil when tracing is off)

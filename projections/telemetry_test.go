@@ -155,6 +155,42 @@ var _ = Describe("Telemetry", func() {
 		Expect(points(ctx, reader)["mire.projection.events"]).To(Equal(map[string]float64{"split": 4}))
 	})
 
+	It("reports a partitioned projection's lag in seconds from its lagging partitions, not from one that never delivered", func(ctx SpecContext) {
+		Expect(projections.MigratePartitions(ctx, store, 16)).To(Succeed())
+		// An old stream, an hour back, and a recent one.
+		_, err := store.Append(ctx, "account-old", mire.NoStream, Opened{Initial: 1})
+		Expect(err).NotTo(HaveOccurred())
+		_, err = e.pool.Exec(ctx, `UPDATE mire.events SET recorded_at = now() - interval '1 hour' WHERE stream_id = 'account-old'`)
+		Expect(err).NotTo(HaveOccurred())
+		_, err = store.Append(ctx, "account-new", mire.NoStream, Opened{Initial: 1})
+		Expect(err).NotTo(HaveOccurred())
+		var part int
+		Expect(e.pool.QueryRow(ctx, `SELECT (hashtext('account-new') & 2147483647) % 16`).Scan(&part)).To(Succeed())
+		var next string // another stream in account-new's partition
+		Expect(e.pool.QueryRow(ctx, `SELECT 'account-n' || g FROM generate_series(1, 10000) g
+			WHERE (hashtext('account-n' || g) & 2147483647) % 16 = $1 LIMIT 1`, part).Scan(&next)).To(Succeed())
+
+		blocked := make(chan struct{})
+		p := projections.Projection{Name: "split", Partitions: 16, Handler: projections.HandlerFunc(
+			func(ctx context.Context, _ pgx.Tx, env mire.Envelope) error {
+				if env.StreamID == next {
+					<-blocked
+				}
+				return nil
+			})}
+		Expect(newRunner(store, "", p).CatchUp(ctx)).To(Succeed())
+		stop := start(newRunner(store, "", p))
+		DeferCleanup(stop)
+		DeferCleanup(func() { close(blocked) })
+		_, err = store.Append(ctx, next, mire.NoStream, Opened{Initial: 1})
+		Expect(err).NotTo(HaveOccurred())
+		Eventually(func() map[string]float64 { return points(ctx, reader)["mire.projection.lag.events"] }).
+			WithContext(ctx).Should(Equal(map[string]float64{"split": 1}))
+		// The lagging partition last read account-new, seconds ago; the
+		// partitions that never delivered have nothing waiting.
+		Expect(points(ctx, reader)["mire.projection.lag.seconds"]).To(HaveKeyWithValue("split", And(BeNumerically(">", 0), BeNumerically("<", 1800))))
+	})
+
 	It("reports each projection's lag while the runner runs", func(ctx SpecContext) {
 		_, err := store.Append(ctx, "account-b", mire.NoStream, Opened{Initial: 5})
 		Expect(err).NotTo(HaveOccurred())

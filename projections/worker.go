@@ -285,18 +285,21 @@ func (w *worker) halt(ctx context.Context, ee *eventError) {
 }
 
 // idle waits for a notification or the poll interval, renewing the lease
-// when a third of it has passed.
+// when a third of it has passed, or at once when the projection's leases
+// may have moved (an announcement: see group.woken).
 func (w *worker) idle(ctx context.Context) {
 	ttl := w.r.cfg.LeaseTTL
 	t := time.NewTimer(min(w.r.cfg.PollInterval, ttl/3))
+	renew := false
 	select {
 	case <-ctx.Done():
 	case <-w.wake:
 	case <-w.rebalance:
+		renew = true // an admin operation may have revoked the lease
 	case <-t.C:
 	}
 	t.Stop()
-	if time.Since(w.renewedAt) >= ttl/3 {
+	if renew || time.Since(w.renewedAt) >= ttl/3 {
 		w.renew(ctx)
 	}
 }
