@@ -16,7 +16,7 @@ import (
 // when some of them begin appends of several events, the rest of those
 // appends by (stream, version). A head of a one-event append is its whole
 // append, so a log of small appends is read in one query, as before.
-func (w *worker) read(ctx context.Context, tx pgx.Tx, limit int) ([]scannedRow, bool, error) {
+func (w *worker) read(ctx context.Context, db querier, limit int) ([]scannedRow, bool, error) {
 	want := w.heads
 	if want <= 0 || want > limit+1 {
 		// Every head holds at least one event, and the cursor's own append
@@ -33,7 +33,7 @@ func (w *worker) read(ctx context.Context, tx pgx.Tx, limit int) ([]scannedRow, 
 	if w.g.partitioned() {
 		args = append(args, w.part)
 	}
-	q, err = tx.Query(ctx, sql, args...)
+	q, err = db.Query(ctx, sql, args...)
 	if err != nil {
 		return nil, false, fmt.Errorf("mire: projection %q: read events: %w", w.p.Name, err)
 	}
@@ -62,7 +62,7 @@ func (w *worker) read(ctx context.Context, tx pgx.Tx, limit int) ([]scannedRow, 
 			rest.add(i, h, cursors)
 		}
 	}
-	restOf, err := w.readRest(ctx, tx, &rest)
+	restOf, err := w.readRest(ctx, db, &rest)
 	if err != nil {
 		return nil, false, err
 	}
@@ -83,6 +83,11 @@ func (w *worker) read(ctx context.Context, tx pgx.Tx, limit int) ([]scannedRow, 
 		}
 	}
 	return out, more, nil
+}
+
+// querier is what the reader reads through: the pool, or a transaction.
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 }
 
 // after reports whether r sorts after the cursor.
@@ -130,11 +135,11 @@ func (q *restQuery) add(i int, h scannedRow, cursors bool) {
 
 // readRest reads the rest of the appends in q and returns their events by
 // head index, in version order.
-func (w *worker) readRest(ctx context.Context, tx pgx.Tx, q *restQuery) (map[int][]scannedRow, error) {
+func (w *worker) readRest(ctx context.Context, db querier, q *restQuery) (map[int][]scannedRow, error) {
 	if len(q.heads) == 0 {
 		return nil, nil
 	}
-	rows, err := tx.Query(ctx, w.sql.readRest, q.streams, q.first, q.last, w.cursorPos)
+	rows, err := db.Query(ctx, w.sql.readRest, q.streams, q.first, q.last, w.cursorPos)
 	if err != nil {
 		return nil, fmt.Errorf("mire: projection %q: read events: %w", w.p.Name, err)
 	}

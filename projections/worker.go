@@ -338,9 +338,9 @@ func (w *worker) scan(rows pgx.Rows) ([]scannedRow, error) {
 	return out, nil
 }
 
-// step reads one batch, delivers what it may in stream order, and writes
-// the checkpoint in the same transaction, only while the fence is ours. It
-// reports whether the batch was full (more may be waiting).
+// step reads one batch, then delivers what it may in stream order and
+// writes the checkpoint in one transaction, only while the fence is ours.
+// It reports whether the batch was full (more may be waiting).
 //
 // Before its handlers write, the batch takes the projection's advisory
 // lock, shared (see batchLock): an admin operation that clears the read
@@ -357,12 +357,10 @@ func (w *worker) step(ctx context.Context) (more bool, err error) {
 	if w.single > 0 {
 		limit = 1 // after a failure, advance one event at a time up to it
 	}
-	tx, err := w.r.store.Pool().Begin(ctx)
-	if err != nil {
-		return false, fmt.Errorf("mire: projection %q: begin: %w", w.p.Name, err)
-	}
-	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	rows, more, err := w.read(ctx, tx, limit)
+	// The read needs no transaction (the fence, checked by the
+	// checkpoint, is what makes the batch's writes safe), so an idle poll,
+	// the common case of a woken worker, costs one round trip.
+	rows, more, err := w.read(ctx, w.r.store.Pool(), limit)
 	if err != nil || len(rows) == 0 {
 		return false, err
 	}
@@ -372,6 +370,11 @@ func (w *worker) step(ctx context.Context) (more bool, err error) {
 		ctx, b = w.beginBatch(ctx, start)
 		defer func() { w.endBatch(ctx, b, delivered, rows[len(rows)-1].env.Position, err) }()
 	}
+	tx, err := w.r.store.Pool().Begin(ctx)
+	if err != nil {
+		return false, fmt.Errorf("mire: projection %q: begin: %w", w.p.Name, err)
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
 	if _, err := tx.Exec(ctx, w.sql.batchLock, lockKey(w.r.store.Schema(), w.p.Name)); err != nil {
 		return false, fmt.Errorf("mire: projection %q: lock against admin operations: %w", w.p.Name, err)
 	}
