@@ -117,6 +117,8 @@ const (
 	Projection      = attribute.Key("mire.projection")
 	EventType       = attribute.Key("mire.event.type")
 	Position        = attribute.Key("mire.position")
+	Reason          = attribute.Key("mire.reason")
+	Replica         = attribute.Key("mire.replica")
 )
 
 // Outcomes of a write or load, the values of the Outcome attribute.
