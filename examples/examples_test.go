@@ -67,6 +67,20 @@ mire.projection.events{mire.projection=deposits} 2
 mire.save.duration{db.operation.name=save,mire.outcome=ok} count 1
 mire.saves{db.operation.name=save,mire.outcome=ok} 1
 `,
+	"replica": `
+replica replay paused
+saved a deposit of 50: version 2
+load without the token: balance 100 at version 1 (stale, from the replica)
+level=WARN msg="mire: read from the primary instead of the replica" op=load reason=lag not_logged_since=0
+load with the token: balance 150 at version 2 (from the primary: the replica replays nothing)
+save of the stale load: mire: concurrency conflict on stream "account-alice": expected version 1, actual 2
+  update attempt 1 decides on balance 100 at version 1
+  update attempt 2 decides on balance 150 at version 2
+update withdrew 30: balance 120 at version 3
+replica replay resumed
+load without the token: balance 120 at version 3
+mire.replica.fallbacks{db.operation.name=load,mire.reason=lag} 1
+`,
 	"projection": `
 projection balances: owner replica-1, fence 1, 4 events delivered
   Alice  100
