@@ -72,15 +72,20 @@ type Config struct {
 	// to nil: everything uses the primary.
 	Replica *pgxpool.Pool
 	// ReplicaWait bounds how long a load or read given a Token waits for
-	// the replica to replay past it before it reads from the primary; a
-	// replica that does not replay the primary's latest position within it
-	// is lagging, and every load and read goes to the primary until a
-	// later check finds it current. Defaults to ReplicaWaitDefault (100 ms).
+	// the replica to replay past it before it reads from the primary (it
+	// does not wait on a replica whose replay is paused). A replica that
+	// does not replay the primary's latest position within it is lagging:
+	// loads and reads without a token go to the primary, and those with
+	// one use the replica only if it has replayed their token already,
+	// until a later check finds it current. Defaults to
+	// ReplicaWaitDefault (100 ms).
 	ReplicaWait time.Duration
 	// ReplicaCheckInterval is how often the store checks, in the
 	// background while loads and reads run, that the replica answers and
-	// keeps up within ReplicaWait; a failed query on the replica makes a
-	// check due at once. Defaults to ReplicaCheckIntervalDefault (1 s).
+	// replays the primary's latest position within ReplicaWait. While it
+	// is down or lagging, checks run ten times as often, and a failed
+	// query on it, or a load whose token it has replayed, starts one at
+	// once. Defaults to ReplicaCheckIntervalDefault (1 s).
 	ReplicaCheckInterval time.Duration
 }
 

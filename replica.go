@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sync/atomic"
 	"time"
 
@@ -51,6 +52,9 @@ const (
 	replicaLagging
 	replicaDown
 )
+
+// checkTimeout bounds a check's queries, beyond the wait for replay.
+const checkTimeout = 5 * time.Second
 
 // fallbackLogEvery is the least time between two log lines about
 // fallbacks: with the replica down, every load falls back.
@@ -111,35 +115,47 @@ func (s *Store) reader(ctx context.Context, op string) (db dbtx, onReplica bool)
 		return s.pool, false
 	}
 	s.checkReplicaIfDue()
-	switch replicaState(r.state.Load()) {
-	case replicaLagging:
-		s.fellBack(ctx, op, fallbackLag, nil)
-		return s.pool, false
-	case replicaDown:
+	state := replicaState(r.state.Load())
+	t, hasToken := TokenFromContext(ctx)
+	switch {
+	case state == replicaDown:
 		s.fellBack(ctx, op, fallbackUnavailable, nil)
 		return s.pool, false
+	case state == replicaLagging && !hasToken:
+		s.fellBack(ctx, op, fallbackLag, nil)
+		return s.pool, false
+	case !hasToken:
+		return r.pool, true
 	}
-	if t, ok := TokenFromContext(ctx); ok {
-		if reason, err := r.waitFor(ctx, t); reason != "" {
-			if reason == fallbackUnavailable && ctx.Err() == nil {
-				s.replicaFailed()
-			}
-			s.fellBack(ctx, op, reason, err)
-			return s.pool, false
+	// A token says what the load needs: a replica found lagging may have
+	// replayed it already. It is asked once, not waited for.
+	wait := r.wait
+	if state == replicaLagging {
+		wait = 0
+	}
+	reason, err := r.waitFor(ctx, t, wait)
+	switch {
+	case reason == "":
+		if state == replicaLagging {
+			s.recheckReplica() // it may have caught up: let the other loads know soon
 		}
+		return r.pool, true
+	case reason == fallbackUnavailable && ctx.Err() == nil:
+		s.replicaFailed()
 	}
-	return r.pool, true
+	s.fellBack(ctx, op, reason, err)
+	return s.pool, false
 }
 
-// waitFor waits until the replica has replayed past t, at most r.wait. It
+// waitFor waits until the replica has replayed past t, at most wait. It
 // returns "" when it has, or the reason to go to the primary instead:
 // fallbackLag when the bound passed or replay is paused, and
 // fallbackUnavailable (with the error) when the replica did not answer.
 // The first check is at once, so a replica that is current costs one
 // round trip; then it polls, every millisecond at first, backing off to
 // every 10 ms.
-func (r *replica) waitFor(ctx context.Context, t Token) (reason string, err error) {
-	deadline := time.Now().Add(r.wait)
+func (r *replica) waitFor(ctx context.Context, t Token, wait time.Duration) (reason string, err error) {
+	deadline := time.Now().Add(wait)
 	poll := time.Millisecond
 	target := t.String()
 	for {
@@ -155,7 +171,7 @@ func (r *replica) waitFor(ctx context.Context, t Token) (reason string, err erro
 		}
 		left := time.Until(deadline)
 		if left <= 0 {
-			return fallbackLag, fmt.Errorf("not replayed %s after %v", target, r.wait)
+			return fallbackLag, fmt.Errorf("not replayed %s after %v", target, wait)
 		}
 		timer := time.NewTimer(min(poll, left))
 		select {
@@ -168,28 +184,44 @@ func (r *replica) waitFor(ctx context.Context, t Token) (reason string, err erro
 	}
 }
 
-// replicaFailed marks the replica down after a failed query, and makes a
-// check due now: it restores the replica as soon as it answers and keeps
-// up again.
+// replicaFailed marks the replica down after a failed query, and checks it
+// at once: the check restores it if it answers and keeps up.
 func (s *Store) replicaFailed() {
 	s.replica.state.Store(int32(replicaDown))
+	s.recheckReplica()
+}
+
+// recheckReplica makes a check due now and starts it.
+func (s *Store) recheckReplica() {
 	s.replica.due.Store(0)
 	s.checkReplicaIfDue()
 }
 
 // checkReplicaIfDue starts a check in the background if one is due and
-// none is running.
+// none is running. While the replica is down or lagging, checks run
+// recheckFactor times as often, so loads go back to it soon after it
+// recovers.
 func (s *Store) checkReplicaIfDue() {
 	r := s.replica
 	if time.Now().UnixNano() < r.due.Load() || !r.checking.CompareAndSwap(false, true) {
 		return
 	}
-	r.due.Store(time.Now().Add(r.interval).UnixNano())
+	r.due.Store(math.MaxInt64) // until this check ends
 	go func() {
 		defer r.checking.Store(false)
-		r.state.Store(int32(s.checkReplica()))
+		state := s.checkReplica()
+		r.state.Store(int32(state))
+		next := r.interval
+		if state != replicaOK {
+			next /= recheckFactor
+		}
+		r.due.Store(time.Now().Add(next).UnixNano())
 	}()
 }
+
+// recheckFactor is how many times more often a replica that is down or
+// lagging is checked than one that is fine.
+const recheckFactor = 10
 
 // checkReplica reads the primary's WAL position and waits, at most
 // r.wait, for the replica to replay past it: a replica that does is OK,
@@ -197,7 +229,8 @@ func (s *Store) checkReplicaIfDue() {
 // primary that does not answer leaves the state as it was.
 func (s *Store) checkReplica() replicaState {
 	r := s.replica
-	ctx, cancel := context.WithTimeout(context.Background(), r.wait+r.interval)
+	// A replica that takes longer to answer than checkTimeout is down.
+	ctx, cancel := context.WithTimeout(context.Background(), r.wait+checkTimeout)
 	defer cancel()
 	var lsn string
 	if err := s.pool.QueryRow(ctx, walInsertPosition).Scan(&lsn); err != nil {
@@ -207,7 +240,7 @@ func (s *Store) checkReplica() replicaState {
 	if err != nil {
 		return replicaState(r.state.Load())
 	}
-	switch reason, _ := r.waitFor(ctx, t.replayTarget()); reason {
+	switch reason, _ := r.waitFor(ctx, t.replayTarget(), r.wait); reason {
 	case "":
 		return replicaOK
 	case fallbackLag:

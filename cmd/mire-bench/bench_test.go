@@ -53,6 +53,21 @@ var _ = Describe("the benchmark harness", Ordered, func() {
 		})
 	}
 
+	It("measures loads on a primary with a streaming replica", func(ctx SpecContext) {
+		o := &options{duration: 100 * time.Millisecond, rounds: 2, pause: 100 * time.Millisecond}
+		var log bytes.Buffer
+		f, err := runReplica(ctx, o, 20, &log)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(f.PrimaryLoadsPerSec).To(BeNumerically(">", 0))
+		Expect(f.ReplicaLoadsPerSec).To(BeNumerically(">", 0))
+		Expect(f.TokenLoad).To(BeNumerically(">", 0))
+		// Readers with the latest token fall back while replay is paused.
+		Expect(f.TokenPhases[1].Fallbacks).To(BeNumerically(">", 0))
+		var out bytes.Buffer
+		printReplica(&out, f)
+		Expect(out.String()).To(ContainSubstring("8 readers: primary alone"))
+	})
+
 	It("parses its flags, with -short defaults", func() {
 		o, err := parseFlags([]string{"-short", "-workloads", "1,9", "-writers", "1,4"})
 		Expect(err).NotTo(HaveOccurred())
