@@ -102,23 +102,13 @@ func loadOrNew[T any, PT interface {
 }
 
 // load replays root from db or, when routed, from the replica or the
-// primary (see reader). A load on the replica that fails for the replica's
-// own trouble runs again on the primary. It reports whether root was read
-// from the replica.
+// primary (see Store.loadRouted). It reports whether root was read from
+// the replica.
 func (s *Store) load(ctx context.Context, db dbtx, routed bool, root applier, st *replayStats) (bool, error) {
 	if !routed || s.replica == nil {
 		return false, s.replay(ctx, db, root, st)
 	}
-	db, onReplica := s.reader(ctx, "load")
-	err := s.replay(ctx, db, root, st)
-	if onReplica && err != nil && replicaTrouble(ctx, err) {
-		s.replicaFailed()
-		s.fellBack(ctx, "load", fallbackUnavailable, err)
-		root.reset()
-		*st = replayStats{}
-		onReplica = false
-		err = s.replay(ctx, s.pool, root, st)
-	}
+	onReplica, err := s.loadRouted(ctx, root, st)
 	if s.tel.tracer != nil {
 		trace.SpanFromContext(ctx).SetAttributes(telemetry.Replica.Bool(onReplica))
 	}

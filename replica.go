@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -247,6 +248,78 @@ func (s *Store) checkReplica() replicaState {
 		return replicaLagging
 	}
 	return replicaDown
+}
+
+// loadRouted replays root from the replica or the primary (see reader). A
+// load with a token on a replica found current sends the token's check and
+// the load in one round trip, and uses the load's rows if the check
+// passed; if it did not, reader waits or falls back. A load on the replica
+// that fails for the replica's own trouble runs again on the primary. It
+// reports whether root was read from the replica.
+func (s *Store) loadRouted(ctx context.Context, root applier, st *replayStats) (bool, error) {
+	if t, ok := TokenFromContext(ctx); ok && !primaryRequested(ctx) && replicaState(s.replica.state.Load()) == replicaOK {
+		s.checkReplicaIfDue()
+		done, err := s.loadAfter(ctx, t, root, st)
+		switch {
+		case err != nil && replicaTrouble(ctx, err):
+			return false, s.loadFallback(ctx, err, root, st)
+		case done || err != nil:
+			return done, err
+		}
+	}
+	db, onReplica := s.reader(ctx, "load")
+	err := s.replay(ctx, db, root, st)
+	if onReplica && err != nil && replicaTrouble(ctx, err) {
+		return false, s.loadFallback(ctx, err, root, st)
+	}
+	return onReplica, err
+}
+
+// loadFallback loads root from the primary after err on the replica.
+func (s *Store) loadFallback(ctx context.Context, err error, root applier, st *replayStats) error {
+	s.replicaFailed()
+	s.fellBack(ctx, "load", fallbackUnavailable, err)
+	root.reset()
+	*st = replayStats{}
+	return s.replay(ctx, s.pool, root, st)
+}
+
+// loadAfter loads root from the replica if it has replayed past t,
+// checking that and loading in one round trip (a pipeline of both
+// queries). It reports false, with nothing applied, if the replica has not
+// replayed t yet.
+func (s *Store) loadAfter(ctx context.Context, t Token, root applier, st *replayStats) (bool, error) {
+	conn, err := s.replica.pool.Acquire(ctx)
+	if err != nil {
+		return false, fmt.Errorf("mire: load stream %q: %w", root.StreamID(), translate(ctx, err))
+	}
+	defer conn.Release()
+	query, args := s.replayQuery(root)
+	batch := &pgx.Batch{}
+	batch.Queue(replayed, t.String())
+	batch.Queue(query, args...)
+	results := conn.SendBatch(ctx, batch)
+	var done, paused bool
+	if err := results.QueryRow().Scan(&done, &paused); err != nil || !done {
+		err = errors.Join(err, results.Close())
+		if err != nil {
+			return false, fmt.Errorf("mire: load stream %q: %w", root.StreamID(), translate(ctx, err))
+		}
+		return false, nil
+	}
+	rows, err := results.Query()
+	if err != nil {
+		_ = results.Close()
+		return true, fmt.Errorf("mire: load stream %q: %w", root.StreamID(), translate(ctx, err))
+	}
+	err = s.fold(ctx, root, rows, st)
+	if closeErr := results.Close(); err == nil && closeErr != nil {
+		err = fmt.Errorf("mire: load stream %q: %w", root.StreamID(), translate(ctx, closeErr))
+	}
+	if errors.Is(err, errSnapshotUnusable) {
+		return true, s.replay(ctx, conn, fullReplay{root}, st)
+	}
+	return true, err
 }
 
 // replicaTrouble reports whether err, from a load or read on the replica,
