@@ -136,12 +136,14 @@ func (s *Store) reader(ctx context.Context, op string) (db dbtx, onReplica bool)
 	}
 	reason, err := r.waitFor(ctx, t, wait)
 	switch {
+	case ctx.Err() != nil:
+		return s.pool, false // the call fails with ctx's error: no fallback to count
 	case reason == "":
 		if state == replicaLagging {
 			s.recheckReplica() // it may have caught up: let the other loads know soon
 		}
 		return r.pool, true
-	case reason == fallbackUnavailable && ctx.Err() == nil:
+	case reason == fallbackUnavailable:
 		s.replicaFailed()
 	}
 	s.fellBack(ctx, op, reason, err)

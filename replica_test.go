@@ -188,6 +188,18 @@ var _ = Describe("A store with a replica", Ordered, func() {
 			Expect(fallbacks(ctx, reader)).To(BeEmpty())
 		})
 
+		It("returns the context's error when it ends during the wait, counting no fallback", func(ctx SpecContext) {
+			store, reader, _ := pair.store(mire.Config{ReplicaWait: time.Minute, ReplicaCheckInterval: noChecks})
+			id := openAccount(ctx, store, 100)
+			tok, err := store.Token(ctx)
+			Expect(err).NotTo(HaveOccurred())
+			short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+			defer cancel()
+			_, err = mire.Load[Account](mire.WithToken(short, tok), store, id)
+			Expect(err).To(MatchError(context.DeadlineExceeded))
+			Expect(fallbacks(ctx, reader)).To(BeEmpty())
+		})
+
 		It("reads from the primary once the bound has passed", func(ctx SpecContext) {
 			// The replica applies no commit within applyDelay; the bound is 1 ms.
 			store, reader, _ := pair.store(mire.Config{ReplicaWait: time.Millisecond, ReplicaCheckInterval: noChecks})
