@@ -16,7 +16,10 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/mire-go/mire"
 	"github.com/mire-go/mire/pgtest"
+	"go.opentelemetry.io/otel/attribute"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 )
 
 // replicated is a throwaway primary with a streaming replica, and one
@@ -240,6 +243,56 @@ var _ = Describe("A store with a replica", Ordered, func() {
 		}).WithContext(ctx).WithPolling(interval).WithTimeout(500 * interval).Should(BeZero())
 	})
 
+	It("loads an aggregate that takes snapshots from the replica, with a token, from its snapshot", func(ctx SpecContext) {
+		store, reader, _ := pair.store(mire.Config{ReplicaWait: time.Minute, ReplicaCheckInterval: noChecks})
+		ledger, err := mire.Create[Ledger](store, "snap")
+		Expect(err).NotTo(HaveOccurred())
+		Expect(ledger.Record(LedgerOpened{Name: "snap"})).To(Succeed())
+		for i := range 149 {
+			Expect(ledger.Record(LedgerPosted{Amount: 1})).To(Succeed())
+			if i == 98 { // version 100: a snapshot
+				Expect(store.Save(ctx, ledger)).To(Succeed())
+			}
+		}
+		Expect(store.Save(ctx, ledger)).To(Succeed())
+		tok, err := store.Token(ctx)
+		Expect(err).NotTo(HaveOccurred())
+
+		loaded, err := mire.Load[Ledger](mire.WithToken(ctx, tok), store, "snap")
+		Expect(err).NotTo(HaveOccurred())
+		Expect(loaded.Version).To(Equal(int64(150)))
+		Expect(loaded.State.Balance).To(Equal(int64(149)))
+		Expect(loaded.State.Applied).To(Equal(50), "the events after the snapshot at 100")
+		Expect(fallbacks(ctx, reader)).To(BeEmpty())
+	})
+
+	It("says on the load's span whether it read the replica, and why it did not", func(ctx SpecContext) {
+		spans := tracetest.NewInMemoryExporter()
+		store, _, _ := pair.store(mire.Config{ReplicaCheckInterval: noChecks,
+			TracerProvider: sdktrace.NewTracerProvider(sdktrace.WithSyncer(spans))})
+		id := openAccount(ctx, store, 100)
+		Expect(pair.replica.CatchUp(ctx)).To(Succeed())
+		spans.Reset()
+		_, err := mire.Load[Account](ctx, store, id)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(spans.GetSpans()).To(HaveLen(1))
+		Expect(spanAttrs(spans.GetSpans()[0])).To(HaveKeyWithValue(attribute.Key("mire.replica"), attribute.BoolValue(true)))
+
+		Expect(pair.replica.PauseReplay(ctx)).To(Succeed())
+		deposit(ctx, store, id, 5)
+		tok, err := store.Token(ctx)
+		Expect(err).NotTo(HaveOccurred())
+		spans.Reset()
+		_, err = mire.Load[Account](mire.WithToken(ctx, tok), store, id)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(spans.GetSpans()).To(HaveLen(1))
+		span := spans.GetSpans()[0]
+		Expect(spanAttrs(span)).To(HaveKeyWithValue(attribute.Key("mire.replica"), attribute.BoolValue(false)))
+		Expect(span.Events).To(HaveLen(1))
+		Expect(span.Events[0].Name).To(Equal("mire.replica.fallback"))
+		Expect(span.Events[0].Attributes).To(ContainElement(attribute.String("mire.reason", "lag")))
+	})
+
 	It("never touches the replica in a TxScope, a save, an append or a token", func(ctx SpecContext) {
 		store, _, _ := pair.store(mire.Config{ReplicaCheckInterval: noChecks})
 		id := openAccount(ctx, store, 100)
@@ -359,6 +412,29 @@ var _ = Describe("A store whose replica stops mid-run", func() {
 		Expect(got["db.operation.name=load,mire.reason=unavailable"] + got["db.operation.name=read,mire.reason=unavailable"]).To(Equal(int64(7)))
 		Expect(logs.String()).To(ContainSubstring("reason=unavailable"))
 		Expect(logs.String()).To(ContainSubstring(`msg="mire: read from the primary instead of the replica"`))
+	})
+})
+
+var _ = Describe("A read whose replica stops mid-way", func() {
+	It("goes on from the primary where it got to", func(ctx SpecContext) {
+		pair := startReplicated(ctx)
+		store, reader, _ := pair.store(mire.Config{ReplicaCheckInterval: noChecks})
+		id := openAccount(ctx, store, 100)
+		for range 4 {
+			deposit(ctx, store, id, 1)
+		}
+		Expect(pair.replica.CatchUp(ctx)).To(Succeed())
+
+		var versions []int64
+		for env, err := range store.ReadStream(ctx, mire.StreamID("account", id), &mire.ReadOpts{BatchSize: 2}) {
+			Expect(err).NotTo(HaveOccurred())
+			versions = append(versions, env.Version)
+			if len(versions) == 2 {
+				Expect(pair.replica.Stop()).To(Succeed())
+			}
+		}
+		Expect(versions).To(Equal([]int64{1, 2, 3, 4, 5}))
+		Expect(fallbacks(ctx, reader)).To(Equal(map[string]int64{"db.operation.name=read,mire.reason=unavailable": 1}))
 	})
 })
 

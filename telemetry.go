@@ -196,10 +196,11 @@ func (t *storeTelemetry) loaded(ctx context.Context, o op, category string, stre
 }
 
 // fellBack records a load or read (op) that went to the primary instead of
-// the replica, for reason: an event on the call's span, and the
+// the replica, for reason: an event on a load's mire.load span (a read has
+// no span of its own, and the caller's is left alone), and the
 // mire.replica.fallbacks counter.
 func (t *storeTelemetry) fellBack(ctx context.Context, op, reason string) {
-	if t.tracer != nil {
+	if t.tracer != nil && op == "load" {
 		trace.SpanFromContext(ctx).AddEvent("mire.replica.fallback", trace.WithAttributes(telemetry.Reason.String(reason)))
 	}
 	if t.metrics {
