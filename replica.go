@@ -21,14 +21,14 @@ const ReplicaWaitDefault = 100 * time.Millisecond
 // replica answers and keeps up with the primary.
 const ReplicaCheckIntervalDefault = time.Second
 
-// The replica queries. walInsertPosition runs on the primary; replayed on
-// the replica reports whether it has replayed past $1 and whether its
-// replay is paused (waiting would be in vain). A server that is not in
-// recovery (a replica promoted, or the primary given as its own replica)
-// has nothing left to replay.
+// The replica queries. selectWALInsertPosition runs on the primary;
+// selectReplayed on the replica reports whether it has replayed past $1
+// and whether its replay is paused (waiting would be in vain). A server
+// that is not in recovery (a replica promoted, or the primary given as its
+// own replica) has nothing left to replay.
 const (
-	walInsertPosition = `SELECT pg_current_wal_insert_lsn()::text`
-	replayed          = `SELECT CASE WHEN pg_is_in_recovery() THEN coalesce(pg_last_wal_replay_lsn() >= $1::pg_lsn, false) ELSE true END,
+	selectWALInsertPosition = `SELECT pg_current_wal_insert_lsn()::text`
+	selectReplayed          = `SELECT CASE WHEN pg_is_in_recovery() THEN coalesce(pg_last_wal_replay_lsn() >= $1::pg_lsn, false) ELSE true END,
 	CASE WHEN pg_is_in_recovery() THEN pg_is_wal_replay_paused() ELSE false END`
 )
 
@@ -163,7 +163,7 @@ func (r *replica) waitFor(ctx context.Context, t Token, wait time.Duration) (rea
 	target := t.String()
 	for {
 		var done, paused bool
-		if err := r.pool.QueryRow(ctx, replayed, target).Scan(&done, &paused); err != nil {
+		if err := r.pool.QueryRow(ctx, selectReplayed, target).Scan(&done, &paused); err != nil {
 			return fallbackUnavailable, translate(ctx, err)
 		}
 		switch {
@@ -236,7 +236,7 @@ func (s *Store) checkReplica() replicaState {
 	ctx, cancel := context.WithTimeout(context.Background(), r.wait+checkTimeout)
 	defer cancel()
 	var lsn string
-	if err := s.pool.QueryRow(ctx, walInsertPosition).Scan(&lsn); err != nil {
+	if err := s.pool.QueryRow(ctx, selectWALInsertPosition).Scan(&lsn); err != nil {
 		return replicaState(r.state.Load())
 	}
 	t, err := ParseToken(lsn)
@@ -298,7 +298,7 @@ func (s *Store) loadAfter(ctx context.Context, t Token, root applier, st *replay
 	defer conn.Release()
 	query, args := s.replayQuery(root)
 	batch := &pgx.Batch{}
-	batch.Queue(replayed, t.String())
+	batch.Queue(selectReplayed, t.String())
 	batch.Queue(query, args...)
 	results := conn.SendBatch(ctx, batch)
 	var done, paused bool

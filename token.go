@@ -33,7 +33,7 @@ func (s *Store) Token(ctx context.Context) (Token, error) {
 		return Token{}, err
 	}
 	var lsn string
-	if err := s.pool.QueryRow(ctx, walInsertPosition).Scan(&lsn); err != nil {
+	if err := s.pool.QueryRow(ctx, selectWALInsertPosition).Scan(&lsn); err != nil {
 		return Token{}, fmt.Errorf("mire: token: %w", translate(ctx, err))
 	}
 	t, err := ParseToken(lsn)
