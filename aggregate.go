@@ -49,6 +49,9 @@ func (s *Store) scoped(ctx context.Context) context.Context { return ctx }
 // is ErrNotFound; a stream whose versions do not run 1..n, or do not end at
 // the version of its stream row (events deleted by hand, say), is
 // ErrCorruptStream; a stored event that cannot be decoded is a *DecodeError.
+// From a *Store with a Config.Replica, Load and LoadOrNew read from the
+// replica (see Config.Replica, WithToken and WithPrimary); in a TxScope,
+// from its transaction on the primary.
 //
 //	acc, err := mire.Load[Account](ctx, store, "alice")
 func Load[T any, PT interface {

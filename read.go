@@ -57,7 +57,9 @@ const ReadBatchSizeDefault = 10_000
 
 // ReadStream yields the events of one stream in version order. It fetches
 // them in batches, so a long stream is never held in memory at once. A
-// failure is yielded once as the error, and ends the sequence.
+// failure is yielded once as the error, and ends the sequence. With a
+// Config.Replica, ReadStream, ReadCategory and ReadAll read from the
+// replica (see Config.Replica, WithToken and WithPrimary).
 //
 //	for env, err := range store.ReadStream(ctx, "account-alice", nil) { ... }
 func (s *Store) ReadStream(ctx context.Context, streamID string, opts *ReadOpts) iter.Seq2[Envelope, error] {
@@ -130,7 +132,7 @@ func (s *Store) read(ctx context.Context, op string, opts *ReadOpts, db dbtx, ro
 			yield(Envelope{}, err)
 			return
 		}
-		onReplica := false
+		db, onReplica := db, false // this run's: a sequence may be ranged again
 		if routed {
 			db, onReplica = s.reader(ctx, "read")
 		}
