@@ -92,3 +92,28 @@ func ExampleWithToken() {
 	// Output:
 	// balance 10 at version 1
 }
+
+// A decision that must see every commit loads from the primary, whatever
+// the store's replica has replayed.
+func ExampleWithPrimary() {
+	ctx := context.Background()
+	pool := exampleStore().Pool()
+	store, err := mire.New(pool, &mire.Config{Replica: pool}) // a real replica in production
+	if err != nil {
+		log.Fatal(err)
+	}
+	acc, _ := mire.Create[Account](store, "cy")
+	if err := acc.Record(Opened{Owner: "Cy", Initial: 5}); err != nil {
+		log.Fatal(err)
+	}
+	if err := store.Save(ctx, acc); err != nil {
+		log.Fatal(err)
+	}
+	latest, err := mire.Load[Account](mire.WithPrimary(ctx), store, "cy")
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("balance %d at version %d\n", latest.State.Balance, latest.Version)
+	// Output:
+	// balance 5 at version 1
+}
