@@ -221,6 +221,8 @@ var _ = Describe("A store with a replica", Ordered, func() {
 		store, reader, _ := pair.store(mire.Config{ReplicaWait: 50 * time.Millisecond, ReplicaCheckInterval: interval})
 		id := openAccount(ctx, store, 100)
 		Expect(pair.replica.CatchUp(ctx)).To(Succeed())
+		opened, err := store.Token(ctx)
+		Expect(err).NotTo(HaveOccurred())
 		Expect(pair.replica.PauseReplay(ctx)).To(Succeed())
 		deposit(ctx, store, id, 5)
 		// No token: the loads see version 2 once a check has found the
@@ -230,7 +232,14 @@ var _ = Describe("A store with a replica", Ordered, func() {
 			Expect(err).NotTo(HaveOccurred())
 			return acc.Version
 		}).WithContext(ctx).WithPolling(interval).WithTimeout(500 * interval).Should(Equal(int64(2)))
-		Expect(fallbacks(ctx, reader)).To(HaveKey("db.operation.name=load,mire.reason=lag"))
+		lagging := fallbacks(ctx, reader)["db.operation.name=load,mire.reason=lag"]
+		Expect(lagging).To(BeNumerically(">", 0))
+
+		// A token the lagging replica has replayed is served there.
+		acc, err := mire.Load[Account](mire.WithToken(ctx, opened), store, id)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(acc.Version).To(Equal(int64(1)))
+		Expect(fallbacks(ctx, reader)["db.operation.name=load,mire.reason=lag"]).To(Equal(lagging))
 
 		Expect(pair.replica.ResumeReplay(ctx)).To(Succeed())
 		Expect(pair.replica.CatchUp(ctx)).To(Succeed())
