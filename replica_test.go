@@ -6,6 +6,7 @@ import (
 	"errors"
 	"iter"
 	"log/slog"
+	"os"
 	"sync"
 	"time"
 
@@ -35,6 +36,9 @@ type replicated struct {
 // startReplicated starts a primary and a replica of it, both stopped when
 // the current node ends, and a database on them.
 func startReplicated(ctx context.Context) *replicated {
+	if _, err := pgtest.FindBinaries(); err != nil && os.Getenv(pgtest.EnvTestDatabase) != "" {
+		Skip("the suite runs on " + pgtest.EnvTestDatabase + "'s server, and a replica needs the PostgreSQL server programs here: " + err.Error())
+	}
 	primary, err := pgtest.StartThrowaway(ctx, nil)
 	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(primary.Stop)

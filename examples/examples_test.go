@@ -126,6 +126,9 @@ func TestExamples(t *testing.T) {
 	})
 	for _, name := range programs {
 		t.Run(name, func(t *testing.T) {
+			if _, err := pgtest.FindBinaries(); name == "replica" && err != nil && os.Getenv(pgtest.EnvTestDatabase) != "" {
+				t.Skipf("examples/replica starts its own primary and replica, which needs the PostgreSQL server programs: %v", err)
+			}
 			url, drop, err := pgtest.NewDatabase(ctx, srv.URL())
 			if err != nil {
 				t.Fatal(err)

@@ -2,12 +2,14 @@ package main
 
 import (
 	"bytes"
+	"os"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 
 	"github.com/mire-go/mire/internal/mtest"
+	"github.com/mire-go/mire/pgtest"
 )
 
 // db gives the specs a throwaway server; each case makes its own database.
@@ -54,6 +56,9 @@ var _ = Describe("the benchmark harness", Ordered, func() {
 	}
 
 	It("measures loads on a primary with a streaming replica", func(ctx SpecContext) {
+		if _, err := pgtest.FindBinaries(); err != nil && os.Getenv(pgtest.EnvTestDatabase) != "" {
+			Skip("a replica needs the PostgreSQL server programs here: " + err.Error())
+		}
 		o := &options{duration: 100 * time.Millisecond, rounds: 2, pause: 100 * time.Millisecond}
 		var log bytes.Buffer
 		f, err := runReplica(ctx, o, 20, &log)
