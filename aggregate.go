@@ -7,6 +7,8 @@ import (
 	"reflect"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/mire-go/mire/internal/telemetry"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Aggregate is met by the pointer type of an aggregate's state: it names the
@@ -47,6 +49,9 @@ func (s *Store) scoped(ctx context.Context) context.Context { return ctx }
 // is ErrNotFound; a stream whose versions do not run 1..n, or do not end at
 // the version of its stream row (events deleted by hand, say), is
 // ErrCorruptStream; a stored event that cannot be decoded is a *DecodeError.
+// From a *Store with a Config.Replica, Load and LoadOrNew read from the
+// replica (see Config.Replica, WithToken and WithPrimary); in a TxScope,
+// from its transaction on the primary.
 //
 //	acc, err := mire.Load[Account](ctx, store, "alice")
 func Load[T any, PT interface {
@@ -69,23 +74,48 @@ func LoadOrNew[T any, PT interface {
 	*T
 	Aggregate
 }](ctx context.Context, src Source, id string) (*Root[T], error) {
+	root, _, err := loadOrNew[T, PT](ctx, src, id)
+	return root, err
+}
+
+// loadOrNew is LoadOrNew, reporting whether it read from the replica.
+func loadOrNew[T any, PT interface {
+	*T
+	Aggregate
+}](ctx context.Context, src Source, id string) (*Root[T], bool, error) {
 	store, db := src.source()
 	root, err := newRoot[T, PT](ctx, store, id, "load")
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
+	_, routed := src.(*Store) // a TxScope reads in its transaction
 	var st replayStats
+	var onReplica bool
 	if !store.tel.on() {
-		err = store.replay(ctx, db, root, &st)
+		onReplica, err = store.load(ctx, db, routed, root, &st)
 	} else {
 		ctx, o := store.tel.begin(src.scoped(ctx), "load", "load")
-		err = store.replay(ctx, db, root, &st)
+		onReplica, err = store.load(ctx, db, routed, root, &st)
 		store.tel.loaded(ctx, o, root.category, []string{root.StreamID()}, st, err)
 	}
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	return root, nil
+	return root, onReplica, nil
+}
+
+// load replays root from db or, when routed, from the replica or the
+// primary (see Store.loadRouted). It reports whether root was read from
+// the replica.
+func (s *Store) load(ctx context.Context, db dbtx, routed bool, root applier, st *replayStats) (bool, error) {
+	if !routed || s.replica == nil {
+		return false, s.replay(ctx, db, root, st)
+	}
+	onReplica, err := s.loadRouted(ctx, root, st)
+	if s.tel.tracer != nil {
+		trace.SpanFromContext(ctx).SetAttributes(telemetry.Replica.Bool(onReplica))
+	}
+	return onReplica, err
 }
 
 // Create returns a new Root for id at version 0 without reading the store,
@@ -223,6 +253,9 @@ type applier interface {
 	categoryName() string
 	version() int64
 	apply(event any, version int64)
+	// reset puts the Root back to version 0 and a zero State, for a load
+	// that starts again elsewhere.
+	reset()
 }
 
 func (r *Root[T]) categoryName() string { return r.category }
@@ -231,6 +264,11 @@ func (r *Root[T]) version() int64       { return r.Version }
 func (r *Root[T]) apply(event any, version int64) {
 	any(&r.State).(Aggregate).Apply(event)
 	r.Version = version
+}
+
+func (r *Root[T]) reset() {
+	var zero T
+	r.State, r.Version = zero, 0
 }
 
 // StreamID returns the id of the Root's stream: "category-id".

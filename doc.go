@@ -59,6 +59,19 @@
 // its statement on the server, and a connection a cancel request may still
 // reach is closed rather than reused.
 //
+// # Read replicas
+//
+// [Config].Replica, a pool on a streaming replica of the primary, takes the
+// store's loads and reads; writes, a [TxScope] and projections stay on the
+// primary, as does a call in a [WithPrimary] context. [Store.Token] after a
+// save, passed to a later load with [WithToken] (as a string in between:
+// [Token.String], [ParseToken]), makes the load wait for the replica to
+// replay the save, or read from the primary. A replica down or lagging
+// sends loads to the primary, never an error; a Root loaded from a lagging
+// replica saves as a [*ConcurrencyError], and [Update] runs the
+// load-decide-save loop that reloads from the primary after one. See
+// examples/replica.
+//
 // # Snapshots and schema evolution
 //
 // An aggregate whose pointer type implements [Snapshotter] has its State
@@ -82,8 +95,8 @@
 // TxScope from Begin to Commit or Rollback), with the database client
 // conventions (db.system.name, db.namespace, db.operation.name) and
 // mire.stream, mire.events and the versions; metrics mire.saves,
-// mire.save.duration, mire.events.written, mire.loads, mire.load.duration
-// and mire.events.replayed. The providers are [Config].TracerProvider and
+// mire.save.duration, mire.events.written, mire.loads, mire.load.duration,
+// mire.events.replayed and mire.replica.fallbacks. The providers are [Config].TracerProvider and
 // MeterProvider, or the otel globals as [New] finds them; with none set
 // the cost is a nil check. Each event's [Metadata] carries the W3C trace
 // context of the span that wrote it ([Metadata.SpanContext]), which

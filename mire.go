@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync/atomic"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -50,9 +51,42 @@ type Config struct {
 	TracerProvider trace.TracerProvider
 	// MeterProvider creates the meter of the store's instruments
 	// (mire.saves, mire.save.duration, mire.events.written, mire.loads,
-	// mire.load.duration, mire.events.replayed). Defaults to
-	// otel.GetMeterProvider(), read once by New, as TracerProvider is.
+	// mire.load.duration, mire.events.replayed, mire.replica.fallbacks).
+	// Defaults to otel.GetMeterProvider(), read once by New, as
+	// TracerProvider is.
 	MeterProvider metric.MeterProvider
+
+	// Replica is a pool on a streaming replica (a hot standby) of the
+	// primary, the database of the pool New takes. Load, LoadOrNew,
+	// ReadStream, ReadCategory and ReadAll on the store read from it;
+	// saves, appends, everything in a TxScope (its loads and reads too),
+	// Token, Migrate and projections use the primary, and so does a load or
+	// read in a WithPrimary context. A load or read given a Token
+	// (WithToken) waits for the replica to replay past it, at most
+	// ReplicaWait; a replica that is down, lagging by more than ReplicaWait
+	// or failing a query sends loads and reads to the primary, counted in
+	// mire.replica.fallbacks and logged, never as an error. A Root loaded
+	// from a lagging replica is at an older version, and saving it is a
+	// *ConcurrencyError, never a lost update: reload from the primary and
+	// decide again, as Update does. The pool stays the caller's. Defaults
+	// to nil: everything uses the primary.
+	Replica *pgxpool.Pool
+	// ReplicaWait bounds how long a load or read given a Token waits for
+	// the replica to replay past it before it reads from the primary (it
+	// does not wait on a replica whose replay is paused). A replica that
+	// does not replay the primary's latest position within it is lagging:
+	// loads and reads without a token go to the primary, and those with
+	// one use the replica only if it has replayed their token already,
+	// until a later check finds it current. Defaults to
+	// ReplicaWaitDefault (100 ms).
+	ReplicaWait time.Duration
+	// ReplicaCheckInterval is how often the store checks, in the
+	// background while loads and reads run, that the replica answers and
+	// replays the primary's latest position within ReplicaWait. While it
+	// is down or lagging, checks run ten times as often, and a failed
+	// query on it, or a load whose token it has replayed, starts one at
+	// once. Defaults to ReplicaCheckIntervalDefault (1 s).
+	ReplicaCheckInterval time.Duration
 }
 
 // Store is an event store on one PostgreSQL database. It is safe for
@@ -67,6 +101,7 @@ type Store struct {
 	notify   notifier          // wakes projection runners after commits (notify.go)
 	inline   inlineProjections // run in every appending transaction (inline.go)
 	tel      *storeTelemetry   // spans and metrics (telemetry.go)
+	replica  *replica          // Config.Replica and its health (replica.go); nil without one
 }
 
 // New returns a Store using pool. The pool stays the caller's: Close does
@@ -86,6 +121,13 @@ func New(pool *pgxpool.Pool, cfg *Config) (*Store, error) {
 	}
 	if err := pgschema.ValidateSchema(s.schema); err != nil {
 		return nil, fmt.Errorf("mire: New: %w", err)
+	}
+	if err := validateReplica(cfg); err != nil {
+		return nil, fmt.Errorf("mire: New: %w", err)
+	}
+	if cfg.Replica != nil {
+		s.replica = newReplica(cfg.Replica, cmp.Or(cfg.ReplicaWait, ReplicaWaitDefault),
+			cmp.Or(cfg.ReplicaCheckInterval, ReplicaCheckIntervalDefault))
 	}
 	tp, mp := cfg.TracerProvider, cfg.MeterProvider
 	if tp == nil {

@@ -57,11 +57,13 @@ const ReadBatchSizeDefault = 10_000
 
 // ReadStream yields the events of one stream in version order. It fetches
 // them in batches, so a long stream is never held in memory at once. A
-// failure is yielded once as the error, and ends the sequence.
+// failure is yielded once as the error, and ends the sequence. With a
+// Config.Replica, ReadStream, ReadCategory and ReadAll read from the
+// replica (see Config.Replica, WithToken and WithPrimary).
 //
 //	for env, err := range store.ReadStream(ctx, "account-alice", nil) { ... }
 func (s *Store) ReadStream(ctx context.Context, streamID string, opts *ReadOpts) iter.Seq2[Envelope, error] {
-	return s.readStream(ctx, s.pool, streamID, opts)
+	return s.readStream(ctx, s.pool, true, streamID, opts)
 }
 
 // ReadStream is Store.ReadStream inside the scope's transaction: it sees
@@ -70,14 +72,16 @@ func (t *TxScope) ReadStream(ctx context.Context, streamID string, opts *ReadOpt
 	if err := t.live("read stream"); err != nil {
 		return failed(err)
 	}
-	return t.store.readStream(ctx, t.tx, streamID, opts)
+	return t.store.readStream(ctx, t.tx, false, streamID, opts)
 }
 
-func (s *Store) readStream(ctx context.Context, db dbtx, streamID string, opts *ReadOpts) iter.Seq2[Envelope, error] {
+// readStream reads a stream from db or, when routed, from the replica or
+// the primary (see reader).
+func (s *Store) readStream(ctx context.Context, db dbtx, routed bool, streamID string, opts *ReadOpts) iter.Seq2[Envelope, error] {
 	if _, err := validateStreamID(streamID); err != nil {
 		return failed(fmt.Errorf("mire: read stream: %w", err))
 	}
-	return s.read(ctx, "read stream "+streamID, opts, func(after int64, limit int) (pgx.Rows, error) {
+	return s.read(ctx, "read stream "+streamID, opts, db, routed, func(db dbtx, after int64, limit int) (pgx.Rows, error) {
 		return db.Query(ctx, s.sql.readStream, streamID, after, limit)
 	}, func(e *Envelope) int64 { return e.Version })
 }
@@ -92,8 +96,8 @@ func (s *Store) ReadCategory(ctx context.Context, category string, opts *ReadOpt
 	if err := validateCategory(category); err != nil {
 		return failed(fmt.Errorf("mire: read category: %w", err))
 	}
-	return s.read(ctx, "read category "+category, opts, func(after int64, limit int) (pgx.Rows, error) {
-		return s.pool.Query(ctx, s.sql.readCategory, category, after, limit)
+	return s.read(ctx, "read category "+category, opts, s.pool, true, func(db dbtx, after int64, limit int) (pgx.Rows, error) {
+		return db.Query(ctx, s.sql.readCategory, category, after, limit)
 	}, func(e *Envelope) int64 { return e.Position })
 }
 
@@ -101,8 +105,8 @@ func (s *Store) ReadCategory(ctx context.Context, category string, opts *ReadOpt
 // batches; the same caution as ReadCategory applies to events still being
 // committed.
 func (s *Store) ReadAll(ctx context.Context, opts *ReadOpts) iter.Seq2[Envelope, error] {
-	return s.read(ctx, "read all", opts, func(after int64, limit int) (pgx.Rows, error) {
-		return s.pool.Query(ctx, s.sql.readAll, after, limit)
+	return s.read(ctx, "read all", opts, s.pool, true, func(db dbtx, after int64, limit int) (pgx.Rows, error) {
+		return db.Query(ctx, s.sql.readAll, after, limit)
 	}, func(e *Envelope) int64 { return e.Position })
 }
 
@@ -110,9 +114,12 @@ func failed(err error) iter.Seq2[Envelope, error] {
 	return func(yield func(Envelope, error) bool) { yield(Envelope{}, err) }
 }
 
-// read pages through a keyset query: each batch starts after the cursor
-// (version or position) of the last envelope of the batch before.
-func (s *Store) read(ctx context.Context, op string, opts *ReadOpts, query func(after int64, limit int) (pgx.Rows, error), cursor func(*Envelope) int64) iter.Seq2[Envelope, error] {
+// read pages through a keyset query on db or, when routed, on the replica
+// or the primary (see reader): each batch starts after the cursor (version
+// or position) of the last envelope of the batch before. A read on the
+// replica that fails for the replica's own trouble goes on from the cursor
+// on the primary.
+func (s *Store) read(ctx context.Context, op string, opts *ReadOpts, db dbtx, routed bool, query func(db dbtx, after int64, limit int) (pgx.Rows, error), cursor func(*Envelope) int64) iter.Seq2[Envelope, error] {
 	if opts == nil {
 		opts = &ReadOpts{}
 	}
@@ -125,6 +132,21 @@ func (s *Store) read(ctx context.Context, op string, opts *ReadOpts, query func(
 			yield(Envelope{}, err)
 			return
 		}
+		db, onReplica := db, false // this run's: a sequence may be ranged again
+		if routed {
+			db, onReplica = s.reader(ctx, "read")
+		}
+		// fallBack moves the read to the primary after err on the
+		// replica, if err is the replica's trouble.
+		fallBack := func(err error) bool {
+			if !onReplica || !replicaTrouble(ctx, err) {
+				return false
+			}
+			s.replicaFailed()
+			s.fellBack(ctx, "read", fallbackUnavailable, err)
+			db, onReplica = s.pool, false
+			return true
+		}
 		after, left := opts.After, opts.Limit
 		for {
 			size := batch
@@ -134,8 +156,11 @@ func (s *Store) read(ctx context.Context, op string, opts *ReadOpts, query func(
 			if size <= 0 {
 				return
 			}
-			rows, err := query(after, size)
+			rows, err := query(db, after, size)
 			if err != nil {
+				if fallBack(err) {
+					continue
+				}
 				yield(Envelope{}, fmt.Errorf("mire: %s: %w", op, translate(ctx, err)))
 				return
 			}
@@ -156,11 +181,14 @@ func (s *Store) read(ctx context.Context, op string, opts *ReadOpts, query func(
 				after = cursor(&env)
 			}
 			rows.Close()
+			left -= n
 			if err := rows.Err(); err != nil {
+				if fallBack(err) {
+					continue
+				}
 				yield(Envelope{}, fmt.Errorf("mire: %s: %w", op, translate(ctx, err)))
 				return
 			}
-			left -= n
 			if n < size {
 				return
 			}

@@ -32,6 +32,7 @@ type storeTelemetry struct {
 	loadDuration   metric.Float64Histogram
 	loads          metric.Int64Counter
 	eventsReplayed metric.Int64Counter
+	fallbacks      metric.Int64Counter
 }
 
 // newStoreTelemetry resolves the providers (nil meaning the otel globals,
@@ -54,6 +55,7 @@ func newStoreTelemetry(tp trace.TracerProvider, mp metric.MeterProvider, databas
 	t.loadDuration = in.Duration("mire.load.duration", "Duration of aggregate loads, by db.operation.name and mire.outcome.")
 	t.loads = in.Counter("mire.loads", "{load}", "Aggregate loads, by db.operation.name and mire.outcome (ok, error).")
 	t.eventsReplayed = in.Counter("mire.events.replayed", "{event}", "Events applied while loading aggregates, by mire.category.")
+	t.fallbacks = in.Counter("mire.replica.fallbacks", "{fallback}", "Loads and reads that went to the primary instead of the replica, by db.operation.name and mire.reason (lag, unavailable).")
 	if err := in.Err(); err != nil {
 		return nil, err
 	}
@@ -190,6 +192,19 @@ func (t *storeTelemetry) loaded(ctx context.Context, o op, category string, stre
 	t.loadDuration.Record(ctx, time.Since(o.start).Seconds(), attrs)
 	if st.events > 0 {
 		t.eventsReplayed.Add(ctx, st.events, metric.WithAttributes(telemetry.Category.String(category)))
+	}
+}
+
+// fellBack records a load or read (op) that went to the primary instead of
+// the replica, for reason: an event on a load's mire.load span (a read has
+// no span of its own, and the caller's is left alone), and the
+// mire.replica.fallbacks counter.
+func (t *storeTelemetry) fellBack(ctx context.Context, op, reason string) {
+	if t.tracer != nil && op == "load" {
+		trace.SpanFromContext(ctx).AddEvent("mire.replica.fallback", trace.WithAttributes(telemetry.Reason.String(reason)))
+	}
+	if t.metrics {
+		t.fallbacks.Add(ctx, 1, metric.WithAttributes(telemetry.DBOperationName.String(op), telemetry.Reason.String(reason)))
 	}
 }
 

@@ -79,6 +79,20 @@ replica-2 stops; its share moves to the others:
   replica-3 holds partitions 1, 3, 5
   read model: 10 accounts, 80 deposits applied, total 80; 80 delivered, lag 0
 `,
+	"replica": `
+replica replay paused
+saved a deposit of 50: version 2
+load without the token: balance 100 at version 1 (stale, from the replica)
+level=WARN msg="mire: read from the primary instead of the replica" op=load reason=lag not_logged_since=0
+load with the token: balance 150 at version 2 (from the primary: the replica replays nothing)
+save of the stale load: mire: concurrency conflict on stream "account-alice": expected version 1, actual 2
+  update attempt 1 decides on balance 100 at version 1
+  update attempt 2 decides on balance 150 at version 2
+update withdrew 30: balance 120 at version 3
+replica replay resumed
+load without the token: balance 120 at version 3
+mire.replica.fallbacks{db.operation.name=load,mire.reason=lag} 1
+`,
 	"projection": `
 projection balances: owner replica-1, fence 1, 4 events delivered
   Alice  100
@@ -124,6 +138,9 @@ func TestExamples(t *testing.T) {
 	})
 	for _, name := range programs {
 		t.Run(name, func(t *testing.T) {
+			if _, err := pgtest.FindBinaries(); name == "replica" && err != nil && os.Getenv(pgtest.EnvTestDatabase) != "" {
+				t.Skipf("examples/replica starts its own primary and replica, which needs the PostgreSQL server programs: %v", err)
+			}
 			url, drop, err := pgtest.NewDatabase(ctx, srv.URL())
 			if err != nil {
 				t.Fatal(err)

@@ -3,6 +3,7 @@ package pgtest
 import (
 	"cmp"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -244,4 +245,25 @@ func binariesNotFound(goos string) error {
 		" for tests and " + EnvDatabase + " for examples, for example " +
 		EnvTestDatabase + "=postgres://postgres@localhost:5432/postgres")
 	return errors.New(b.String())
+}
+
+// findProgram returns the path of another program of the server binaries
+// in bin (pg_basebackup, say). A bin whose postgres is a link to an install
+// elsewhere (/usr/local/bin/postgres -> /usr/lib/postgresql/15/bin/postgres)
+// may not link that program too; then it is looked for beside the
+// postgres the link leads to.
+func findProgram(bin, name string) (string, error) {
+	name = exe(runtime.GOOS, name)
+	tried := []string{filepath.Join(bin, name)}
+	if real, err := filepath.EvalSymlinks(filepath.Join(bin, exe(runtime.GOOS, "postgres"))); err == nil {
+		if dir := filepath.Dir(real); dir != bin {
+			tried = append(tried, filepath.Join(dir, name))
+		}
+	}
+	for _, path := range tried {
+		if info, err := os.Stat(path); err == nil && isExecutable(runtime.GOOS, info) {
+			return path, nil
+		}
+	}
+	return "", fmt.Errorf("pgtest: %s not found (looked for %s); it comes with the PostgreSQL server binaries", name, strings.Join(tried, ", "))
 }

@@ -28,4 +28,16 @@
 //	defer drop(ctx)
 //
 // [ForExample] does both for a runnable program.
+//
+// # A replica
+//
+// [StartReplica] copies a throwaway server with pg_basebackup -R and starts
+// a streaming replica (a hot standby) of it, asynchronous or synchronous;
+// [Server.CatchUp] waits until it has replayed what the primary wrote,
+// [Server.PauseReplay] makes it lag on demand, and [Server.DatabaseURL]
+// names a database of the primary on it:
+//
+//	replica, err := pgtest.StartReplica(ctx, primary, nil)
+//	defer replica.Stop() // before primary.Stop
+//	replicaURL, err := replica.DatabaseURL(primaryDBURL)
 package pgtest

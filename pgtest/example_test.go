@@ -73,3 +73,66 @@ func ExampleForExample() {
 	// Output:
 	// migrate: <nil>
 }
+
+// A spec of reads from a replica starts a streaming replica of a throwaway
+// server, makes it lag by pausing its replay, and catches it up.
+func ExampleStartReplica() {
+	ctx := context.Background()
+	primary, err := pgtest.StartThrowaway(ctx, nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer primary.Stop()
+	replica, err := pgtest.StartReplica(ctx, primary, nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer replica.Stop() // before the primary's
+
+	url, drop, err := pgtest.NewDatabase(ctx, primary.URL())
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer drop(ctx)
+	replicaURL, err := replica.DatabaseURL(url)
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := replica.CatchUp(ctx); err != nil { // the new database is on the replica
+		log.Fatal(err)
+	}
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer pool.Close()
+	rpool, err := pgxpool.New(ctx, replicaURL)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer rpool.Close()
+	streams := func(pool *pgxpool.Pool) (n int) {
+		if err := pool.QueryRow(ctx, `SELECT count(*) FROM mire.streams`).Scan(&n); err != nil {
+			log.Fatal(err)
+		}
+		return n
+	}
+
+	if err := replica.PauseReplay(ctx); err != nil {
+		log.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, `INSERT INTO mire.streams (stream_id, category, version) VALUES ('account-a', 'account', 1)`); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("paused: primary", streams(pool), "replica", streams(rpool))
+	if err := replica.ResumeReplay(ctx); err != nil {
+		log.Fatal(err)
+	}
+	if err := replica.CatchUp(ctx); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("caught up: primary", streams(pool), "replica", streams(rpool))
+	// Output:
+	// paused: primary 1 replica 0
+	// caught up: primary 1 replica 1
+}

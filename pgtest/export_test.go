@@ -8,3 +8,6 @@ const OwnerFile = ownerFile
 
 // ProcessAlive reports whether a process with this id is running.
 var ProcessAlive = processAlive
+
+// ReplayTarget is replayTarget.
+var ReplayTarget = replayTarget

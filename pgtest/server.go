@@ -34,6 +34,8 @@ type Server struct {
 	dir   string      // temporary directory of a throwaway server; "" if external
 	proc  *postmaster // the running throwaway server
 	owned bool        // whether Stop shuts the server down
+
+	replicaOf *Server // the primary of a replica (StartReplica); nil for a primary
 }
 
 // Options tunes a throwaway server. The zero value is what tests want.
@@ -107,7 +109,10 @@ func (s *Server) start(ctx context.Context, bin string, opts *Options) error {
 	if out, err := initdb.CombinedOutput(); err != nil {
 		return fmt.Errorf("pgtest: initdb: %w\n%s", err, out)
 	}
-	settings := map[string]string{"max_connections": "300", "shared_buffers": "256MB"}
+	// wal_level, max_wal_senders and hot_standby are PostgreSQL's
+	// defaults, stated because StartReplica depends on them.
+	settings := map[string]string{"max_connections": "300", "shared_buffers": "256MB",
+		"wal_level": "replica", "max_wal_senders": "10", "hot_standby": "on"}
 	if !opts.Durable {
 		settings["fsync"], settings["synchronous_commit"], settings["full_page_writes"] = "off", "off", "off"
 	}

@@ -2,12 +2,14 @@ package main
 
 import (
 	"bytes"
+	"os"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 
 	"github.com/mire-go/mire/internal/mtest"
+	"github.com/mire-go/mire/pgtest"
 )
 
 // db gives the specs a throwaway server; each case makes its own database.
@@ -55,6 +57,24 @@ var _ = Describe("the benchmark harness", Ordered, func() {
 			Expect(out.String()).To(ContainSubstring("| " + w.id + " | " + w.title + " |"))
 		})
 	}
+
+	It("measures loads on a primary with a streaming replica", func(ctx SpecContext) {
+		if _, err := pgtest.FindBinaries(); err != nil && os.Getenv(pgtest.EnvTestDatabase) != "" {
+			Skip("a replica needs the PostgreSQL server programs here: " + err.Error())
+		}
+		o := &options{duration: 100 * time.Millisecond, rounds: 2, pause: 100 * time.Millisecond}
+		var log bytes.Buffer
+		f, err := runReplica(ctx, o, 20, &log)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(f.PrimaryLoadsPerSec).To(BeNumerically(">", 0))
+		Expect(f.ReplicaLoadsPerSec).To(BeNumerically(">", 0))
+		Expect(f.TokenLoad).To(BeNumerically(">", 0))
+		// Readers with the latest token fall back while replay is paused.
+		Expect(f.TokenPhases[1].Fallbacks).To(BeNumerically(">", 0))
+		var out bytes.Buffer
+		printReplica(&out, f)
+		Expect(out.String()).To(ContainSubstring("8 readers: primary alone"))
+	})
 
 	It("parses its flags, with -short defaults", func() {
 		o, err := parseFlags([]string{"-short", "-workloads", "1,9,10r", "-writers", "1,4"})

@@ -3,6 +3,7 @@
 //
 //	go run ./cmd/mire-bench          # full run, a few minutes
 //	go run ./cmd/mire-bench -short   # about two minutes
+//	go run ./cmd/mire-bench -replica # loads on a primary with a streaming replica
 //
 // It starts a throwaway PostgreSQL with durable commits (fsync and
 // synchronous_commit on, as in production) unless DATABASE_URL names a
@@ -44,6 +45,8 @@ type options struct {
 	jsonOut    bool
 	readAll    int
 	cpuProfile string
+	replica    bool
+	pause      time.Duration // -replica: how long replay is paused
 }
 
 func main() {
@@ -77,6 +80,8 @@ func parseFlags(args []string) (*options, error) {
 	fs.BoolVar(&o.jsonOut, "json", false, "print the results as JSON instead of a table")
 	fs.IntVar(&o.readAll, "events", 0, "events in the log for workload 9 (default 1,000,000, 100,000 with -short)")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file")
+	fs.BoolVar(&o.replica, "replica", false, "instead of the workloads, measure loads on a primary with a streaming replica (throughput with 8 readers, a token's latency, fallbacks while replay is paused)")
+	fs.DurationVar(&o.pause, "pause", time.Second, "with -replica, how long the replica's replay is paused")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -144,6 +149,21 @@ func run(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 			return err
 		}
 		defer pprof.StopCPUProfile()
+	}
+	if o.replica {
+		streams := fullScale.Streams
+		if o.short {
+			streams = shortScale.Streams
+		}
+		f, err := runReplica(ctx, o, streams, stderr)
+		if err != nil {
+			return err
+		}
+		if o.jsonOut {
+			return json.NewEncoder(stdout).Encode(f)
+		}
+		printReplica(stdout, f)
+		return nil
 	}
 	serverURL, stopServer, err := server(ctx, o)
 	if err != nil {

@@ -118,6 +118,8 @@ const (
 	Partition       = attribute.Key("mire.projection.partition")
 	EventType       = attribute.Key("mire.event.type")
 	Position        = attribute.Key("mire.position")
+	Reason          = attribute.Key("mire.reason")
+	Replica         = attribute.Key("mire.replica")
 )
 
 // Outcomes of a write or load, the values of the Outcome attribute.
