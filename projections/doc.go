@@ -73,9 +73,11 @@
 //   - A failing handler is retried with jittered, doubling backoff (one
 //     event per batch while it fails); after Config.MaxAttempts the
 //     projection halts, with the error and the event in its [Status],
-//     while the runner's other projections go on. [Resume] restarts it
-//     from that event after a fix. A payload that cannot be decoded is a
-//     failing event too: nothing is ever skipped silently.
+//     while the runner's other projections go on (a batch aborted by a
+//     deadlock or a serialization failure is retried without counting).
+//     [Resume] restarts it from that event after a fix. A payload that
+//     cannot be decoded is a failing event too: nothing is ever skipped
+//     silently.
 //
 // # Partitions
 //

@@ -58,7 +58,10 @@ type Config struct {
 	// RetryBackoffDefault.
 	RetryBackoff time.Duration
 	// MaxAttempts is how many times an event is tried before its projection
-	// halts. Defaults to MaxAttemptsDefault.
+	// halts. A batch aborted by a deadlock or a serialization failure
+	// (batches locking shared rows in different orders) does not count: it
+	// is retried with backoff until it commits. Defaults to
+	// MaxAttemptsDefault.
 	MaxAttempts int
 	// Owner names this runner in the leases it holds. It must be unique
 	// among live runners: a runner takes over a lease held under its own

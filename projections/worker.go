@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/mire-go/mire"
 	"github.com/mire-go/mire/internal/bridge"
+	"github.com/mire-go/mire/internal/pgerr"
 	"github.com/mire-go/mire/internal/telemetry"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
@@ -62,6 +63,7 @@ type worker struct {
 	heads     int   // how many heads (appends' first rows) the next read asks for; 0: limit + 1
 	failPos   int64 // the position of the event that failed last, 0 if none
 	failCount int   // how many times in a row it failed
+	contended int   // how many batches in a row were aborted by a deadlock or serialization failure
 	single    int   // after a failure: how many more batches read one event each
 
 	lastSpan trace.SpanContext // the last batch's span, for the log lines about its failure
@@ -232,6 +234,17 @@ func (w *worker) failed(ctx context.Context, err error) {
 	if errors.Is(err, errFenced) {
 		log.InfoContext(lctx, "mire: projection: lease lost", "projection", w.p.Name, "fence", w.fence)
 		w.fence = 0
+		return
+	}
+	if code := pgerr.Code(err); code == pgerr.DeadlockDetected || code == pgerr.SerializationFail {
+		// Batches that lock shared rows in different orders abort one
+		// another now and then: no fault of the event, so no step towards
+		// a halt. The batch is retried after a jittered backoff that grows
+		// while the aborts go on.
+		w.contended++
+		log.InfoContext(lctx, "mire: projection: batch aborted by contention, retrying", w.logAttrs("attempt", w.contended, "err", err)...)
+		backoff := w.r.cfg.RetryBackoff
+		sleep(ctx, backoff<<min(w.contended-1, 6)+rand.N(backoff+1))
 		return
 	}
 	var ee *eventError
@@ -434,6 +447,7 @@ func (w *worker) step(ctx context.Context) (more bool, err error) {
 		return false, fmt.Errorf("mire: projection %q: commit checkpoint: %w", w.p.Name, err)
 	}
 	w.cursorXid, w.cursorPos, w.cursorHead, w.order, w.renewedAt = last.xid, last.env.Position, last.head, ord, time.Now()
+	w.contended = 0
 	if clearedFailure {
 		w.failPos, w.failCount = 0, 0
 	}
