@@ -20,7 +20,14 @@ func (s *Store) decodeEnvelope(env *Envelope, metadata []byte) error {
 	case env == nil:
 		return fmt.Errorf("mire: decode envelope: env is nil")
 	}
-	data, target, err := s.registry.decode(env.Category, env.Type, env.SchemaVersion, env.Raw)
+	var data any
+	var target int
+	var err error
+	if env.Type == MessageType {
+		data, target, err = decodeMessage(env)
+	} else {
+		data, target, err = s.registry.decode(env.Category, env.Type, env.SchemaVersion, env.Raw)
+	}
 	if err != nil {
 		return newDecodeError(env.StreamID, env.Position, env.Version, env.Type, env.SchemaVersion, target, err)
 	}
