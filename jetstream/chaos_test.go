@@ -1,0 +1,3 @@
+package jetstream_test
+
+func runRelayProcess() error { return nil }

@@ -1,0 +1,212 @@
+package jetstream
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/mire-go/mire"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// The headers a relay sets on every message, beside Nats-Msg-Id (the
+// event's or message's id) and, when the event was written under a span,
+// the W3C traceparent and tracestate.
+const (
+	HeaderStream        = "Mire-Stream"         // the stream of the log, "category-id" ("outbox-key" for messages)
+	HeaderVersion       = "Mire-Version"        // the version in that stream
+	HeaderPosition      = "Mire-Position"       // the global position in the log
+	HeaderType          = "Mire-Type"           // the stored type (mire.MessageType for messages)
+	HeaderSchemaVersion = "Mire-Schema-Version" // the payload's schema version
+	HeaderCorrelationID = "Mire-Correlation-Id" // Metadata.CorrelationID, if set
+	HeaderCausationID   = "Mire-Causation-Id"   // Metadata.CausationID, if set
+	HeaderActor         = "Mire-Actor"          // Metadata.Actor, if set
+	HeaderTraceParent   = "traceparent"
+	HeaderTraceState    = "tracestate"
+)
+
+// message builds the message of env: its subject, the relay's headers (a
+// mire.Message's own headers first; the relay's win), and its payload (the
+// event's JSON, or the message's payload).
+func (r *Relay) message(env mire.Envelope) (*nats.Msg, error) {
+	subject, err := r.subj(env)
+	if err != nil {
+		return nil, fmt.Errorf("subject: %w", err)
+	}
+	if subject == "" || !subjectPrefix.MatchString(subject) {
+		return nil, fmt.Errorf("subject %q is not a NATS subject without wildcards", subject)
+	}
+	msg := &nats.Msg{Subject: subject, Header: make(nats.Header, 12)}
+	if m, ok := env.Data.(mire.Message); ok {
+		for k, v := range m.Headers {
+			msg.Header.Set(k, v)
+		}
+		msg.Data = m.Payload
+	} else {
+		msg.Data = env.Raw
+	}
+	h := msg.Header
+	h.Set(jetstream.MsgIDHeader, env.ID.String())
+	h.Set(jetstream.ExpectedStreamHeader, r.cfg.Stream)
+	h.Set(HeaderStream, env.StreamID)
+	h.Set(HeaderVersion, strconv.FormatInt(env.Version, 10))
+	h.Set(HeaderPosition, strconv.FormatInt(env.Position, 10))
+	h.Set(HeaderType, env.Type)
+	h.Set(HeaderSchemaVersion, strconv.Itoa(env.SchemaVersion))
+	md := env.Metadata
+	for k, v := range map[string]string{HeaderCorrelationID: md.CorrelationID, HeaderCausationID: md.CausationID,
+		HeaderActor: md.Actor, HeaderTraceParent: md.TraceParent, HeaderTraceState: md.TraceState} {
+		if v != "" {
+			h.Set(k, v)
+		}
+	}
+	return msg, nil
+}
+
+// eventError is a message the relay cannot build: the event is at fault,
+// not the broker, so retrying the batch within it is pointless.
+type eventError struct {
+	env mire.Envelope
+	err error
+}
+
+func (e *eventError) Error() string {
+	return fmt.Sprintf("mire/jetstream: %s v%d (position %d, type %s): %v", e.env.StreamID, e.env.Version, e.env.Position, e.env.Type, e.err)
+}
+
+func (e *eventError) Unwrap() error { return e.err }
+
+// published is the outcome of one publish: the stream queue it belongs to
+// and its error, if any.
+type published struct {
+	queue int
+	err   error
+}
+
+// publish publishes events (in delivery order: each stream's in version
+// order) and returns when JetStream has acknowledged every one, or with an
+// error when it could not within PublishTimeout.
+//
+// Each stream of the log has a queue, and only its head is in flight: the
+// next message of a stream is published only after JetStream acknowledged
+// its predecessor, so a publish that fails (and is retried) can never be
+// overtaken by a later message of its stream, whatever the broker stored
+// of the messages in flight. Messages of different streams are in flight
+// together, up to MaxInFlight. A failed publish goes back to the head of
+// its queue and is retried, after a pause that doubles while nothing
+// succeeds (a broker outage), until PublishTimeout.
+func (r *Relay) publish(ctx context.Context, events []mire.Envelope) error {
+	type queue struct {
+		msgs []*nats.Msg
+		envs []mire.Envelope
+		next int
+	}
+	var queues []*queue
+	byStream := make(map[string]int)
+	for _, env := range events {
+		msg, err := r.message(env)
+		if err != nil {
+			return &eventError{env: env, err: err}
+		}
+		i, ok := byStream[env.StreamID]
+		if !ok {
+			i = len(queues)
+			byStream[env.StreamID] = i
+			queues = append(queues, &queue{})
+		}
+		q := queues[i]
+		q.msgs, q.envs = append(q.msgs, msg), append(q.envs, env)
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	deadline := time.Now().Add(r.cfg.PublishTimeout)
+	results := make(chan published, len(queues))
+	ready := make([]int, len(queues)) // the queues whose head may be published, in delivery order
+	for i := range ready {
+		ready[i] = i
+	}
+	inFlight, left := 0, len(events)
+	var lastErr error
+	failures := 0
+	var pauseUntil time.Time
+	send := func(i int) {
+		q := queues[i]
+		f, err := r.js.PublishMsgAsync(q.msgs[q.next])
+		if err != nil {
+			results <- published{queue: i, err: err}
+			return
+		}
+		go func() {
+			t := time.NewTimer(r.cfg.AckTimeout)
+			defer t.Stop()
+			var err error
+			select {
+			case <-f.Ok():
+			case err = <-f.Err():
+			case <-t.C:
+				err = jetstream.ErrAsyncPublishTimeout
+			case <-ctx.Done():
+				err = ctx.Err()
+			}
+			results <- published{queue: i, err: err}
+		}()
+	}
+	for left > 0 {
+		now := time.Now()
+		stopping := now.After(deadline) || ctx.Err() != nil
+		if !stopping && now.After(pauseUntil) {
+			for inFlight < r.cfg.MaxInFlight && len(ready) > 0 {
+				i := ready[0]
+				ready = ready[1:]
+				inFlight++
+				send(i)
+			}
+		}
+		if inFlight == 0 {
+			if stopping {
+				break
+			}
+			// Everything waits for the pause after a failure.
+			t := time.NewTimer(time.Until(pauseUntil))
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+			}
+			t.Stop()
+			continue
+		}
+		res := <-results
+		inFlight--
+		q := queues[res.queue]
+		if res.err != nil {
+			failures++
+			lastErr = &eventError{env: q.envs[q.next], err: res.err}
+			pause := min(10*time.Millisecond<<min(failures-1, 8), time.Second)
+			pauseUntil = time.Now().Add(pause)
+			ready = append([]int{res.queue}, ready...) // its head again, first
+			if failures == 1 || failures%20 == 0 {
+				r.log.WarnContext(ctx, "mire/jetstream: relay: publish failed, retrying", "relay", r.cfg.Name, "failures", failures, "err", lastErr)
+			}
+			continue
+		}
+		failures, left = 0, left-1
+		if q.next++; q.next < len(q.msgs) {
+			ready = append(ready, res.queue)
+		}
+	}
+	if left == 0 {
+		return nil
+	}
+	// Wait out the publishes in flight: none may outlive the batch.
+	for ; inFlight > 0; inFlight-- {
+		<-results
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return fmt.Errorf("mire/jetstream: relay %q: %d of %d messages not acknowledged within PublishTimeout %v: %w",
+		r.cfg.Name, left, len(events), r.cfg.PublishTimeout, lastErr)
+}
