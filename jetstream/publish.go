@@ -139,8 +139,11 @@ func (r *Relay) publish(ctx context.Context, events []mire.Envelope) error {
 			results <- published{queue: i, err: err}
 			return
 		}
+		// No wait outlives the batch's deadline: a batch must end within
+		// the lease.
+		wait := max(min(r.cfg.AckTimeout, time.Until(deadline)), time.Millisecond)
 		go func() {
-			t := time.NewTimer(r.cfg.AckTimeout)
+			t := time.NewTimer(wait)
 			defer t.Stop()
 			var err error
 			select {

@@ -22,6 +22,15 @@ const (
 	MaxInFlightDefault   = 512
 	BatchSizeDefault     = 1000
 	AckTimeoutDefault    = 5 * time.Second
+
+	// MaxAttemptsDefault is the relay's runner's Config.MaxAttempts unless
+	// Config.Runner sets it: higher than a projection's, because a batch
+	// that fails for a broker outage longer than PublishTimeout counts as
+	// an attempt, and the relay should outlast outages of many minutes
+	// (each attempt waits up to PublishTimeout, and the runner's backoff
+	// doubles between attempts up to 1024 RetryBackoffs), yet still halt
+	// on an event it can never publish.
+	MaxAttemptsDefault = 20
 )
 
 // ErrDuplicateWindow is returned (wrapped) by Relay.CheckStream when the
@@ -70,7 +79,7 @@ type Config struct {
 	PublishTimeout time.Duration
 	// Runner configures the runner that hosts the relay's projection
 	// (lease TTL, owner, logger, telemetry). Defaults to the runner's
-	// defaults.
+	// defaults, but for MaxAttempts, which defaults to MaxAttemptsDefault.
 	Runner *projections.Config
 }
 
@@ -115,6 +124,7 @@ func NewRelay(store *mire.Store, js jetstream.JetStream, cfg *Config) (*Relay, e
 		r.rcfg = *cfg.Runner
 	}
 	r.rcfg.LeaseTTL = cmp.Or(r.rcfg.LeaseTTL, projections.LeaseTTLDefault)
+	r.rcfg.MaxAttempts = cmp.Or(r.rcfg.MaxAttempts, MaxAttemptsDefault)
 	c := &r.cfg
 	c.Name = cmp.Or(c.Name, "jetstream."+c.Stream)
 	c.SubjectPrefix = cmp.Or(c.SubjectPrefix, SubjectPrefixDefault)
