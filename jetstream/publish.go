@@ -23,6 +23,7 @@ const (
 	HeaderCorrelationID = "Mire-Correlation-Id" // Metadata.CorrelationID, if set
 	HeaderCausationID   = "Mire-Causation-Id"   // Metadata.CausationID, if set
 	HeaderActor         = "Mire-Actor"          // Metadata.Actor, if set
+	HeaderRecordedAt    = "Mire-Recorded-At"    // when it was written, RFC 3339 with nanoseconds
 	HeaderTraceParent   = "traceparent"
 	HeaderTraceState    = "tracestate"
 )
@@ -55,6 +56,7 @@ func (r *Relay) message(env mire.Envelope) (*nats.Msg, error) {
 	h.Set(HeaderPosition, strconv.FormatInt(env.Position, 10))
 	h.Set(HeaderType, env.Type)
 	h.Set(HeaderSchemaVersion, strconv.Itoa(env.SchemaVersion))
+	h.Set(HeaderRecordedAt, env.RecordedAt.UTC().Format(time.RFC3339Nano))
 	md := env.Metadata
 	for k, v := range map[string]string{HeaderCorrelationID: md.CorrelationID, HeaderCausationID: md.CausationID,
 		HeaderActor: md.Actor, HeaderTraceParent: md.TraceParent, HeaderTraceState: md.TraceState} {
