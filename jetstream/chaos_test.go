@@ -99,6 +99,7 @@ var _ = Describe("Chaos", Label("slow"), func() {
 			wg.Wait()
 		}()
 
+		rng := rand.New(rand.NewPCG(7, 7))
 		// Slot 0 is a relay in this process, stopped by cancelling it; slot
 		// 1 a relay process, killed with SIGKILL mid-flight (its lease is
 		// not released: it comes back under its name and takes it back).
@@ -111,7 +112,9 @@ var _ = Describe("Chaos", Label("slow"), func() {
 				rc := *cfg.Runner
 				rc.Owner = "A"
 				c.Runner = &rc
-				r, err := mjs.NewRelay(inProcess, js, &c)
+				// Its publishes also fail now and then (see flaky).
+				f := &flaky{JetStream: js, rng: rand.New(rand.NewPCG(uint64(rng.IntN(1000)), 3)), failEvery: 50}
+				r, err := mjs.NewRelay(inProcess, f, &c)
 				Expect(err).NotTo(HaveOccurred())
 				stops[0] = start(r)
 				return
@@ -134,7 +137,6 @@ var _ = Describe("Chaos", Label("slow"), func() {
 		launch(1)
 		observer, err := mjs.NewRelay(store, js, cfg)
 		Expect(err).NotTo(HaveOccurred())
-		rng := rand.New(rand.NewPCG(7, 7))
 		var last int64
 		kills := 0
 		for round := range chaosRounds {
