@@ -28,10 +28,11 @@ const (
 	HeaderTraceState    = "tracestate"
 )
 
-// message builds the message of env: its subject, the relay's headers (a
-// mire.Message's own headers first; the relay's win), and its payload (the
-// event's JSON, or the message's payload).
-func (r *Relay) message(env mire.Envelope) (*nats.Msg, error) {
+// Message returns the message the relay publishes for env: its subject
+// (Config.Subject), its headers (a mire.Message's own, then the relay's,
+// which win: Nats-Msg-Id, Nats-Expected-Stream and those named Header...)
+// and its payload (the event's JSON as stored, or the message's payload).
+func (r *Relay) Message(env mire.Envelope) (*nats.Msg, error) {
 	subject, err := r.subj(env)
 	if err != nil {
 		return nil, fmt.Errorf("subject: %w", err)
@@ -108,7 +109,7 @@ func (r *Relay) publish(ctx context.Context, events []mire.Envelope) error {
 	var queues []*queue
 	byStream := make(map[string]int)
 	for _, env := range events {
-		msg, err := r.message(env)
+		msg, err := r.Message(env)
 		if err != nil {
 			return &eventError{env: env, err: err}
 		}

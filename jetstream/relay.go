@@ -19,8 +19,8 @@ import (
 // Defaults of Config.
 const (
 	SubjectPrefixDefault = "mire"
-	MaxInFlightDefault   = 512
-	BatchSizeDefault     = 1000
+	MaxInFlightDefault   = 1024
+	BatchSizeDefault     = 2000
 	AckTimeoutDefault    = 5 * time.Second
 
 	// MaxAttemptsDefault is the relay's runner's Config.MaxAttempts unless
