@@ -52,6 +52,7 @@ func TestMain(m *testing.M) {
 		os.Exit(0)
 	}
 	code := m.Run()
+	examples.Close()
 	if shared.srv != nil {
 		shared.srv.Stop()
 	}
