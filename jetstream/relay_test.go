@@ -100,6 +100,27 @@ var _ = Describe("Relay", func() {
 		Expect(msgs[0].Header.Get(mjs.HeaderTraceParent)).To(Equal(tp))
 	})
 
+	It("never skips a message committed late by a slow transaction, and keeps the key's order", func(ctx SpecContext) {
+		slow, err := store.Pool().Begin(ctx)
+		Expect(err).NotTo(HaveOccurred())
+		defer func() { _ = slow.Rollback(ctx) }()
+		// The slow transaction takes its transaction id first, then a quick
+		// one enqueues and commits while it is still open.
+		Expect(store.EnqueueTx(ctx, slow, nil, mire.Message{Subject: name + ".m", Key: "a", Payload: []byte("slow")})).To(Succeed())
+		Expect(store.Enqueue(ctx, nil, mire.Message{Subject: name + ".m", Key: "b", Payload: []byte("quick")})).To(Succeed())
+		relay, err := mjs.NewRelay(store, js, &mjs.Config{Stream: name, Categories: []string{mire.OutboxDefault}, Runner: quiet()})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(relay.CatchUp(ctx)).To(Succeed())
+		Expect(storedMessages(ctx, js, name)).To(BeEmpty(), "nothing is read past a transaction still running")
+		Expect(slow.Commit(ctx)).To(Succeed())
+		Expect(relay.CatchUp(ctx)).To(Succeed())
+		var got []string
+		for _, m := range storedMessages(ctx, js, name) {
+			got = append(got, string(m.Data))
+		}
+		Expect(got).To(Equal([]string{"slow", "quick"}))
+	})
+
 	It("warns when the stream's duplicate window is shorter than a republish can take", func(ctx SpecContext) {
 		short := newStream(ctx, js, time.Second)
 		relay, err := mjs.NewRelay(store, js, &mjs.Config{Stream: short, Categories: []string{"account"}, Runner: quiet()})

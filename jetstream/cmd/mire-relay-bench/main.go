@@ -1,7 +1,9 @@
 // Command mire-relay-bench measures the JetStream relay against a raw
 // nats.go asynchronous publisher sending the same messages (subjects,
 // headers, Nats-Msg-Id, payloads) to a stream of the same configuration on
-// the same server, in the same run, and reports the ratio; then the
+// the same server, in the same run, and reports the ratio, beside what a
+// projection with a handler that does nothing reads in the same run (the
+// relay's ceiling: the projections runner's own cost); then the
 // commit-to-broker latency (p50, p99) under a steady write load.
 //
 //	go run ./cmd/mire-relay-bench           # in the jetstream module
@@ -29,6 +31,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/mire-go/mire"
 	mjs "github.com/mire-go/mire/jetstream"
@@ -168,7 +171,12 @@ func run(ctx context.Context, o options, out io.Writer) error {
 		if err != nil {
 			return fmt.Errorf("relay: %w", err)
 		}
-		fmt.Fprintf(out, "round %d: relay %8.0f msgs/s   raw nats.go async publisher %8.0f msgs/s   ratio %.2f\n", round+1, rel, raw, rel/raw)
+		nop, err := noopProjection(ctx, store, round, o)
+		if err != nil {
+			return fmt.Errorf("no-op projection: %w", err)
+		}
+		fmt.Fprintf(out, "round %d: relay %7.0f msgs/s   raw nats.go async publisher %7.0f msgs/s   ratio %.2f   (no-op projection %7.0f events/s)\n",
+			round+1, rel, raw, rel/raw, nop)
 		relayBest, rawBest = max(relayBest, rel), max(rawBest, raw)
 		ratios = append(ratios, rel/raw)
 	}
@@ -299,6 +307,34 @@ func rawPublish(ctx context.Context, js jetstream.JetStream, name string, msgs [
 	default:
 	}
 	return float64(len(own)) / elapsed.Seconds(), nil
+}
+
+// noopHandler is a projection handler that does nothing.
+type noopHandler struct{}
+
+func (noopHandler) Handle(context.Context, pgx.Tx, mire.Envelope) error        { return nil }
+func (noopHandler) HandleBatch(context.Context, pgx.Tx, []mire.Envelope) error { return nil }
+
+// noopProjection runs a projection with a handler that does nothing over
+// the whole log, in batches of the relay's size, and returns events/s: the
+// relay's ceiling, what the projections runner costs by itself (reading,
+// ordering, checkpointing with a durable commit per batch).
+func noopProjection(ctx context.Context, store *mire.Store, round int, o options) (float64, error) {
+	r, err := projections.NewRunner(store, &projections.Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))},
+		projections.Projection{Name: "noop" + strconv.Itoa(round), Categories: []string{"order"}, BatchSize: o.batch, Handler: noopHandler{}})
+	if err != nil {
+		return 0, err
+	}
+	start := time.Now()
+	if err := r.CatchUp(ctx); err != nil {
+		return 0, err
+	}
+	elapsed := time.Since(start)
+	st, err := r.Status(ctx, "noop"+strconv.Itoa(round))
+	if err != nil {
+		return 0, err
+	}
+	return float64(st.Delivered) / elapsed.Seconds(), nil
 }
 
 // relayPublish relays the whole log to a new stream with CatchUp and
