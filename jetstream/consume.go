@@ -61,7 +61,8 @@ type ConsumeOpts struct {
 // Consume receives the messages of consumer (a durable JetStream consumer
 // on a relay's stream, typically with explicit acks) one at a time, hands
 // each to handler, and acknowledges it when handler returns nil. It
-// returns nil when ctx ends, or an error if the consumer cannot be read.
+// returns nil when ctx ends, or an error if the consumer was deleted or
+// cannot be read at all; a broker outage is waited out.
 //
 // Delivery is at least once: a message whose ack is lost, or whose handler
 // fails, is delivered again, so handler must be idempotent; Delivery.ID is
@@ -85,7 +86,9 @@ func Consume(ctx context.Context, consumer jetstream.Consumer, handler Handler, 
 	o.Registry = cmp.Or(o.Registry, mire.DefaultRegistry())
 	o.NakDelay = cmp.Or(o.NakDelay, NakDelayDefault)
 	o.Logger = cmp.Or(o.Logger, slog.Default())
-	it, err := consumer.Messages()
+	// A missing heartbeat (a broker outage) must not end Consume: the
+	// iterator resumes by itself after the reconnect.
+	it, err := consumer.Messages(jetstream.WithMessagesErrOnMissingHeartbeat(false))
 	if err != nil {
 		return fmt.Errorf("mire/jetstream: consume: %w", err)
 	}
@@ -97,11 +100,16 @@ func Consume(ctx context.Context, consumer jetstream.Consumer, handler Handler, 
 		if ctx.Err() != nil {
 			return nil
 		}
-		if err != nil {
-			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-				return nil
-			}
+		switch {
+		case err == nil:
+		case errors.Is(err, jetstream.ErrMsgIteratorClosed):
+			return nil
+		case errors.Is(err, jetstream.ErrConsumerDeleted), errors.Is(err, jetstream.ErrBadRequest):
 			return fmt.Errorf("mire/jetstream: consume: %w", err)
+		default:
+			o.Logger.WarnContext(ctx, "mire/jetstream: consume: next message; retrying", "err", err)
+			sleep(ctx, o.NakDelay)
+			continue
 		}
 		d, err := Decode(msg, &o)
 		if err != nil {
@@ -117,6 +125,16 @@ func Consume(ctx context.Context, consumer jetstream.Consumer, handler Handler, 
 		if err := msg.Ack(); err != nil {
 			o.Logger.WarnContext(ctx, "mire/jetstream: consume: ack", "id", d.ID, "err", err)
 		}
+	}
+}
+
+// sleep waits for d or the end of ctx.
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
 	}
 }
 

@@ -2,20 +2,23 @@ package jetstream_test
 
 import (
 	"context"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 
+	"github.com/google/uuid"
 	"github.com/mire-go/mire"
 	mjs "github.com/mire-go/mire/jetstream"
 	"github.com/mire-go/mire/jetstream/natstest"
 	"github.com/mire-go/mire/projections"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 var _ = Describe("A broker outage", func() {
-	It("is retried with backoff: nothing lost, nothing stored twice, order kept, and the relay catches up", func(ctx SpecContext) {
+	It("is retried with backoff: nothing lost, nothing stored twice, order kept, the relay catches up and a consumer sees everything", func(ctx SpecContext) {
 		srv, err := natstest.Start() // a server of its own, to stop
 		Expect(err).NotTo(HaveOccurred())
 		DeferCleanup(srv.Stop)
@@ -30,6 +33,22 @@ var _ = Describe("A broker outage", func() {
 			Categories: []string{"account", mire.OutboxDefault}, Runner: cfg})
 		Expect(err).NotTo(HaveOccurred())
 		start(relay)
+
+		// A service consumes throughout, and must see every message.
+		consumer, err := js.CreateOrUpdateConsumer(ctx, name, jetstream.ConsumerConfig{Durable: "svc", AckPolicy: jetstream.AckExplicitPolicy})
+		Expect(err).NotTo(HaveOccurred())
+		var mu sync.Mutex
+		consumed := map[uuid.UUID]bool{}
+		cctx, stopConsuming := context.WithCancel(ctx)
+		consumeDone := make(chan error, 1)
+		go func() {
+			consumeDone <- mjs.Consume(cctx, consumer, func(ctx context.Context, d mjs.Delivery) error {
+				mu.Lock()
+				defer mu.Unlock()
+				consumed[d.ID] = true
+				return nil
+			}, &mjs.ConsumeOpts{NakDelay: 50 * time.Millisecond, Logger: testLogger()})
+		}()
 
 		streams := []string{"account-o1", "account-o2", "account-o3", "account-o4", "account-o5"}
 		var written atomic.Int64
@@ -74,5 +93,12 @@ var _ = Describe("A broker outage", func() {
 		msgs := storedMessages(context.WithoutCancel(ctx), js, name)
 		Expect(msgs).To(HaveLen(total), "every event and message once")
 		checkExactlyOnceInOrder(msgs)
+		Eventually(func() int {
+			mu.Lock()
+			defer mu.Unlock()
+			return len(consumed)
+		}).WithContext(ctx).Should(Equal(total), "the consuming service saw every message across the outage")
+		stopConsuming()
+		Eventually(consumeDone).WithContext(ctx).Should(Receive(BeNil()))
 	})
 })
