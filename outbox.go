@@ -49,7 +49,9 @@ type Message struct {
 	// they were enqueued (one stream of the log per key, "outbox-key").
 	// Defaults to Subject.
 	Key string `json:"-"`
-	// Headers are the message's headers, passed to the broker as they are.
+	// Headers are the message's headers, passed to the broker as they are
+	// but for those a relay sets itself, which win (the JetStream relay's:
+	// Nats-Msg-Id, Nats-Expected-Stream, Mire-*, traceparent, tracestate).
 	// Defaults to none.
 	Headers map[string]string `json:"headers,omitempty"`
 	// Payload is the message's body. Defaults to empty.
