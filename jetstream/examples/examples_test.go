@@ -27,7 +27,7 @@ orders: placed order-o3: 5 x pen for ann
 shipping: shop.orders.placed on application/json: 2 x book for ann (key ann, #1)
 shipping: shop.orders.placed on application/json: 1 x lamp for ann (key ann, #2)
 shipping: shop.orders.placed on application/json: 5 x pen for ann (key ann, #3)
-orders: read model: ann has 3 orders; relay jetstream.SHOP published 3 messages, lag 0
+orders: read model: ann has 3 orders; relay shop-relay published 3 messages, lag 0
 `,
 }
 

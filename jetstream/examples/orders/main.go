@@ -92,6 +92,9 @@ func orders(store *mire.Store) projections.Projection {
 	}
 }
 
+// stream is the example's JetStream stream.
+const stream = "MIRE_EXAMPLE_SHOP"
+
 func main() {
 	if err := run(context.Background()); err != nil {
 		log.Fatal(err)
@@ -137,11 +140,14 @@ func run(ctx context.Context) error {
 	}
 	// The stream keeps message ids for two minutes: a relay that crashes
 	// publishes its last batch again well within it, and JetStream drops
-	// the copies.
-	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: "SHOP", Subjects: []string{"shop.>"},
+	// the copies. (The example starts from an empty stream, also on a
+	// server NATS_URL names.)
+	_ = js.DeleteStream(ctx, stream)
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: stream, Subjects: []string{"shop.>"},
 		Storage: jetstream.FileStorage, Duplicates: 2 * time.Minute}); err != nil {
 		return err
 	}
+	defer func() { _ = js.DeleteStream(context.WithoutCancel(ctx), stream) }()
 
 	// The order service: its projection and its relay, in one runner
 	// each, as every replica of the service runs them.
@@ -149,7 +155,7 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	relay, err := mjs.NewRelay(store, js, &mjs.Config{Stream: "SHOP", Categories: []string{mire.OutboxDefault},
+	relay, err := mjs.NewRelay(store, js, &mjs.Config{Name: "shop-relay", Stream: stream, Categories: []string{mire.OutboxDefault},
 		Runner: &projections.Config{Logger: quiet}})
 	if err != nil {
 		return err
@@ -161,7 +167,7 @@ func run(ctx context.Context) error {
 	defer func() { stopSvc(); _ = runner.Stop(ctx); _ = relay.Stop(ctx) }()
 
 	// The shipping service: a durable consumer of the placed orders.
-	consumer, err := js.CreateOrUpdateConsumer(ctx, "SHOP", jetstream.ConsumerConfig{Durable: "shipping",
+	consumer, err := js.CreateOrUpdateConsumer(ctx, stream, jetstream.ConsumerConfig{Durable: "shipping",
 		FilterSubject: "shop.orders.placed", AckPolicy: jetstream.AckExplicitPolicy})
 	if err != nil {
 		return err
