@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -93,6 +94,32 @@ var _ = Describe("Consume", func() {
 		info, err := durable(ctx).Info(ctx)
 		Expect(err).NotTo(HaveOccurred())
 		Expect(info.NumAckPending).To(BeZero(), "every message acknowledged")
+	})
+
+	It("does not hand over what the registry cannot decode, and delivers it again later", func(ctx SpecContext) {
+		_, err := store.Append(ctx, "account-u", mire.NoStream, Deposited{Amount: 1})
+		Expect(err).NotTo(HaveOccurred())
+		relay, err := mjs.NewRelay(store, js, &mjs.Config{Stream: name, SubjectPrefix: name, Categories: []string{"account"}, Runner: quiet()})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(relay.CatchUp(ctx)).To(Succeed())
+		c := durable(ctx)
+		cctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		var handled atomic.Int32
+		go func() {
+			_ = mjs.Consume(cctx, c, func(ctx context.Context, d mjs.Delivery) error {
+				handled.Add(1)
+				return nil
+			}, &mjs.ConsumeOpts{Registry: mire.NewRegistry(), NakDelay: 20 * time.Millisecond, Logger: testLogger()})
+		}()
+		Eventually(func(ctx context.Context) (int, error) {
+			info, err := c.Info(ctx)
+			if err != nil {
+				return 0, err
+			}
+			return info.NumRedelivered, nil
+		}).WithContext(ctx).Should(BeNumerically(">", 0), "nak'd and delivered again")
+		Expect(handled.Load()).To(BeZero())
 	})
 
 	It("gives raw messages with Raw, and refuses a nil consumer or handler", func(ctx SpecContext) {
