@@ -151,7 +151,7 @@ func run(ctx context.Context, o options, out io.Writer) error {
 	var relayBest, rawBest float64
 	var ratios []float64
 	for round := range o.rounds {
-		raw, err := rawPublish(ctx, js, fmt.Sprintf("RAW%d", round), msgs, o.inFlight)
+		raw, err := rawPublish(ctx, nc, fmt.Sprintf("RAW%d", round), msgs, o.inFlight)
 		if err != nil {
 			return fmt.Errorf("raw publisher: %w", err)
 		}
@@ -261,9 +261,15 @@ func createStream(ctx context.Context, js jetstream.JetStream, name string) erro
 	return err
 }
 
-// rawPublish publishes msgs to a new stream with nats.go's asynchronous
-// publisher, at most inFlight unacknowledged, and returns messages/s.
-func rawPublish(ctx context.Context, js jetstream.JetStream, name string, msgs []*nats.Msg, inFlight int) (float64, error) {
+// rawPublish publishes msgs to a new stream the way nats.go's
+// asynchronous publishing is meant to be used: PublishMsgAsync for every
+// message (it blocks while inFlight are unacknowledged), then
+// PublishAsyncComplete. It returns messages/s.
+func rawPublish(ctx context.Context, nc *nats.Conn, name string, msgs []*nats.Msg, inFlight int) (float64, error) {
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(inFlight))
+	if err != nil {
+		return 0, err
+	}
 	if err := createStream(ctx, js, name); err != nil {
 		return 0, err
 	}
@@ -277,34 +283,27 @@ func rawPublish(ctx context.Context, js jetstream.JetStream, name string, msgs [
 		h.Set(jetstream.ExpectedStreamHeader, name)
 		own[i] = &nats.Msg{Subject: name + "." + m.Subject, Header: h, Data: m.Data}
 	}
-	sem := make(chan struct{}, inFlight)
-	errs := make(chan error, 1)
-	var wg sync.WaitGroup
+	futures := make([]jetstream.PubAckFuture, 0, len(own))
 	start := time.Now()
 	for _, m := range own {
-		sem <- struct{}{}
 		f, err := js.PublishMsgAsync(m)
 		if err != nil {
 			return 0, err
 		}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			select {
-			case <-f.Ok():
-			case err := <-f.Err():
-				select {
-				case errs <- err:
-				default:
-				}
-			}
-		})
+		futures = append(futures, f)
 	}
-	wg.Wait()
-	elapsed := time.Since(start)
 	select {
-	case err := <-errs:
-		return 0, err
-	default:
+	case <-js.PublishAsyncComplete():
+	case <-time.After(time.Minute):
+		return 0, errors.New("not every message acknowledged within a minute")
+	}
+	elapsed := time.Since(start)
+	for _, f := range futures {
+		select {
+		case err := <-f.Err():
+			return 0, err
+		default:
+		}
 	}
 	return float64(len(own)) / elapsed.Seconds(), nil
 }
