@@ -135,6 +135,41 @@ func (r *Relay) publish(ctx context.Context, events []mire.Envelope) error {
 	var lastErr error
 	failures := 0
 	var pauseUntil time.Time
+	// One goroutine waits for the acks, in the order the messages were
+	// sent, which is the order JetStream stores and acknowledges them in;
+	// an ack that came early waits in its future.
+	type sentMsg struct {
+		queue int
+		f     jetstream.PubAckFuture
+		at    time.Time
+	}
+	sent := make(chan sentMsg, min(r.cfg.MaxInFlight, len(events)))
+	defer close(sent)
+	go func() {
+		t := time.NewTimer(time.Hour)
+		defer t.Stop()
+		for m := range sent {
+			// No wait outlives the batch's deadline: a batch must end
+			// within the lease.
+			t.Reset(max(min(r.cfg.AckTimeout-time.Since(m.at), time.Until(deadline)), time.Millisecond))
+			var err error
+			select {
+			case <-m.f.Ok():
+			case err = <-m.f.Err():
+			case <-t.C:
+				err = jetstream.ErrAsyncPublishTimeout
+			case <-ctx.Done():
+				err = ctx.Err()
+			}
+			if !t.Stop() {
+				select {
+				case <-t.C:
+				default:
+				}
+			}
+			results <- published{queue: m.queue, err: err}
+		}
+	}()
 	send := func(i int) {
 		q := queues[i]
 		f, err := r.js.PublishMsgAsync(q.msgs[q.next])
@@ -142,23 +177,7 @@ func (r *Relay) publish(ctx context.Context, events []mire.Envelope) error {
 			results <- published{queue: i, err: err}
 			return
 		}
-		// No wait outlives the batch's deadline: a batch must end within
-		// the lease.
-		wait := max(min(r.cfg.AckTimeout, time.Until(deadline)), time.Millisecond)
-		go func() {
-			t := time.NewTimer(wait)
-			defer t.Stop()
-			var err error
-			select {
-			case <-f.Ok():
-			case err = <-f.Err():
-			case <-t.C:
-				err = jetstream.ErrAsyncPublishTimeout
-			case <-ctx.Done():
-				err = ctx.Err()
-			}
-			results <- published{queue: i, err: err}
-		}()
+		sent <- sentMsg{queue: i, f: f, at: time.Now()}
 	}
 	for left > 0 {
 		now := time.Now()
