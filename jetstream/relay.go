@@ -28,8 +28,10 @@ const (
 	// that fails for a broker outage longer than PublishTimeout counts as
 	// an attempt, and the relay should outlast outages of many minutes
 	// (each attempt waits up to PublishTimeout, and the runner's backoff
-	// doubles between attempts up to 1024 RetryBackoffs), yet still halt
-	// on an event it can never publish.
+	// doubles between attempts up to 1024 RetryBackoffs: with the
+	// defaults, the 20th attempt comes some 17 minutes after the first),
+	// yet still halt on an event it can never publish (a subject function
+	// that fails), whose attempts the runner cannot tell from an outage's.
 	MaxAttemptsDefault = 20
 )
 
