@@ -86,6 +86,7 @@ func (e *eventError) Unwrap() error { return e.err }
 type published struct {
 	queue int
 	err   error
+	dup   bool // JetStream had stored it already
 }
 
 // publish publishes events (in delivery order: each stream's in version
@@ -133,7 +134,9 @@ func (r *Relay) publish(ctx context.Context, events []mire.Envelope) error {
 	}
 	inFlight, left := 0, len(events)
 	var lastErr error
-	failures := 0
+	failures := 0                  // in a row, for the pause
+	acked, dups, failed := 0, 0, 0 // for the instruments
+	defer func() { r.tel.record(ctx, acked, dups, failed) }()
 	var pauseUntil time.Time
 	// One goroutine waits for the acks, in the order the messages were
 	// sent, which is the order JetStream stores and acknowledges them in;
@@ -153,8 +156,10 @@ func (r *Relay) publish(ctx context.Context, events []mire.Envelope) error {
 			// within the lease.
 			t.Reset(max(min(r.cfg.AckTimeout-time.Since(m.at), time.Until(deadline)), time.Millisecond))
 			var err error
+			var dup bool
 			select {
-			case <-m.f.Ok():
+			case ack := <-m.f.Ok():
+				dup = ack != nil && ack.Duplicate
 			case err = <-m.f.Err():
 			case <-t.C:
 				err = jetstream.ErrAsyncPublishTimeout
@@ -167,7 +172,7 @@ func (r *Relay) publish(ctx context.Context, events []mire.Envelope) error {
 				default:
 				}
 			}
-			results <- published{queue: m.queue, err: err}
+			results <- published{queue: m.queue, err: err, dup: dup}
 		}
 	}()
 	send := func(i int) {
@@ -208,6 +213,7 @@ func (r *Relay) publish(ctx context.Context, events []mire.Envelope) error {
 		q := queues[res.queue]
 		if res.err != nil {
 			failures++
+			failed++
 			lastErr = &eventError{env: q.envs[q.next], err: res.err}
 			pause := min(10*time.Millisecond<<min(failures-1, 8), time.Second)
 			pauseUntil = time.Now().Add(pause)
@@ -217,7 +223,10 @@ func (r *Relay) publish(ctx context.Context, events []mire.Envelope) error {
 			}
 			continue
 		}
-		failures, left = 0, left-1
+		failures, left, acked = 0, left-1, acked+1
+		if res.dup {
+			dups++
+		}
 		if q.next++; q.next < len(q.msgs) {
 			ready = append(ready, res.queue)
 		}

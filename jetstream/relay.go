@@ -80,8 +80,11 @@ type Config struct {
 	// must finish. Defaults to half the LeaseTTL.
 	PublishTimeout time.Duration
 	// Runner configures the runner that hosts the relay's projection
-	// (lease TTL, owner, logger, telemetry). Defaults to the runner's
-	// defaults, but for MaxAttempts, which defaults to MaxAttemptsDefault.
+	// (lease TTL, owner, logger, telemetry). Its MeterProvider also creates
+	// the relay's instruments (mire.relay.messages, mire.relay.duplicates,
+	// mire.relay.publish.failures; the otel global if it is nil). Defaults
+	// to the runner's defaults, but for MaxAttempts, which defaults to
+	// MaxAttemptsDefault.
 	Runner *projections.Config
 }
 
@@ -106,6 +109,7 @@ type Relay struct {
 	runner *projections.Runner
 	log    *slog.Logger
 	subj   func(env mire.Envelope) (string, error)
+	tel    *relayTelemetry
 }
 
 var streamName = regexp.MustCompile(`^[^\s.*>/\\]{1,255}$`)
@@ -148,17 +152,20 @@ func NewRelay(store *mire.Store, js jetstream.JetStream, cfg *Config) (*Relay, e
 		return nil, fmt.Errorf("mire/jetstream: new relay %q: PublishTimeout %v must be shorter than the runner's LeaseTTL %v, within which a batch must finish", c.Name, c.PublishTimeout, r.rcfg.LeaseTTL)
 	}
 	r.log = cmp.Or(r.rcfg.Logger, slog.Default())
+	var err error
+	if r.tel, err = newRelayTelemetry(r.rcfg.MeterProvider, c.Name); err != nil {
+		return nil, fmt.Errorf("mire/jetstream: new relay %q: create instruments: %w", c.Name, err)
+	}
 	r.subj = c.Subject
 	if r.subj == nil {
 		r.subj = DefaultSubject(c.SubjectPrefix)
 	}
-	runner, err := projections.NewRunner(store, &r.rcfg, projections.Projection{
+	r.runner, err = projections.NewRunner(store, &r.rcfg, projections.Projection{
 		Name: c.Name, Categories: c.Categories, BatchSize: c.BatchSize, Handler: (*handler)(r),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("mire/jetstream: new relay: %w", err)
 	}
-	r.runner = runner
 	return r, nil
 }
 
