@@ -118,4 +118,3 @@ type LatPlaced struct {
 }
 
 func init() { mire.MustRegister(LatPlaced{}) }
-

@@ -197,4 +197,3 @@ func pgServer(ctx context.Context) (*pgtest.Server, error) {
 	}
 	return pgtest.StartThrowaway(ctx, &pgtest.Options{Durable: true})
 }
-

@@ -179,4 +179,3 @@ func relayPublish(ctx context.Context, store *mire.Store, js jetstream.JetStream
 	}
 	return float64(st.Delivered) / elapsed.Seconds(), nil
 }
-
