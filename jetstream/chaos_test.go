@@ -138,7 +138,7 @@ var _ = Describe("Chaos", Label("slow"), func() {
 		observer, err := mjs.NewRelay(store, js, cfg)
 		Expect(err).NotTo(HaveOccurred())
 		var last int64
-		kills := 0
+		var kills [2]int // by slot: cancelled in this process, killed -9
 		for round := range chaosRounds {
 			Eventually(observer.Status).WithContext(ctx).WithTimeout(patience(cfg.Runner)).Should(
 				Or(HaveField("Delivered", BeNumerically(">", last)), HaveField("Lag", BeZero())))
@@ -146,7 +146,7 @@ var _ = Describe("Chaos", Label("slow"), func() {
 			Expect(err).NotTo(HaveOccurred())
 			Expect(st.LastError).To(BeEmpty())
 			last = st.Delivered
-			slot := rng.IntN(2)
+			slot := round % 2
 			if round%3 == 0 && st.Owner != "" {
 				slot = map[string]int{"A": 0, "B": 1}[st.Owner] // the active one, mid-batch
 			}
@@ -154,10 +154,13 @@ var _ = Describe("Chaos", Label("slow"), func() {
 			time.Sleep(time.Duration(rng.IntN(20)) * time.Millisecond)
 			allowed.Add(step)
 			stops[slot]()
-			kills++
+			kills[slot]++
 			launch(slot)
 		}
-		Expect(kills).To(Equal(chaosRounds))
+		Expect(kills[0]+kills[1]).To(Equal(chaosRounds))
+		Expect(kills[0]).To(BeNumerically(">=", chaosRounds/4), "relays cancelled")
+		Expect(kills[1]).To(BeNumerically(">=", chaosRounds/4), "relay processes killed -9")
+		GinkgoWriter.Printf("relays cancelled: %d, relay processes killed -9: %d\n", kills[0], kills[1])
 		allowed.Store(chaosTotal)
 		Eventually(writersDone).WithContext(ctx).WithTimeout(2 * time.Minute).Should(BeClosed())
 		Eventually(observer.Status).WithContext(ctx).WithTimeout(time.Minute + patience(cfg.Runner)).Should(
