@@ -157,7 +157,7 @@ var _ = Describe("Chaos", Label("slow"), func() {
 			kills[slot]++
 			launch(slot)
 		}
-		Expect(kills[0]+kills[1]).To(Equal(chaosRounds))
+		Expect(kills[0] + kills[1]).To(Equal(chaosRounds))
 		Expect(kills[0]).To(BeNumerically(">=", chaosRounds/4), "relays cancelled")
 		Expect(kills[1]).To(BeNumerically(">=", chaosRounds/4), "relay processes killed -9")
 		GinkgoWriter.Printf("relays cancelled: %d, relay processes killed -9: %d\n", kills[0], kills[1])
