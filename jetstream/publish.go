@@ -37,35 +37,62 @@ func (r *Relay) Message(env mire.Envelope) (*nats.Msg, error) {
 	if err != nil {
 		return nil, fmt.Errorf("subject: %w", err)
 	}
-	if subject == "" || !subjectPrefix.MatchString(subject) {
+	if !validSubject(subject) {
 		return nil, fmt.Errorf("subject %q is not a NATS subject without wildcards", subject)
 	}
-	msg := &nats.Msg{Subject: subject, Header: make(nats.Header, 12)}
+	md := env.Metadata
+	// One backing array for the header values: a message costs a few
+	// allocations, not one per header.
+	vals := make([]string, 0, 15)
+	h := make(nats.Header, 15)
+	set := func(k, v string) {
+		vals = append(vals, v)
+		h[k] = vals[len(vals)-1 : len(vals) : len(vals)]
+	}
+	msg := &nats.Msg{Subject: subject, Header: h}
 	if m, ok := env.Data.(mire.Message); ok {
 		for k, v := range m.Headers {
-			msg.Header.Set(k, v)
+			h[k] = []string{v}
 		}
 		msg.Data = m.Payload
 	} else {
 		msg.Data = env.Raw
 	}
-	h := msg.Header
-	h.Set(jetstream.MsgIDHeader, env.ID.String())
-	h.Set(jetstream.ExpectedStreamHeader, r.cfg.Stream)
-	h.Set(HeaderStream, env.StreamID)
-	h.Set(HeaderVersion, strconv.FormatInt(env.Version, 10))
-	h.Set(HeaderPosition, strconv.FormatInt(env.Position, 10))
-	h.Set(HeaderType, env.Type)
-	h.Set(HeaderSchemaVersion, strconv.Itoa(env.SchemaVersion))
-	h.Set(HeaderRecordedAt, env.RecordedAt.UTC().Format(time.RFC3339Nano))
-	md := env.Metadata
-	for k, v := range map[string]string{HeaderCorrelationID: md.CorrelationID, HeaderCausationID: md.CausationID,
-		HeaderActor: md.Actor, HeaderTraceParent: md.TraceParent, HeaderTraceState: md.TraceState} {
-		if v != "" {
-			h.Set(k, v)
+	set(jetstream.MsgIDHeader, env.ID.String())
+	set(jetstream.ExpectedStreamHeader, r.cfg.Stream)
+	set(HeaderStream, env.StreamID)
+	set(HeaderVersion, strconv.FormatInt(env.Version, 10))
+	set(HeaderPosition, strconv.FormatInt(env.Position, 10))
+	set(HeaderType, env.Type)
+	set(HeaderSchemaVersion, strconv.Itoa(env.SchemaVersion))
+	set(HeaderRecordedAt, env.RecordedAt.UTC().Format(time.RFC3339Nano))
+	for _, kv := range [...]struct{ k, v string }{{HeaderCorrelationID, md.CorrelationID}, {HeaderCausationID, md.CausationID},
+		{HeaderActor, md.Actor}, {HeaderTraceParent, md.TraceParent}, {HeaderTraceState, md.TraceState}} {
+		if kv.v != "" {
+			set(kv.k, kv.v)
 		}
 	}
 	return msg, nil
+}
+
+// validSubject reports whether s is a NATS subject without wildcards:
+// non-empty dot-separated tokens without white space, '*' or '>'. (It runs
+// for every message, so it is no regexp.)
+func validSubject(s string) bool {
+	if s == "" || s[0] == '.' || s[len(s)-1] == '.' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; c {
+		case ' ', '\t', '\n', '\r', '\f', '\v', '*', '>':
+			return false
+		case '.':
+			if s[i+1] == '.' {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // eventError is a message the relay cannot build: the event is at fault,

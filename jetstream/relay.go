@@ -144,7 +144,7 @@ func NewRelay(store *mire.Store, js jetstream.JetStream, cfg *Config) (*Relay, e
 		return nil, fmt.Errorf("mire/jetstream: new relay: stream name %q must be 1 to 255 characters without spaces, '.', '*', '>', '/' or '\\'", c.Stream)
 	case len(c.Categories) == 0:
 		return nil, fmt.Errorf("mire/jetstream: new relay %q: no categories: name the event categories and outboxes to publish", c.Name)
-	case !subjectPrefix.MatchString(c.SubjectPrefix):
+	case !validSubject(c.SubjectPrefix):
 		return nil, fmt.Errorf("mire/jetstream: new relay %q: subject prefix %q is not a NATS subject without wildcards", c.Name, c.SubjectPrefix)
 	case c.MaxInFlight < 0, c.BatchSize < 0, c.AckTimeout < 0, c.PublishTimeout < 0:
 		return nil, fmt.Errorf("mire/jetstream: new relay %q: negative MaxInFlight, BatchSize, AckTimeout or PublishTimeout", c.Name)
@@ -168,10 +168,6 @@ func NewRelay(store *mire.Store, js jetstream.JetStream, cfg *Config) (*Relay, e
 	}
 	return r, nil
 }
-
-// subjectPrefix matches a NATS subject without wildcards: dot-separated
-// tokens without spaces, '*' or '>'.
-var subjectPrefix = regexp.MustCompile(`^[^\s.*>]+(\.[^\s.*>]+)*$`)
 
 // DefaultSubject returns the default subject function for prefix:
 // "<prefix>.<category>.<type>" for events, the message's Subject for

@@ -156,9 +156,22 @@ var _ = Describe("Relay", func() {
 		Entry("a stream with a dot", &mjs.Config{Stream: "a.b", Categories: []string{"a"}}, `stream name "a.b"`),
 		Entry("no categories", &mjs.Config{Stream: "S"}, "no categories"),
 		Entry("a wildcard prefix", &mjs.Config{Stream: "S", Categories: []string{"a"}, SubjectPrefix: "x.*"}, `subject prefix "x.*"`),
+		Entry("a prefix with an empty token", &mjs.Config{Stream: "S", Categories: []string{"a"}, SubjectPrefix: "x..y"}, `subject prefix "x..y"`),
 		Entry("a publish timeout past the lease", &mjs.Config{Stream: "S", Categories: []string{"a"}, PublishTimeout: time.Minute},
 			"PublishTimeout 1m0s must be shorter than the runner's LeaseTTL 10s"),
 		Entry("a negative in-flight bound", &mjs.Config{Stream: "S", Categories: []string{"a"}, MaxInFlight: -1}, "negative MaxInFlight"),
+	)
+
+	DescribeTable("refuses to build a message on a subject that is not a NATS subject without wildcards",
+		func(subject string) {
+			relay, err := mjs.NewRelay(store, js, &mjs.Config{Stream: "S", Categories: []string{"account"},
+				Subject: func(mire.Envelope) (string, error) { return subject, nil }})
+			Expect(err).NotTo(HaveOccurred())
+			_, err = relay.Message(mire.Envelope{StreamID: "account-a", Category: "account", Type: "Deposited"})
+			Expect(err).To(MatchError(fmt.Sprintf("subject %q is not a NATS subject without wildcards", subject)))
+		},
+		Entry("empty", ""), Entry("a wildcard", "a.*"), Entry("a full wildcard", "a.>"), Entry("an empty token", "a..b"),
+		Entry("a leading dot", ".a"), Entry("a trailing dot", "a."), Entry("a space", "a b"), Entry("a tab", "a\tb"),
 	)
 
 	It("refuses a nil store or JetStream", func() {
