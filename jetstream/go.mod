@@ -55,4 +55,8 @@ require (
 	golang.org/x/tools v0.51.0 // indirect
 )
 
+// Inside this repository the core is the directory above (go.work at the
+// root does the same). At a release, tag the core first and require that
+// version above: a replace in a dependency's go.mod is ignored, so users
+// of this module get the required version.
 replace github.com/mire-go/mire => ../
