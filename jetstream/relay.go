@@ -20,7 +20,7 @@ import (
 const (
 	SubjectPrefixDefault = "mire"
 	MaxInFlightDefault   = 1024
-	BatchSizeDefault     = 2000
+	BatchSizeDefault     = 5000
 	AckTimeoutDefault    = 5 * time.Second
 
 	// MaxAttemptsDefault is the relay's runner's Config.MaxAttempts unless
