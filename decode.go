@@ -20,11 +20,10 @@ func (s *Store) decodeEnvelope(env *Envelope, metadata []byte) error {
 	case env == nil:
 		return fmt.Errorf("mire: decode envelope: env is nil")
 	}
-	data, target, err := s.registry.decode(env.Category, env.Type, env.SchemaVersion, env.Raw)
+	target, err := s.registry.decodeData(env)
 	if err != nil {
-		return newDecodeError(env.StreamID, env.Position, env.Version, env.Type, env.SchemaVersion, target, err)
+		return err
 	}
-	env.Data = data
 	env.Metadata = Metadata{}
 	if len(metadata) > 0 {
 		if err := json.Unmarshal(metadata, &env.Metadata); err != nil {
@@ -76,4 +75,38 @@ func (r *Registry) decode(entity, typ string, schemaVersion int, data []byte) (a
 		return nil, target, fmt.Errorf("stored schema version %d is newer than %v's version %d (written by newer code?)", schemaVersion, et.goType, target)
 	}
 	return ptr.Elem().Interface(), target, nil
+}
+
+// Decode fills env.Data from env.Raw as the store's reads do: into the Go
+// type registered for (env.Category, env.Type), upcasting a payload stored
+// at an older env.SchemaVersion (an outbox message, of type MessageType,
+// decodes into a Message). It is for services that receive events some
+// other way than reading the store, such as from a broker a relay
+// publishes to; reads decode for themselves. A payload it cannot decode is
+// a *DecodeError naming env's stream, position, version and type; env's
+// other fields are left as they are.
+func (r *Registry) Decode(env *Envelope) error {
+	if env == nil {
+		return fmt.Errorf("mire: decode: env is nil")
+	}
+	_, err := r.decodeData(env)
+	return err
+}
+
+// decodeData is Decode; it also returns the version the payload decodes
+// to (see decode).
+func (r *Registry) decodeData(env *Envelope) (int, error) {
+	var data any
+	var target int
+	var err error
+	if env.Type == MessageType {
+		data, target, err = decodeMessage(env)
+	} else {
+		data, target, err = r.decode(env.Category, env.Type, env.SchemaVersion, env.Raw)
+	}
+	if err != nil {
+		return target, newDecodeError(env.StreamID, env.Position, env.Version, env.Type, env.SchemaVersion, target, err)
+	}
+	env.Data = data
+	return target, nil
 }

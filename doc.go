@@ -88,6 +88,20 @@
 // wake its runners through coalesced LISTEN/NOTIFY ([Store.Notify] after a
 // transaction of your own that used SaveTx or AppendTx).
 //
+// # Outbox
+//
+// [Store.EnqueueTx] records [Message] values (id, subject, key, headers,
+// payload) in the caller's transaction, so a message is recorded exactly
+// once with the change that caused it; [Store.Enqueue] records them in a
+// transaction of its own. They are stored in the log itself, as events of
+// type [MessageType] in streams "outbox-key" (the outbox's name is the
+// category; see [EnqueueOpts]), so a relay reads them as a projection
+// does: gap-safe, in order per key, with one active relay per outbox. The
+// relay to NATS JetStream is the module github.com/mire-go/mire/jetstream;
+// the core pulls no broker code. Reads and projections over every category
+// see messages too, with a Message as Envelope.Data. [Registry.Decode]
+// decodes events received from elsewhere than the store (a broker).
+//
 // # Telemetry
 //
 // The store traces and counts its work through the OpenTelemetry API (never

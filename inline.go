@@ -96,7 +96,14 @@ func (s *Store) runInline(ctx context.Context, db dbtx, w streamWrite, meta []by
 		env := &envs[i]
 		*env = Envelope{ID: e.id, StreamID: w.streamID, Category: w.category, Version: res.version - n + 1 + int64(i),
 			Position: res.positions[i], Type: e.typ, SchemaVersion: int(e.schema), Raw: e.data, Metadata: md, RecordedAt: res.at}
-		data, target, err := s.registry.decode(w.category, e.typ, int(e.schema), e.data)
+		var data any
+		var target int
+		var err error
+		if e.typ == MessageType {
+			data, target, err = decodeMessage(env)
+		} else {
+			data, target, err = s.registry.decode(w.category, e.typ, int(e.schema), e.data)
+		}
 		if err != nil {
 			return fmt.Errorf("mire: append to stream %q: inline projection: %w", w.streamID,
 				newDecodeError(env.StreamID, env.Position, env.Version, env.Type, env.SchemaVersion, target, err))
