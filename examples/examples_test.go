@@ -67,6 +67,18 @@ mire.projection.events{mire.projection=deposits} 2
 mire.save.duration{db.operation.name=save,mire.outcome=ok} count 1
 mire.saves{db.operation.name=save,mire.outcome=ok} 1
 `,
+	"partitions": `
+6 partitions over 3 runners:
+  replica-1 holds partitions 0, 3
+  replica-2 holds partitions 1, 4
+  replica-3 holds partitions 2, 5
+  read model: 10 accounts, 40 deposits applied, total 40; 40 delivered, lag 0
+replica-2 stops; its share moves to the others:
+6 partitions over 2 runners:
+  replica-1 holds partitions 0, 2, 4
+  replica-3 holds partitions 1, 3, 5
+  read model: 10 accounts, 80 deposits applied, total 80; 80 delivered, lag 0
+`,
 	"projection": `
 projection balances: owner replica-1, fence 1, 4 events delivered
   Alice  100

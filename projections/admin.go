@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -19,9 +21,27 @@ const (
 	Halted  State = "halted"
 )
 
-// Status is a projection's checkpoint, lease and health, as stored.
+// Status is a projection's checkpoint, lease and health, as stored. The
+// status of a partitioned projection rolls up its partitions' (see
+// ByPartition).
 type Status struct {
 	Name string
+	// Partition is the partition this status is of: 0 for an
+	// unpartitioned projection and for a partitioned one's roll-up.
+	Partition int
+	// Partitions is the projection's partition count; 1 if it is not
+	// partitioned.
+	Partitions int
+	// ByPartition holds each partition's own status, in partition order,
+	// when Partitions > 1 (nil otherwise). The fields of the roll-up then
+	// sum Held, Delivered and Lag; Position and CursorXID are the least
+	// advanced partition's cursor; Floor, Fence and UpdatedAt are the
+	// highest; LeaseUntil the earliest of the held leases; Owner lists the
+	// distinct owners, sorted, joined by ", " ("" if no partition is held);
+	// State is Halted if any partition is, and LastError and FailedEvent
+	// are then the first halted partition's (LastError prefixed with
+	// "partition N: ").
+	ByPartition []Status
 	// Position is the global position of the last event read; with CursorXID
 	// (its transaction) it is the reader's cursor in (transaction, position)
 	// order.
@@ -64,20 +84,38 @@ func StatusOf(ctx context.Context, store *mire.Store, name string) (Status, erro
 }
 
 func statusOf(ctx context.Context, store *mire.Store, sql *queries, name string) (Status, error) {
+	var n int
+	err := store.Pool().QueryRow(ctx, sql.partitionsOf, name).Scan(new(int), new(int), &n)
+	if err == nil && n == 0 {
+		err = pgx.ErrNoRows
+	}
+	if err == nil {
+		if n > 1 {
+			sql = partitionQueriesFor(store.Schema(), n)
+		}
+		var rows pgx.Rows
+		if rows, err = store.Pool().Query(ctx, sql.status, name); err == nil {
+			var parts []Status
+			if parts, err = pgx.CollectRows(rows, scanStatus); err == nil {
+				return rollUp(parts), nil
+			}
+		}
+	}
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Status{}, fmt.Errorf("mire: projection %q: status: %w", name, mire.ErrNotFound)
+	}
+	return Status{}, fmt.Errorf("mire: projection %q: status: %w", name, notMigrated(store.Schema(), err))
+}
+
+func scanStatus(row pgx.CollectableRow) (Status, error) {
 	var st Status
 	var state string
 	var leaseUntil *time.Time
 	var errPos *int64
 	var ref EventRef
-	err := store.Pool().QueryRow(ctx, sql.status, name).Scan(&st.Name, &st.CursorXID, &st.Position, &st.Floor,
+	err := row.Scan(&st.Name, &st.Partition, &st.Partitions, &st.CursorXID, &st.Position, &st.Floor,
 		&st.Held, &st.Delivered, &st.Owner, &leaseUntil, &st.Fence, &state, &st.LastError,
 		&errPos, &ref.StreamID, &ref.Version, &ref.Type, &st.UpdatedAt, &st.Lag)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return Status{}, fmt.Errorf("mire: projection %q: status: %w", name, mire.ErrNotFound)
-	}
-	if err != nil {
-		return Status{}, fmt.Errorf("mire: projection %q: status: %w", name, notMigrated(store.Schema(), err))
-	}
 	st.State = State(state)
 	if leaseUntil != nil {
 		st.LeaseUntil = *leaseUntil
@@ -86,7 +124,61 @@ func statusOf(ctx context.Context, store *mire.Store, sql *queries, name string)
 		ref.Position = *errPos
 		st.FailedEvent = &ref
 	}
-	return st, nil
+	return st, err
+}
+
+// rollUp returns the status of a projection whose partitions have the
+// statuses parts (see Status.ByPartition).
+func rollUp(parts []Status) Status {
+	if len(parts) == 1 {
+		return parts[0]
+	}
+	st := Status{Name: parts[0].Name, Partitions: len(parts), ByPartition: parts, State: Running}
+	var owners []string
+	for i, p := range parts {
+		st.Held += p.Held
+		st.Delivered += p.Delivered
+		st.Lag += p.Lag
+		if i == 0 || p.CursorXID < st.CursorXID || p.CursorXID == st.CursorXID && p.Position < st.Position {
+			st.CursorXID, st.Position = p.CursorXID, p.Position
+		}
+		st.Floor, st.Fence = max(st.Floor, p.Floor), max(st.Fence, p.Fence)
+		if p.UpdatedAt.After(st.UpdatedAt) {
+			st.UpdatedAt = p.UpdatedAt
+		}
+		if p.Owner != "" {
+			owners = append(owners, p.Owner)
+			if st.LeaseUntil.IsZero() || p.LeaseUntil.Before(st.LeaseUntil) {
+				st.LeaseUntil = p.LeaseUntil
+			}
+		}
+		if p.State == Halted && st.State != Halted {
+			st.State, st.FailedEvent = Halted, p.FailedEvent
+			st.LastError = fmt.Sprintf("partition %d: %s", p.Partition, p.LastError)
+		}
+	}
+	slices.Sort(owners)
+	st.Owner = strings.Join(slices.Compact(owners), ", ")
+	return st
+}
+
+// partition returns the status of partition part (st itself if the
+// projection is not partitioned).
+func (st Status) partition(part int) Status {
+	if part < len(st.ByPartition) {
+		return st.ByPartition[part]
+	}
+	return st
+}
+
+// held reports whether every partition's lease is held.
+func (st Status) held() bool {
+	for _, p := range st.ByPartition {
+		if p.Owner == "" {
+			return false
+		}
+	}
+	return st.Owner != ""
 }
 
 // Resume lets a halted projection run again, from the event it halted on
@@ -97,7 +189,7 @@ func statusOf(ctx context.Context, store *mire.Store, sql *queries, name string)
 // mire.ErrNotFound; nothing is changed.
 func Resume(ctx context.Context, store *mire.Store, name string) error {
 	q := queriesFor(store.Schema())
-	return admin(ctx, store, q, name, "resume", q.resume, nil)
+	return admin(ctx, store, q, name, "resume", q.resume, nil, 0)
 }
 
 // ResetCheckpoint moves the projection's checkpoint back to the beginning
@@ -110,7 +202,7 @@ func Resume(ctx context.Context, store *mire.Store, name string) error {
 // is an error wrapping mire.ErrNotFound; nothing is changed.
 func ResetCheckpoint(ctx context.Context, store *mire.Store, name string) error {
 	q := queriesFor(store.Schema())
-	return admin(ctx, store, q, name, "reset checkpoint", q.reset, nil)
+	return admin(ctx, store, q, name, "reset checkpoint", q.reset, nil, 0)
 }
 
 // MoveToWatermark moves the projection's checkpoint past every event
@@ -124,20 +216,22 @@ func ResetCheckpoint(ctx context.Context, store *mire.Store, name string) error 
 // (it never ran) is an error wrapping mire.ErrNotFound; nothing is changed.
 func MoveToWatermark(ctx context.Context, store *mire.Store, name string) error {
 	q := queriesFor(store.Schema())
-	return admin(ctx, store, q, name, "move to watermark", q.toWatermark, nil)
+	return admin(ctx, store, q, name, "move to watermark", q.toWatermark, nil, 0)
 }
 
 // admin runs one admin statement (stmt, one of q's) on the subscription
-// row, in one transaction with before (if set: a runner's Truncate). A
-// projection that never ran has no row: with before (a runner's own
-// projection) that is fine, there is nothing to move; without, the name is
-// unknown.
+// rows (every partition's), in one transaction with before (if set: a
+// runner's Truncate). A projection that never ran has no row: with before
+// (a runner's own projection) that is fine, there is nothing to move;
+// without, the name is unknown. With partitions > 0 (a runner's Rebuild),
+// rows stored with another partition count are replaced by fresh rows of
+// partitions, instead of stmt.
 //
 // It first takes the projection's advisory lock (see adminLock), so it
 // waits for the batches in flight, and new batches wait for it, whatever
 // tables before clears: the two never deadlock, and the batches that
 // waited are fenced.
-func admin(ctx context.Context, store *mire.Store, q *queries, name, op, stmt string, before func(context.Context, pgx.Tx) error) error {
+func admin(ctx context.Context, store *mire.Store, q *queries, name, op, stmt string, before func(context.Context, pgx.Tx) error, partitions int) error {
 	err := pgx.BeginFunc(ctx, store.Pool(), func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, q.adminLock, lockKey(store.Schema(), name)); err != nil {
 			return err
@@ -147,15 +241,24 @@ func admin(ctx context.Context, store *mire.Store, q *queries, name, op, stmt st
 				return err
 			}
 		}
-		var found string
+		var found int
 		err := tx.QueryRow(ctx, q.lockSubscription, name).Scan(&found)
 		switch {
-		case errors.Is(err, pgx.ErrNoRows) && before == nil:
-			return fmt.Errorf("no projection of that name has run (no checkpoint): %w", mire.ErrNotFound)
-		case errors.Is(err, pgx.ErrNoRows):
-			return nil // never ran: nothing to move
 		case err != nil:
 			return err
+		case found == 0 && before == nil:
+			return fmt.Errorf("no projection of that name has run (no checkpoint): %w", mire.ErrNotFound)
+		case found == 0:
+			return nil // never ran: nothing to move
+		}
+		if partitions > 0 {
+			count, lo, hi, err := storedPartitions(ctx, tx, q, name)
+			if err != nil {
+				return err
+			}
+			if partitionCountError(name, partitions, count, lo, hi) != nil {
+				return repartition(ctx, tx, q, name, partitions)
+			}
 		}
 		_, err = tx.Exec(ctx, stmt, name)
 		return err
@@ -206,8 +309,8 @@ const rebuildCheckMax = 100 * time.Millisecond
 // may clear any tables in any order. A name that is not one of the
 // runner's projections is an error wrapping mire.ErrNotFound.
 func (r *Runner) Rebuild(ctx context.Context, name string, opts *RebuildOpts) error {
-	w := r.byName[name]
-	if w == nil {
+	g := r.byName[name]
+	if g == nil {
 		return fmt.Errorf("mire: projection %q: rebuild: not in this runner: %w", name, mire.ErrNotFound)
 	}
 	if opts == nil {
@@ -216,7 +319,7 @@ func (r *Runner) Rebuild(ctx context.Context, name string, opts *RebuildOpts) er
 	if opts.NoWait && opts.Progress != nil {
 		return fmt.Errorf("mire: projection %q: rebuild: RebuildOpts.Progress is set with NoWait, which never calls it", name)
 	}
-	if err := admin(ctx, r.store, r.sql, name, "rebuild", r.sql.reset, w.p.Truncate); err != nil {
+	if err := admin(ctx, r.store, r.sql, name, "rebuild", r.sql.reset, g.p.Truncate, g.p.Partitions); err != nil {
 		return err
 	}
 	if opts.NoWait {
@@ -234,7 +337,7 @@ func (r *Runner) Rebuild(ctx context.Context, name string, opts *RebuildOpts) er
 			if st.State == Halted {
 				return fmt.Errorf("mire: projection %q: rebuild: %w: %s", name, ErrHalted, st.LastError)
 			}
-			if st.Lag == 0 && st.Owner != "" {
+			if st.Lag == 0 && st.held() {
 				return nil
 			}
 		}
@@ -243,4 +346,21 @@ func (r *Runner) Rebuild(ctx context.Context, name string, opts *RebuildOpts) er
 			return fmt.Errorf("mire: projection %q: rebuild: %w", name, ctx.Err())
 		}
 	}
+}
+
+// repartition replaces the rows of projection name by fresh rows of n
+// partitions, at the beginning of the log, with fences above the old
+// rows': a worker of the old count can neither checkpoint into them nor
+// take their leases (acquire checks the count).
+func repartition(ctx context.Context, tx pgx.Tx, q *queries, name string, n int) error {
+	var fence int64
+	if err := tx.QueryRow(ctx, q.maxFence, name).Scan(&fence); err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, q.deletePartitions, name); err != nil {
+		return err
+	}
+	var categories []string
+	_, err := tx.Exec(ctx, q.createPartitions, name, n, categories, fence+1)
+	return err
 }

@@ -42,7 +42,7 @@ var _ = Describe("Guarantee 5: chaos", func() {
 			for w := range chaosWriters {
 				wg.Go(func() {
 					defer GinkgoRecover()
-					write(ctx, e.store, streams, &written, uint64(w))
+					write(ctx, e.store, streams, &written, uint64(w), 0)
 				})
 			}
 			wg.Wait()
@@ -103,10 +103,12 @@ var _ = Describe("Guarantee 5: chaos", func() {
 
 // write appends events until written reaches chaosEvents: mostly single
 // deposits, and one in ten a transaction over two streams, whose second
-// append comes from a transaction that took its id early.
-func write(ctx context.Context, store *mire.Store, streams []string, written *atomic.Int64, seed uint64) {
+// append comes from a transaction that took its id early. It waits pace
+// after each write.
+func write(ctx context.Context, store *mire.Store, streams []string, written *atomic.Int64, seed uint64, pace time.Duration) {
 	rng := rand.New(rand.NewPCG(seed, 42))
 	for written.Load() < chaosEvents {
+		time.Sleep(pace)
 		i, j := rng.IntN(len(streams)), rng.IntN(len(streams))
 		if rng.IntN(10) > 0 || i == j {
 			_, err := store.Append(ctx, streams[i], mire.StreamExists, Deposited{Amount: 1 + rng.Int64N(9)})

@@ -53,7 +53,8 @@
 //     takeovers. Writers take no extra lock for it. Events of different
 //     streams are delivered in (transaction, position) order, which is not
 //     the global position order.
-//   - One active worker per projection across all replicas: a lease (owner,
+//   - One active worker per projection (per partition: see Partitions)
+//     across all replicas: a lease (owner,
 //     expiry on the database's clock) and a fence token that grows with
 //     every takeover. The checkpoint is written only WHERE fence = the
 //     worker's token, in the handler's transaction: a worker that lost its
@@ -75,6 +76,63 @@
 //     while the runner's other projections go on. [Resume] restarts it
 //     from that event after a fix. A payload that cannot be decoded is a
 //     failing event too: nothing is ever skipped silently.
+//
+// # Partitions
+//
+// One worker per projection is the ceiling of its catch-up speed, whatever
+// the number of replicas. A projection with Partitions: N is split by
+// stream into N partitions, each with its own checkpoint, lease and fence,
+// and the runners hosting it share them:
+//
+//	orders := projections.Projection{Name: "orders", Partitions: 16, Handler: h}
+//	err := projections.MigratePartitions(ctx, store, 16) // once, at boot
+//	runner, err := projections.NewRunner(store, &projections.Config{Owner: podName}, orders)
+//	go runner.Run(ctx) // in every replica
+//
+// How it works, and what holds:
+//
+//   - A stream belongs to partition (hashtext(stream_id) & 2147483647) % N,
+//     computed by PostgreSQL: the same in every replica and across
+//     restarts. Each partition keeps every guarantee above (per-stream
+//     order with early transactions, exactly once through tx, one active
+//     worker, fencing); what is given up is the (transaction, position)
+//     order across streams of different partitions.
+//   - Every runner that hosts the projection heartbeats a membership row
+//     (every RecheckInterval, alive for LeaseTTL). With the live members
+//     sorted by Owner, member i's share is the partitions p with p %
+//     members == i: with R replicas each holds N/R, rounded. A holder gives
+//     a partition up between batches, never in the middle of one; a
+//     joining runner announces itself (NOTIFY), so the others release
+//     their extra partitions after their batch in flight, and the
+//     newcomer takes them when they are free. A runner that stops cleanly
+//     releases its leases and leaves at once; one that dies loses its share
+//     when its membership and leases lapse: within LeaseTTL plus one
+//     RecheckInterval.
+//   - Each partition halts on its own: the others go on. [StatusOf] rolls
+//     the partitions up and lists each in [Status].ByPartition; [Resume],
+//     [ResetCheckpoint], [MoveToWatermark] and [Runner.Rebuild] act on all
+//     partitions in one transaction.
+//   - The count is part of the projection's stored state: a runner that
+//     declares another count than the stored one is refused
+//     ([ErrPartitionCount]) at Run or CatchUp, before it handles anything,
+//     and [Runner.Rebuild] in a runner that declares the new count starts
+//     the projection over with it (clearing the read model through
+//     Truncate). Runners still running the old count then stop with
+//     ErrPartitionCount: a projection's events are never split two ways.
+//   - Each partition's reader walks an expression index of its own
+//     partition's appends ([MigratePartitions] builds it, concurrently,
+//     one per partition count in use), so it reads its 1/N of the log, not
+//     the whole log. It costs writers one more index entry per append (not
+//     per event). Categories are filtered on the rows of that index.
+//
+// How many partitions: enough for the most replicas you will run, times
+// the batches each replica can run at once (a transactional handler holds
+// one of the pool's connections for its batch, so a replica's pool bounds
+// it); a few more than that gives an even spread as replicas come and go.
+// Partitions that hold no lease cost nothing; each held one costs an idle
+// poll every PollInterval. Partition when handlers do real work (an
+// external call, a heavy upsert); a no-op or cheap handler is bound by
+// PostgreSQL, and more workers mostly add load.
 //
 // # Wake-ups
 //

@@ -269,3 +269,56 @@ func ExampleInline() {
 	// second open failed: true
 	// events: 1
 }
+
+// A projection with Partitions is split by stream: each partition has its
+// own checkpoint and lease, and the runners hosting the projection (one
+// per replica) share the partitions. MigratePartitions creates, once, the
+// index its readers need. Here one runner catches all four partitions up,
+// and the status rolls them up and lists each.
+func ExampleMigratePartitions() {
+	ctx := context.Background()
+	store, cleanup := exampleStore(ctx)
+	defer cleanup()
+	if err := projections.MigratePartitions(ctx, store, 4); err != nil {
+		log.Fatal(err)
+	}
+	counted := projections.Projection{
+		Name:       "counted",
+		Partitions: 4,
+		Handler:    projections.Plain(func(context.Context, mire.Envelope) error { return nil }),
+	}
+	runner, err := projections.NewRunner(store, &projections.Config{Owner: "app-1", Logger: slog.New(slog.DiscardHandler)}, counted)
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, name := range []string{"ann", "bob", "cid", "dan", "eve", "fay"} {
+		if _, err := store.Append(ctx, "account-"+name, mire.NoStream, Opened{Initial: 1}, Deposited{Amount: 2}); err != nil {
+			log.Fatal(err)
+		}
+	}
+	if err := runner.CatchUp(ctx); err != nil {
+		log.Fatal(err)
+	}
+	st, err := runner.Status(ctx, "counted")
+	if err != nil {
+		log.Fatal(err)
+	}
+	var sum int64
+	for _, p := range st.ByPartition {
+		sum += p.Delivered
+	}
+	fmt.Printf("%d partitions: delivered %d (sum of partitions %d), lag %d, state %s\n",
+		st.Partitions, st.Delivered, sum, st.Lag, st.State)
+
+	// Another partition count for the same projection is refused until a
+	// Rebuild starts it over.
+	counted.Partitions = 2
+	other, err := projections.NewRunner(store, &projections.Config{Logger: slog.New(slog.DiscardHandler)}, counted)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(errors.Is(other.CatchUp(ctx), projections.ErrPartitionCount))
+	// Output:
+	// 4 partitions: delivered 12 (sum of partitions 12), lag 0, state running
+	// true
+}

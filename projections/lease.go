@@ -25,7 +25,7 @@ func (w *worker) acquire(ctx context.Context) (bool, error) {
 	// not be released, and would block every replica for LeaseTTL.
 	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.r.cfg.LeaseTTL)
 	defer cancel()
-	err := w.r.store.Pool().QueryRow(lctx, w.r.sql.acquire, w.p.Name, w.r.cfg.Owner, w.r.cfg.LeaseTTL.Seconds(), w.p.Categories).
+	err := w.r.store.Pool().QueryRow(lctx, w.sql.acquire, w.p.Name, w.part, w.r.cfg.Owner, w.r.cfg.LeaseTTL.Seconds(), w.p.Categories, w.p.Partitions).
 		Scan(&fence, &cursorXid, &cursorPos, &floor, &held, &state, &lastError)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return false, nil
@@ -41,16 +41,16 @@ func (w *worker) acquire(ctx context.Context) (bool, error) {
 		return false, err
 	}
 	var cursorHead int64
-	if err := w.r.store.Pool().QueryRow(ctx, w.r.sql.cursorHead, cursorXid, cursorPos).Scan(&cursorHead); err != nil {
+	if err := w.r.store.Pool().QueryRow(ctx, w.sql.cursorHead, cursorXid, cursorPos).Scan(&cursorHead); err != nil {
 		w.stop()
 		return false, fmt.Errorf("mire: projection %q: find the cursor's append: %w", w.p.Name, err)
 	}
 	w.cursorXid, w.cursorPos, w.cursorHead, w.floor = cursorXid, cursorPos, cursorHead, floor
 	w.order, w.halted, w.renewedAt = newOrder(rows), state == string(Halted), renewedAt
 	w.failPos, w.failCount, w.single = 0, 0, 0
-	w.r.cfg.Logger.Info("mire: projection: lease acquired", "projection", w.p.Name, "owner", w.r.cfg.Owner, "fence", fence)
+	w.r.cfg.Logger.Info("mire: projection: lease acquired", w.logAttrs("owner", w.r.cfg.Owner, "fence", fence)...)
 	if w.halted {
-		w.r.halted(w.p.Name, fmt.Errorf("mire: projection %q: %w: %s", w.p.Name, ErrHalted, lastError))
+		w.r.halted(w.p.Name, fmt.Errorf("mire: projection %s: %w: %s", w.label(), ErrHalted, lastError))
 	}
 	return true, nil
 }
@@ -59,7 +59,7 @@ func (w *worker) readHeld(ctx context.Context, positions []int64) ([]row, error)
 	if len(positions) == 0 {
 		return nil, nil
 	}
-	rows, err := w.r.store.Pool().Query(ctx, w.r.sql.readPositions, positions)
+	rows, err := w.r.store.Pool().Query(ctx, w.sql.readPositions, positions)
 	if err != nil {
 		return nil, fmt.Errorf("mire: projection %q: read held events: %w", w.p.Name, err)
 	}
@@ -81,10 +81,10 @@ func (w *worker) readHeld(ctx context.Context, positions []int64) ([]row, error)
 // halted projection's Resume (which raises the fence).
 func (w *worker) renew(ctx context.Context) {
 	var state string
-	err := w.r.store.Pool().QueryRow(ctx, w.r.sql.renew, w.p.Name, w.fence, w.r.cfg.LeaseTTL.Seconds()).Scan(&state)
+	err := w.r.store.Pool().QueryRow(ctx, w.sql.renew, w.p.Name, w.fence, w.r.cfg.LeaseTTL.Seconds(), w.part).Scan(&state)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
-		w.r.cfg.Logger.Info("mire: projection: lease lost", "projection", w.p.Name, "fence", w.fence)
+		w.r.cfg.Logger.Info("mire: projection: lease lost", w.logAttrs("fence", w.fence)...)
 		w.fence, w.reload = 0, false
 	case err != nil:
 		if ctx.Err() == nil {
@@ -120,7 +120,7 @@ func (w *worker) release() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	pool := w.r.store.Pool()
-	_, err := pool.Exec(ctx, w.r.sql.release, w.p.Name, w.fence)
+	_, err := pool.Exec(ctx, w.sql.release, w.p.Name, w.fence, w.part)
 	if err == nil || ctx.Err() != nil {
 		return err
 	}
@@ -129,7 +129,7 @@ func (w *worker) release() error {
 		return errors.Join(err, cerr)
 	}
 	defer func() { _ = conn.Close(context.WithoutCancel(ctx)) }()
-	if _, cerr := conn.Exec(ctx, w.r.sql.release, w.p.Name, w.fence); cerr != nil {
+	if _, cerr := conn.Exec(ctx, w.sql.release, w.p.Name, w.fence, w.part); cerr != nil {
 		return errors.Join(err, cerr)
 	}
 	return nil

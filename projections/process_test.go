@@ -22,6 +22,10 @@ import (
 // with workerEnv set it runs one projection runner until killed.
 const workerEnv = "MIRE_PROJECTIONS_TEST_WORKER"
 
+// workerPartitionsEnv, set, makes the worker process host the partitioned
+// chaos spec's projection instead.
+const workerPartitionsEnv = "MIRE_PROJECTIONS_TEST_PARTITIONED"
+
 func TestMain(m *testing.M) {
 	if os.Getenv(workerEnv) != "" {
 		if err := runWorkerProcess(); err != nil {
@@ -53,11 +57,18 @@ func runWorkerProcess() error {
 	owner := os.Getenv(workerEnv)
 	cfg := quiet()
 	cfg.Owner = owner
-	r, err := projections.NewRunner(store, cfg, projections.Projection{Name: "procs", Handler: projections.HandlerFunc(
+	p := projections.Projection{Name: "procs", Handler: projections.HandlerFunc(
 		func(ctx context.Context, tx pgx.Tx, env mire.Envelope) error {
 			_, err := tx.Exec(ctx, `INSERT INTO handled VALUES ($1, $2)`, owner, env.Position)
 			return err
-		})})
+		})}
+	if os.Getenv(workerPartitionsEnv) != "" {
+		// The partitioned chaos spec's runner (see partitionChaos).
+		p = partitioned("chaos16", chaosPartitions, chaosBatch)
+		cfg.RecheckInterval, cfg.PollInterval = partitionChaosConfig().RecheckInterval, partitionChaosConfig().PollInterval
+		cfg.LeaseTTL = partitionChaosConfig().LeaseTTL
+	}
+	r, err := projections.NewRunner(store, cfg, p)
 	if err != nil {
 		return err
 	}

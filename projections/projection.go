@@ -18,6 +18,9 @@ import (
 // checkpoint) unless Projection.BatchSize says otherwise.
 const BatchSizeDefault = 500
 
+// MaxPartitions is the most partitions a projection may have.
+const MaxPartitions = 1024
+
 // Projection is a named subscription to the log: its handler sees every
 // event of its categories once per checkpoint, in an order that keeps each
 // stream's versions in sequence.
@@ -33,6 +36,17 @@ type Projection struct {
 	BatchSize int
 	// Handler handles each event. Required.
 	Handler Handler
+	// Partitions splits the projection into this many partitions, each
+	// with its own checkpoint, lease and fence, spread over the runners
+	// that host the projection (see the package documentation): a stream
+	// belongs to one partition, so its events keep their version order,
+	// but the order of events across partitions is lost. 1 is today's
+	// single worker. A partitioned projection reads through an index of
+	// its own, created by MigratePartitions. Changing the count of a
+	// projection that has run is refused (ErrPartitionCount) until
+	// Runner.Rebuild starts it over with the new count. At most
+	// MaxPartitions. Defaults to 1.
+	Partitions int
 	// Truncate, if set, clears the projection's read model. Runner.Rebuild
 	// calls it in the transaction that resets the checkpoint, so the read
 	// model and the checkpoint start over together. Defaults to nil:
@@ -48,6 +62,9 @@ func (p *Projection) validate() error {
 	}
 	if p.Handler == nil {
 		return fmt.Errorf("mire: projection %q: handler is nil", p.Name)
+	}
+	if p.Partitions < 0 || p.Partitions > MaxPartitions {
+		return fmt.Errorf("mire: projection %q: partitions %d out of range 1..%d", p.Name, p.Partitions, MaxPartitions)
 	}
 	if p.BatchSize < 0 {
 		return fmt.Errorf("mire: projection %q: negative batch size %d", p.Name, p.BatchSize)

@@ -25,11 +25,15 @@ func (w *worker) read(ctx context.Context, tx pgx.Tx, limit int) ([]scannedRow, 
 	}
 	var q pgx.Rows
 	var err error
-	if len(w.p.Categories) == 0 {
-		q, err = tx.Query(ctx, w.r.sql.readHeads, w.cursorXid, w.cursorHead, w.floor, want)
-	} else {
-		q, err = tx.Query(ctx, w.r.sql.readHeadsCategories, w.cursorXid, w.cursorHead, w.floor, want, w.p.Categories)
+	args := []any{w.cursorXid, w.cursorHead, w.floor, want}
+	sql := w.sql.readHeads
+	if len(w.p.Categories) > 0 {
+		args, sql = append(args, w.p.Categories), w.sql.readHeadsCategories
 	}
+	if w.g.partitioned() {
+		args = append(args, w.part)
+	}
+	q, err = tx.Query(ctx, sql, args...)
 	if err != nil {
 		return nil, false, fmt.Errorf("mire: projection %q: read events: %w", w.p.Name, err)
 	}
@@ -130,7 +134,7 @@ func (w *worker) readRest(ctx context.Context, tx pgx.Tx, q *restQuery) (map[int
 	if len(q.heads) == 0 {
 		return nil, nil
 	}
-	rows, err := tx.Query(ctx, w.r.sql.readRest, q.streams, q.first, q.last, w.cursorPos)
+	rows, err := tx.Query(ctx, w.sql.readRest, q.streams, q.first, q.last, w.cursorPos)
 	if err != nil {
 		return nil, fmt.Errorf("mire: projection %q: read events: %w", w.p.Name, err)
 	}

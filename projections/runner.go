@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -97,14 +98,16 @@ type Config struct {
 }
 
 // Runner hosts projections: in every replica of an application, one Runner
-// (or more) runs the same projections, and each projection is active in
-// exactly one of them at a time.
+// (or more) runs the same projections, and each projection (each
+// partition of a partitioned one) is active in exactly one of them at a
+// time.
 type Runner struct {
 	store   *mire.Store
 	cfg     Config
 	sql     *queries
-	workers []*worker
-	byName  map[string]*worker
+	groups  []*group
+	workers []*worker // every group's
+	byName  map[string]*group
 	tel     *runnerTelemetry // spans and metrics (telemetry.go)
 
 	mu       sync.Mutex
@@ -126,7 +129,7 @@ func NewRunner(store *mire.Store, cfg *Config, projections ...Projection) (*Runn
 	if cfg == nil {
 		cfg = &Config{}
 	}
-	r := &Runner{store: store, cfg: *cfg, sql: queriesFor(store.Schema()), byName: make(map[string]*worker)}
+	r := &Runner{store: store, cfg: *cfg, sql: queriesFor(store.Schema()), byName: make(map[string]*group)}
 	r.cfg.LeaseTTL = cmp.Or(cfg.LeaseTTL, LeaseTTLDefault)
 	r.cfg.RecheckInterval = cmp.Or(cfg.RecheckInterval, RecheckIntervalDefault)
 	r.cfg.PollInterval = cmp.Or(cfg.PollInterval, PollIntervalDefault)
@@ -161,9 +164,11 @@ func NewRunner(store *mire.Store, cfg *Config, projections ...Projection) (*Runn
 			return nil, fmt.Errorf("mire: new runner: projection %q given twice", p.Name)
 		}
 		p.BatchSize = cmp.Or(p.BatchSize, BatchSizeDefault)
-		w := &worker{r: r, p: p, wake: make(chan struct{}, 1)}
-		r.workers = append(r.workers, w)
-		r.byName[p.Name] = w
+		p.Partitions = cmp.Or(p.Partitions, 1)
+		g := newGroup(r, p)
+		r.groups = append(r.groups, g)
+		r.workers = append(r.workers, g.workers...)
+		r.byName[p.Name] = g
 	}
 	return r, nil
 }
@@ -215,12 +220,23 @@ func (r *Runner) Run(ctx context.Context) error {
 	}
 	var wg sync.WaitGroup
 	wg.Go(func() { r.listen(ctx) })
+	for _, g := range r.groups {
+		if g.partitioned() {
+			wg.Go(func() { g.coordinate(ctx, fail) })
+		}
+	}
 	for _, w := range r.workers {
 		wg.Go(func() { w.run(ctx, fail) })
 	}
 	wg.Wait()
 	for _, w := range r.workers {
 		releaseErrs = append(releaseErrs, w.releaseErr)
+	}
+	// The leases are free: leaving now lets the others take them at once.
+	for _, g := range r.groups {
+		if g.partitioned() && !r.noRelease {
+			releaseErrs = append(releaseErrs, g.leave())
+		}
 	}
 	return fatal
 }
@@ -294,8 +310,15 @@ func (r *Runner) listenOnce(ctx context.Context, channel string) error {
 	}
 	r.wakeAll() // events may have arrived while nobody listened
 	for {
-		if _, err := c.WaitForNotification(context.WithoutCancel(ctx)); err != nil {
+		n, err := c.WaitForNotification(context.WithoutCancel(ctx))
+		if err != nil {
 			return err
+		}
+		if name, ok := strings.CutPrefix(n.Payload, rebalancePrefix); ok {
+			if g := r.byName[name]; g != nil {
+				g.woken()
+			}
+			continue
 		}
 		r.wakeAll()
 	}

@@ -64,8 +64,8 @@ func (t *runnerTelemetry) observeLag(r *Runner) func() {
 	}
 	reg, err := t.meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
 		var errs []error
-		for _, w := range r.workers {
-			st, err := r.Status(ctx, w.p.Name)
+		for _, g := range r.groups {
+			st, err := r.Status(ctx, g.p.Name)
 			if errors.Is(err, mire.ErrNotFound) {
 				continue // never ran: no checkpoint yet
 			}
@@ -80,7 +80,7 @@ func (t *runnerTelemetry) observeLag(r *Runner) func() {
 					continue
 				}
 			}
-			attrs := metric.WithAttributes(telemetry.Projection.String(w.p.Name))
+			attrs := metric.WithAttributes(telemetry.Projection.String(g.p.Name))
 			o.ObserveInt64(t.lagEvents, st.Lag, attrs)
 			o.ObserveFloat64(t.lagSeconds, secs, attrs)
 		}
@@ -110,6 +110,9 @@ func (w *worker) beginBatch(ctx context.Context, start time.Time) (context.Conte
 			trace.WithTimestamp(start),
 			trace.WithAttributes(t.attrs...),
 			trace.WithAttributes(telemetry.Projection.String(w.p.Name)))
+		if w.g.partitioned() {
+			b.span.SetAttributes(telemetry.Partition.Int(w.part))
+		}
 		w.lastSpan = b.span.SpanContext()
 	}
 	return ctx, b

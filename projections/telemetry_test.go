@@ -135,6 +135,26 @@ var _ = Describe("Telemetry", func() {
 		Expect(m["mire.projection.batch.duration"]).To(Equal(map[string]float64{"balances": 1}))
 	})
 
+	It("names the partition on a partitioned projection's batch spans, and counts its events under the projection", func(ctx SpecContext) {
+		Expect(projections.MigratePartitions(ctx, store, 3)).To(Succeed())
+		for _, s := range []string{"account-a", "account-b", "account-c", "account-d"} {
+			_, err := store.Append(ctx, s, mire.NoStream, Opened{Initial: 5})
+			Expect(err).NotTo(HaveOccurred())
+		}
+		r := newRunner(store, "", projections.Projection{Name: "split", Partitions: 3, Handler: balanceHandler()})
+		Expect(r.CatchUp(ctx)).To(Succeed())
+		parts := map[int64]int64{}
+		for _, b := range named(spans.GetSpans(), "mire.projection.batch") {
+			Expect(attr(b, "mire.projection").AsString()).To(Equal("split"))
+			parts[attr(b, "mire.projection.partition").AsInt64()] += attr(b, "mire.events").AsInt64()
+		}
+		st := status(ctx, store, "split")
+		for _, p := range st.ByPartition {
+			Expect(parts[int64(p.Partition)]).To(Equal(p.Delivered), "partition %d", p.Partition)
+		}
+		Expect(points(ctx, reader)["mire.projection.events"]).To(Equal(map[string]float64{"split": 4}))
+	})
+
 	It("reports each projection's lag while the runner runs", func(ctx SpecContext) {
 		_, err := store.Append(ctx, "account-b", mire.NoStream, Opened{Initial: 5})
 		Expect(err).NotTo(HaveOccurred())

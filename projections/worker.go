@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -36,20 +38,26 @@ func (e *eventError) Unwrap() error { return e.err }
 // worker runs one projection in one Runner. Its fields are owned by the
 // goroutine running it (Run's or CatchUp's).
 type worker struct {
-	r    *Runner
-	p    Projection
-	wake chan struct{}
+	r         *Runner
+	g         *group
+	p         Projection
+	part      int      // the partition it runs (0 of 1 if unpartitioned)
+	sql       *queries // the runtime SQL of its partition count
+	wake      chan struct{}
+	rebalance chan struct{} // its partition's share or lease may have moved (see group.coordinate)
+	assigned  atomic.Bool   // its partition is this runner's share (partitioned projections)
 
-	fence      int64 // 0: no lease
-	cursorXid  uint64
-	cursorPos  int64
-	cursorHead int64 // the position of the first row of the cursor's append
-	floor      int64
-	order      *order
-	halted     bool
-	renewedAt  time.Time
-	releaseErr error // why the last stop could not release the lease
-	reload     bool  // a batch failed with the commit's outcome unknown: take the lease again (which reloads the checkpoint), keeping fence to release it meanwhile
+	fence          int64 // 0: no lease
+	cursorXid      uint64
+	cursorPos      int64
+	cursorHead     int64 // the position of the first row of the cursor's append
+	floor          int64
+	order          *order
+	halted         bool
+	renewedAt      time.Time
+	countCheckedAt time.Time // see recheckCount
+	releaseErr     error     // why the last stop could not release the lease
+	reload         bool      // a batch failed with the commit's outcome unknown: take the lease again (which reloads the checkpoint), keeping fence to release it meanwhile
 
 	heads     int   // how many heads (appends' first rows) the next read asks for; 0: limit + 1
 	failPos   int64 // the position of the event that failed last, 0 if none
@@ -64,22 +72,47 @@ type worker struct {
 func (w *worker) run(ctx context.Context, fail func(error)) {
 	defer w.stop()
 	for ctx.Err() == nil {
+		if err := w.g.prepare(ctx); err != nil {
+			if fatal(err) {
+				fail(err)
+				return
+			}
+			if ctx.Err() == nil {
+				w.r.cfg.Logger.Warn("mire: projection: prepare", "projection", w.p.Name, "err", err)
+			}
+			w.waitRebalance(ctx)
+			continue
+		}
+		if w.g.partitioned() && !w.assigned.Load() {
+			// Not this runner's share (any more): hand it over between
+			// batches, and wait until the members change.
+			if w.fence != 0 {
+				w.stop()
+				w.g.announce(ctx)
+			}
+			w.waitRebalance(ctx)
+			continue
+		}
 		if w.fence == 0 || w.reload {
 			ok, err := w.acquire(ctx)
-			if errors.Is(err, mire.ErrNotMigrated) {
+			if fatal(err) {
 				fail(err)
 				return
 			}
 			if err != nil && ctx.Err() == nil {
-				w.r.cfg.Logger.Warn("mire: projection: acquire lease", "projection", w.p.Name, "err", err)
+				w.r.cfg.Logger.Warn("mire: projection: acquire lease", w.logAttrs("err", err)...)
 			}
 			if !ok {
-				sleep(ctx, w.r.cfg.RecheckInterval)
+				if err := w.recheckCount(ctx); fatal(err) {
+					fail(err)
+					return
+				}
+				w.waitRebalance(ctx)
 				continue
 			}
 		}
 		if w.halted {
-			sleep(ctx, w.r.cfg.RecheckInterval)
+			w.waitRebalance(ctx)
 			w.renew(ctx)
 			continue
 		}
@@ -97,13 +130,65 @@ func (w *worker) run(ctx context.Context, fail func(error)) {
 	}
 }
 
+// recheckCount, for a standby of an unpartitioned projection (whose
+// runner has no coordinator to notice it), checks every LeaseTTL that a
+// Rebuild elsewhere has not given the projection partitions: acquire
+// never succeeds then, and waiting would hide the mistake.
+func (w *worker) recheckCount(ctx context.Context) error {
+	if w.g.partitioned() || time.Since(w.countCheckedAt) < w.r.cfg.LeaseTTL {
+		return nil
+	}
+	w.countCheckedAt = time.Now()
+	return w.g.checkCount(ctx)
+}
+
+// fatal reports whether err is a mistake that ends a Run at once: an
+// unmigrated schema (or a missing partition index), or a projection
+// declared with another partition count than it is stored with.
+func fatal(err error) bool {
+	return errors.Is(err, mire.ErrNotMigrated) || errors.Is(err, ErrPartitionCount)
+}
+
+// waitRebalance waits RecheckInterval, or less if the projection's members
+// or leases moved (see group.announce).
+func (w *worker) waitRebalance(ctx context.Context) {
+	t := time.NewTimer(w.r.cfg.RecheckInterval)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-w.rebalance:
+	case <-t.C:
+	}
+}
+
+// logAttrs returns the attributes of a log line about w: the projection,
+// its partition if it is partitioned, and more.
+func (w *worker) logAttrs(more ...any) []any {
+	attrs := []any{"projection", w.p.Name}
+	if w.g.partitioned() {
+		attrs = append(attrs, "partition", w.part)
+	}
+	return append(attrs, more...)
+}
+
+// label names w's projection (and partition) in errors.
+func (w *worker) label() string {
+	if w.g.partitioned() {
+		return fmt.Sprintf("%q partition %d", w.p.Name, w.part)
+	}
+	return strconv.Quote(w.p.Name)
+}
+
 // catchUp is run for CatchUp: batches until nothing is left below the
 // watermark and nothing is held back.
 func (w *worker) catchUp(ctx context.Context) error {
 	defer w.stop()
 	for {
 		if ctx.Err() != nil {
-			return fmt.Errorf("mire: projection %q: catch up: %w", w.p.Name, context.Cause(ctx))
+			return fmt.Errorf("mire: projection %s: catch up: %w", w.label(), context.Cause(ctx))
+		}
+		if err := w.g.prepare(ctx); err != nil {
+			return err
 		}
 		if w.fence == 0 || w.reload {
 			ok, err := w.acquire(ctx)
@@ -120,12 +205,12 @@ func (w *worker) catchUp(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			return fmt.Errorf("mire: projection %q: %w: %s", w.p.Name, ErrHalted, st.LastError)
+			return fmt.Errorf("mire: projection %s: %w: %s", w.label(), ErrHalted, st.partition(w.part).LastError)
 		}
 		more, err := w.step(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
-				return fmt.Errorf("mire: projection %q: catch up: %w", w.p.Name, context.Cause(ctx))
+				return fmt.Errorf("mire: projection %s: catch up: %w", w.label(), context.Cause(ctx))
 			}
 			w.failed(ctx, err)
 			continue
@@ -181,8 +266,8 @@ func (w *worker) failed(ctx context.Context, err error) {
 }
 
 func (w *worker) halt(ctx context.Context, ee *eventError) {
-	tag, err := w.r.store.Pool().Exec(ctx, w.r.sql.halt, w.p.Name, w.fence, ee.Error(),
-		ee.env.Position, ee.env.StreamID, ee.env.Version, ee.env.Type)
+	tag, err := w.r.store.Pool().Exec(ctx, w.sql.halt, w.p.Name, w.fence, ee.Error(),
+		ee.env.Position, ee.env.StreamID, ee.env.Version, ee.env.Type, w.part)
 	switch {
 	case err != nil:
 		w.r.cfg.Logger.WarnContext(w.logContext(ctx), "mire: projection: record halt", "projection", w.p.Name, "err", err)
@@ -195,7 +280,7 @@ func (w *worker) halt(ctx context.Context, ee *eventError) {
 			w.r.tel.halts.Add(ctx, 1, metric.WithAttributes(telemetry.Projection.String(w.p.Name)))
 		}
 		w.halted = true
-		w.r.halted(w.p.Name, fmt.Errorf("mire: projection %q: %w: %w", w.p.Name, ErrHalted, ee))
+		w.r.halted(w.p.Name, fmt.Errorf("mire: projection %s: %w: %w", w.label(), ErrHalted, ee))
 	}
 }
 
@@ -207,6 +292,7 @@ func (w *worker) idle(ctx context.Context) {
 	select {
 	case <-ctx.Done():
 	case <-w.wake:
+	case <-w.rebalance:
 	case <-t.C:
 	}
 	t.Stop()
@@ -283,7 +369,7 @@ func (w *worker) step(ctx context.Context) (more bool, err error) {
 		ctx, b = w.beginBatch(ctx, start)
 		defer func() { w.endBatch(ctx, b, delivered, rows[len(rows)-1].env.Position, err) }()
 	}
-	if _, err := tx.Exec(ctx, w.r.sql.batchLock, lockKey(w.r.store.Schema(), w.p.Name)); err != nil {
+	if _, err := tx.Exec(ctx, w.sql.batchLock, lockKey(w.r.store.Schema(), w.p.Name)); err != nil {
 		return false, fmt.Errorf("mire: projection %q: lock against admin operations: %w", w.p.Name, err)
 	}
 
@@ -330,8 +416,8 @@ func (w *worker) step(ctx context.Context) (more bool, err error) {
 		}
 	}
 	last := rows[len(rows)-1]
-	tag, err := tx.Exec(ctx, w.r.sql.checkpoint, w.p.Name, w.fence, last.xid, last.env.Position,
-		ord.positions(), delivered, w.r.cfg.LeaseTTL.Seconds())
+	tag, err := tx.Exec(ctx, w.sql.checkpoint, w.p.Name, w.fence, last.xid, last.env.Position,
+		ord.positions(), delivered, w.r.cfg.LeaseTTL.Seconds(), w.part)
 	if err != nil {
 		return false, fmt.Errorf("mire: projection %q: checkpoint: %w", w.p.Name, err)
 	}
@@ -361,7 +447,7 @@ func (w *worker) mustWait(ctx context.Context, tx pgx.Tx, ord *order, r row) (bo
 		return true, nil
 	}
 	var pos int64
-	err := tx.QueryRow(ctx, w.r.sql.selectPosition, r.env.StreamID, r.env.Version-1).Scan(&pos)
+	err := tx.QueryRow(ctx, w.sql.selectPosition, r.env.StreamID, r.env.Version-1).Scan(&pos)
 	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 		return false, fmt.Errorf("mire: projection %q: look up predecessor of %s v%d: %w", w.p.Name, r.env.StreamID, r.env.Version, err)
 	}

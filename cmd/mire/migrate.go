@@ -5,12 +5,14 @@ import (
 	"runtime/debug"
 
 	"github.com/mire-go/mire/pgschema"
+	"github.com/mire-go/mire/projections"
 	"github.com/spf13/cobra"
 )
 
 func (a *app) migrateCommand() *cobra.Command {
 	var print bool
 	var from int
+	var partitions []int
 	cmd := &cobra.Command{
 		Use:   "migrate",
 		Short: "Apply mire's schema migrations, or print their SQL",
@@ -21,7 +23,12 @@ transaction.
 
 With --print it connects to nothing and prints the SQL instead, for teams
 that apply migrations with their own tool; --from N prints only the
-migrations after version N (see ` + "`mire version`" + `).`,
+migrations after version N (see ` + "`mire version`" + `).
+
+--partitions N (repeatable) also creates the index that projections of N
+partitions read through (projections.MigratePartitions), concurrently, so
+writers are not blocked; with --print it prints that statement, which must
+run outside a transaction.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if print {
@@ -29,14 +36,24 @@ migrations after version N (see ` + "`mire version`" + `).`,
 				if err != nil {
 					return usageError{err}
 				}
+				for _, n := range partitions {
+					script += fmt.Sprintf("\n-- The index of projections of %d partitions (outside a transaction).\n%s;\n",
+						n, projections.PartitionsScript(a.schema, n))
+				}
 				_, err = fmt.Fprint(a.stdout, script)
 				return err
 			}
 			if cmd.Flags().Changed("from") {
 				return usagef("--from goes with --print")
 			}
+			for _, n := range partitions {
+				if n < 2 || n > projections.MaxPartitions {
+					return usagef("--partitions %d: a partitioned projection has 2 to %d partitions", n, projections.MaxPartitions)
+				}
+			}
 			ctx := cmd.Context()
-			if _, err := a.connect(ctx); err != nil {
+			store, err := a.connect(ctx)
+			if err != nil {
 				return err
 			}
 			before, err := pgschema.Current(ctx, a.pool, a.schema)
@@ -50,19 +67,31 @@ migrations after version N (see ` + "`mire version`" + `).`,
 			if err != nil {
 				return err
 			}
+			for _, n := range partitions {
+				if err := projections.MigratePartitions(ctx, store, n); err != nil {
+					return err
+				}
+			}
 			if a.json {
-				return a.printJSON(map[string]any{"schema": a.schema, "from": before, "to": after, "applied": max(after-before, 0)})
+				return a.printJSON(map[string]any{"schema": a.schema, "from": before, "to": after, "applied": max(after-before, 0),
+					"partitions": orEmpty(partitions)})
 			}
 			if after == before {
 				_, err = fmt.Fprintf(a.stdout, "Schema %q is up to date at migration %d.\n", a.schema, after)
 			} else {
 				_, err = fmt.Fprintf(a.stdout, "Migrated schema %q from %d to %d.\n", a.schema, before, after)
 			}
+			for _, n := range partitions {
+				if err == nil {
+					_, err = fmt.Fprintf(a.stdout, "The index of projections of %d partitions is in place.\n", n)
+				}
+			}
 			return err
 		},
 	}
 	cmd.Flags().BoolVar(&print, "print", false, "print the migrations' SQL instead of applying it (connects to nothing)")
 	cmd.Flags().IntVar(&from, "from", 0, "with --print, only the migrations after this version")
+	cmd.Flags().IntSliceVar(&partitions, "partitions", nil, "also create the index of projections of N partitions (repeatable)")
 	return cmd
 }
 

@@ -16,8 +16,15 @@ import (
 
 // projectionRow is one projection as `mire projections` reports it.
 type projectionRow struct {
-	Name     string `json:"name"`
-	Position int64  `json:"position"`
+	Name string `json:"name"`
+	// Partition is the partition a row of ByPartition is of.
+	Partition int `json:"partition"`
+	// Partitions is the projection's partition count (1: unpartitioned);
+	// the other fields of a partitioned projection roll its partitions up
+	// (see projections.Status).
+	Partitions  int             `json:"partitions"`
+	ByPartition []projectionRow `json:"by_partition,omitempty"`
+	Position    int64           `json:"position"`
 	// Floor is the position at or below which nothing is read (set by
 	// move-to-watermark).
 	Floor int64 `json:"floor"`
@@ -72,9 +79,9 @@ run is refused.`,
 				return nil
 			}
 			tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tPOSITION\tLAG\tLAG TIME\tOWNER\tFENCE\tSTATE\tLAST ERROR")
+			fmt.Fprintln(tw, "NAME\tPARTITIONS\tPOSITION\tLAG\tLAG TIME\tOWNER\tFENCE\tSTATE\tLAST ERROR")
 			for _, p := range list {
-				fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%d\t%s\t%s\n", p.Name, p.Position, p.Lag, lagTime(p),
+				fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%s\t%d\t%s\t%s\n", p.Name, p.Partitions, p.Position, p.Lag, lagTime(p),
 					orDash(p.Owner), p.Fence, p.State, lastError(p))
 			}
 			return tw.Flush()
@@ -101,8 +108,70 @@ another cluster, before writers start again: transaction ids restart
 there, so restored events no longer sort before new ones.`,
 			projections.MoveToWatermark, "moved past every event stored now; those events will not be delivered to it"),
 		a.rebuildCommand(),
+		a.partitionsCommand(),
 	)
 	return cmd
+}
+
+// partitionsCommand reports each partition of one projection.
+func (a *app) partitionsCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "partitions NAME",
+		Short: "Report each partition of a projection: position, lag, owner, fence, state",
+		Long: `partitions reports each partition of one projection: its position, its
+lag, the runner holding it, its fence token and its state (a halted
+partition halts only itself). An unpartitioned projection has one, 0.`,
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: a.completeProjection,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			store, err := a.connectMigrated(ctx)
+			if err != nil {
+				return err
+			}
+			st, err := projections.StatusOf(ctx, store, args[0])
+			if errors.Is(err, mire.ErrNotFound) {
+				return fmt.Errorf("no projection %q has run (see `mire projections`)", args[0])
+			}
+			if err != nil {
+				return err
+			}
+			parts := rowOf(st).ByPartition
+			if parts == nil {
+				parts = []projectionRow{rowOf(st)}
+			}
+			if a.json {
+				return a.printJSON(parts)
+			}
+			tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "PARTITION\tPOSITION\tLAG\tDELIVERED\tOWNER\tFENCE\tSTATE\tLAST ERROR")
+			for _, p := range parts {
+				fmt.Fprintf(tw, "%d\t%d\t%d\t%d\t%s\t%d\t%s\t%s\n", p.Partition, p.Position, p.Lag, p.Delivered,
+					orDash(p.Owner), p.Fence, p.State, lastError(p))
+			}
+			return tw.Flush()
+		},
+	}
+}
+
+// rowOf returns the report of a projection's status.
+func rowOf(st projections.Status) projectionRow {
+	p := projectionRow{
+		Name: st.Name, Partition: st.Partition, Partitions: st.Partitions,
+		Position: st.Position, Floor: st.Floor, Lag: st.Lag, Delivered: st.Delivered, Held: st.Held,
+		Owner: st.Owner, Fence: st.Fence, State: st.State, LastError: st.LastError,
+		UpdatedAt: st.UpdatedAt,
+	}
+	if e := st.FailedEvent; e != nil {
+		p.FailedEvent = &eventRef{e.StreamID, e.Version, e.Position, e.Type}
+	}
+	if !st.LeaseUntil.IsZero() {
+		p.LeaseUntil = &st.LeaseUntil
+	}
+	for _, part := range st.ByPartition {
+		p.ByPartition = append(p.ByPartition, rowOf(part))
+	}
+	return p
 }
 
 // adminCommand is a subcommand that runs op on one projection by name.
@@ -169,17 +238,7 @@ func (a *app) projections(ctx context.Context) ([]projectionRow, error) {
 		if err != nil {
 			return nil, err
 		}
-		p := projectionRow{
-			Name: st.Name, Position: st.Position, Floor: st.Floor, Lag: st.Lag, Delivered: st.Delivered, Held: st.Held,
-			Owner: st.Owner, Fence: st.Fence, State: st.State, LastError: st.LastError,
-			UpdatedAt: st.UpdatedAt,
-		}
-		if e := st.FailedEvent; e != nil {
-			p.FailedEvent = &eventRef{e.StreamID, e.Version, e.Position, e.Type}
-		}
-		if !st.LeaseUntil.IsZero() {
-			p.LeaseUntil = &st.LeaseUntil
-		}
+		p := rowOf(st)
 		if st.Lag > 0 && h.first != nil {
 			p.LagSeconds = max(time.Since(*h.first).Seconds(), 0)
 		}

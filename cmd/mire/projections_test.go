@@ -52,9 +52,9 @@ var _ = Describe("projections", func() {
 	It("reports every projection's position, lag, fence, state and last error", func(ctx SpecContext) {
 		r := mireCmd(ctx, fresh.URL, "", "projections")
 		Expect(r.Code).To(Equal(0), r.Stderr)
-		Expect(r.Stdout).To(MatchRegexp(`^NAME +POSITION +LAG +LAG TIME +OWNER +FENCE +STATE +LAST ERROR\n` +
-			`balances +3 +1 +\d+s +- +1 +running +-\n` +
-			`flaky +0 +5 +\d+s +- +1 +halted +mire: projection: event account-alice v2 \(position 2, type Deposited\): boom\n$`))
+		Expect(r.Stdout).To(MatchRegexp(`^NAME +PARTITIONS +POSITION +LAG +LAG TIME +OWNER +FENCE +STATE +LAST ERROR\n` +
+			`balances +1 +3 +1 +\d+s +- +1 +running +-\n` +
+			`flaky +1 +0 +5 +\d+s +- +1 +halted +mire: projection: event account-alice v2 \(position 2, type Deposited\): boom\n$`))
 
 		list := fromJSON[[]map[string]any](mireCmd(ctx, fresh.URL, "", "projections", "--json"))
 		Expect(list).To(HaveLen(2))
@@ -88,6 +88,38 @@ var _ = Describe("projections", func() {
 			Expect(r.Stderr).To(Equal("mire: no projection \"nope\" has run (see `mire projections`)\n"))
 		}
 		Expect(mireCmd(ctx, fresh.URL, "", "projections", "reset").Code).To(Equal(2))
+	})
+
+	It("creates a partition index and reports a partitioned projection per partition", func(ctx SpecContext) {
+		r := mireCmd(ctx, fresh.URL, "", "migrate", "--partitions", "3")
+		Expect(r.Code).To(Equal(0), r.Stderr)
+		Expect(r.Stdout).To(HaveSuffix("The index of projections of 3 partitions is in place.\n"))
+		Expect(mireCmd(ctx, fresh.URL, "", "migrate", "--partitions", "1").Code).To(Equal(2))
+
+		split := projections.Projection{Name: "split", Partitions: 3, Handler: projections.Plain(
+			func(context.Context, mire.Envelope) error { return nil })}
+		runner, err := projections.NewRunner(fresh.Store, &projections.Config{Owner: "app-1", Logger: quiet}, split)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(runner.CatchUp(ctx)).To(Succeed())
+
+		r = mireCmd(ctx, fresh.URL, "", "projections")
+		Expect(r.Stdout).To(MatchRegexp(`\nsplit +3 +\d+ +0 +- +- +1 +running +-\n$`))
+		r = mireCmd(ctx, fresh.URL, "", "projections", "partitions", "split")
+		Expect(r.Code).To(Equal(0), r.Stderr)
+		Expect(r.Stdout).To(MatchRegexp(`^PARTITION +POSITION +LAG +DELIVERED +OWNER +FENCE +STATE +LAST ERROR\n` +
+			`0 +\d+ +0 +\d+ +- +1 +running +-\n1 +\d+ +0 +\d+ +- +1 +running +-\n2 +\d+ +0 +\d+ +- +1 +running +-\n$`))
+		parts := fromJSON[[]map[string]any](mireCmd(ctx, fresh.URL, "", "projections", "partitions", "split", "--json"))
+		Expect(parts).To(HaveLen(3))
+		var delivered float64
+		for _, p := range parts {
+			delivered += p["delivered"].(float64)
+		}
+		var events float64
+		Expect(fresh.Pool.QueryRow(ctx, `SELECT count(*)::float8 FROM mire.events`).Scan(&events)).To(Succeed())
+		Expect(delivered).To(Equal(events), "every event of the log in one partition")
+
+		r = mireCmd(ctx, fresh.URL, "", "migrate", "--print", "--partitions", "3")
+		Expect(r.Stdout).To(ContainSubstring(`CREATE INDEX CONCURRENTLY IF NOT EXISTS "events_heads_p3_idx"`))
 	})
 
 	It("completes projection names", func(ctx SpecContext) {

@@ -36,13 +36,16 @@ LIMIT $3`
 	// age of its lag. Positions commit out of order, so this is the age of
 	// the oldest event it has still to deliver only roughly, which is what
 	// an operator needs.
+	// A partitioned projection has a row per partition: its lag's age is
+	// the oldest of theirs.
 	selectProjections = `
-SELECT s.name, (
+SELECT s.name, min((
 	SELECT e.recorded_at FROM {{schema}}.events e
 	WHERE e.position > greatest(s.cursor_position, s.floor_position)
 	  AND (s.categories IS NULL OR e.category = ANY (s.categories))
-	ORDER BY e.position LIMIT 1)
+	ORDER BY e.position LIMIT 1))
 FROM {{schema}}.subscriptions s
+GROUP BY s.name
 ORDER BY s.name`
 	// $1: category or NULL.
 	selectExport = `

@@ -1,6 +1,7 @@
 package main_test
 
 import (
+	"fmt"
 	"strings"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -43,6 +44,9 @@ var _ = Describe("the command line", func() {
 	})
 })
 
+// latest is this mire's newest migration.
+var latest = pgschema.Latest()
+
 var _ = Describe("migrate and version", func() {
 	It("migrates an empty database, and says so", func(ctx SpecContext) {
 		url, _ := db.Empty(ctx)
@@ -58,10 +62,10 @@ var _ = Describe("migrate and version", func() {
 
 		r = mireCmd(ctx, url, "", "migrate")
 		Expect(r.Code).To(Equal(0), r.Stderr)
-		Expect(r.Stdout).To(Equal(`Migrated schema "mire" from 0 to 3.` + "\n"))
+		Expect(r.Stdout).To(Equal(fmt.Sprintf("Migrated schema \"mire\" from 0 to %d.\n", latest)))
 
 		r = mireCmd(ctx, url, "", "migrate")
-		Expect(r.Stdout).To(Equal(`Schema "mire" is up to date at migration 3.` + "\n"))
+		Expect(r.Stdout).To(Equal(fmt.Sprintf("Schema \"mire\" is up to date at migration %d.\n", latest)))
 
 		v := fromJSON[map[string]any](mireCmd(ctx, url, "", "version", "--json"))
 		Expect(v).To(HaveKeyWithValue("current", BeNumerically("==", pgschema.Latest())))
@@ -81,7 +85,7 @@ var _ = Describe("migrate and version", func() {
 
 		// Migrating after the script finds nothing to do.
 		r = mireCmd(ctx, url, "", "migrate", "--schema", "ops")
-		Expect(r.Stdout).To(ContainSubstring("up to date at migration 3"))
+		Expect(r.Stdout).To(ContainSubstring(fmt.Sprintf("up to date at migration %d.", latest)))
 	})
 
 	It("says when the schema is behind or ahead", func(ctx SpecContext) {
@@ -91,23 +95,23 @@ var _ = Describe("migrate and version", func() {
 		_, err = pool.Exec(ctx, script)
 		Expect(err).NotTo(HaveOccurred())
 
-		_, err = pool.Exec(ctx, `DELETE FROM mire.schema_migrations WHERE version = 3`)
+		_, err = pool.Exec(ctx, `DELETE FROM mire.schema_migrations WHERE version = $1`, latest)
 		Expect(err).NotTo(HaveOccurred())
 		r := mireCmd(ctx, url, "", "version")
-		Expect(r.Stdout).To(ContainSubstring(`schema "mire": migration 2 of 3, behind: run ` + "`mire migrate`"))
+		Expect(r.Stdout).To(ContainSubstring(fmt.Sprintf(`schema "mire": migration %d of %d, behind: run `+"`mire migrate`", latest-1, latest)))
 		r = mireCmd(ctx, url, "", "streams")
 		Expect(r.Code).To(Equal(1))
-		Expect(r.Stderr).To(ContainSubstring("behind this mire's 3: run `mire migrate`"))
+		Expect(r.Stderr).To(ContainSubstring(fmt.Sprintf("behind this mire's %d: run `mire migrate`", latest)))
 
-		_, err = pool.Exec(ctx, `INSERT INTO mire.schema_migrations (version, name) VALUES (3, 'x'), (4, 'future')`)
+		_, err = pool.Exec(ctx, `INSERT INTO mire.schema_migrations (version, name) VALUES ($1, 'x'), ($1 + 1, 'future')`, latest)
 		Expect(err).NotTo(HaveOccurred())
 		r = mireCmd(ctx, url, "", "version")
-		Expect(r.Stdout).To(ContainSubstring("migration 4 of 3, ahead: a newer mire migrated it; upgrade this binary"))
+		Expect(r.Stdout).To(ContainSubstring(fmt.Sprintf("migration %d of %d, ahead: a newer mire migrated it; upgrade this binary", latest+1, latest)))
 	})
 
 	It("refuses a bad --from with a usage error", func(ctx SpecContext) {
 		r := mireCmd(ctx, "", "", "migrate", "--print", "--from", "99")
 		Expect(r.Code).To(Equal(2))
-		Expect(r.Stderr).To(ContainSubstring("want 0 to 3"))
+		Expect(r.Stderr).To(ContainSubstring(fmt.Sprintf("want 0 to %d", latest)))
 	})
 })

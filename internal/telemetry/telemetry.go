@@ -115,6 +115,7 @@ const (
 	SnapshotUsed    = attribute.Key("mire.snapshot")
 	Outcome         = attribute.Key("mire.outcome")
 	Projection      = attribute.Key("mire.projection")
+	Partition       = attribute.Key("mire.projection.partition")
 	EventType       = attribute.Key("mire.event.type")
 	Position        = attribute.Key("mire.position")
 )
