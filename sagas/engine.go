@@ -1,0 +1,442 @@
+package sagas
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"reflect"
+	"slices"
+	"strconv"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/mire-go/mire"
+	"github.com/mire-go/mire/internal/bridge"
+	"github.com/mire-go/mire/projections"
+)
+
+// engine is a Definition, whatever its state type, as a Runner uses it.
+type engine interface {
+	projection(store *mire.Store, sql *queries, log *slog.Logger) (projections.Projection, error)
+}
+
+func (d *Definition[S]) engine() engine { return d }
+
+// ProjectionName returns the name of saga's projection.
+func ProjectionName(saga string) string { return "saga:" + saga }
+
+// idSpace is the namespace of the ids the engine derives (messages,
+// timeouts, responses), so that a redone decision derives the same ones.
+var idSpace = uuid.NewSHA1(uuid.NameSpaceURL, []byte("https://github.com/mire-go/mire/sagas"))
+
+func derivedID(parts ...string) uuid.UUID {
+	var b []byte
+	for _, p := range parts {
+		b = append(b, p...)
+		b = append(b, 0)
+	}
+	return uuid.NewSHA1(idSpace, b)
+}
+
+func (d *Definition[S]) projection(store *mire.Store, sql *queries, log *slog.Logger) (projections.Projection, error) {
+	h := &handler[S]{d: d, store: store, sql: sql, log: log, listeners: map[reflect.Type]Listener{}}
+	categories := []string{Category}
+	add := func(what string, t reflect.Type) error {
+		entity, ok := bridge.Entity(store.Registry(), t)
+		if !ok {
+			return fmt.Errorf("sagas: saga %q: %s for %v: the store's registry does not hold it (call Register on it), so no event can match it: %w",
+				d.spec.Name, what, t, mire.ErrUnregistered)
+		}
+		if !slices.Contains(categories, entity) {
+			categories = append(categories, entity)
+		}
+		return nil
+	}
+	if err := add("trigger", d.spec.Start.typ); err != nil {
+		return projections.Projection{}, err
+	}
+	for _, l := range d.spec.Listen {
+		if err := add("listener", l.typ); err != nil {
+			return projections.Projection{}, err
+		}
+		h.listeners[l.typ] = l
+	}
+	return projections.Projection{
+		Name:       ProjectionName(d.spec.Name),
+		Categories: categories,
+		BatchSize:  cmp.Or(d.spec.BatchSize, BatchSizeDefault),
+		Partitions: d.spec.Partitions,
+		Handler:    h,
+	}, nil
+}
+
+// handler is a saga's projection handler: every decision runs in the
+// batch's transaction.
+type handler[S any] struct {
+	d         *Definition[S]
+	store     *mire.Store
+	sql       *queries
+	log       *slog.Logger
+	listeners map[reflect.Type]Listener
+}
+
+// Handle decides on one event: a trigger starts an instance, a response or
+// a timeout moves one on; the saga's own decisions are skipped.
+func (h *handler[S]) Handle(ctx context.Context, tx pgx.Tx, env mire.Envelope) error {
+	t := reflect.TypeOf(env.Data)
+	switch {
+	case env.Category == Category:
+		saga, id, ok := splitInstanceID(env.AggregateID())
+		if !ok || saga != h.d.spec.Name {
+			return nil
+		}
+		switch e := env.Data.(type) {
+		case Responded:
+			return h.respond(ctx, tx, id, Response{Step: e.Step, Failure: e.Failure, Data: e.Data}, env)
+		case TimedOut:
+			return h.timedOut(ctx, tx, id, e, env)
+		}
+		return nil
+	case t == h.d.spec.Start.typ:
+		return h.start(ctx, tx, env)
+	}
+	if l, ok := h.listeners[t]; ok {
+		id, r, ok := l.fn(env)
+		if !ok {
+			return nil
+		}
+		return h.respond(ctx, tx, id, r, env)
+	}
+	return nil
+}
+
+// decision is one decision on one instance, in the batch's transaction.
+type decision[S any] struct {
+	h     *handler[S]
+	tx    pgx.Tx
+	scope *mire.TxScope
+	root  *mire.Root[Instance]
+	id    string
+	state S
+	cause uuid.UUID
+}
+
+// load locks and loads instance id; a missing one is mire.ErrNotFound.
+func (h *handler[S]) load(ctx context.Context, tx pgx.Tx, id string, cause uuid.UUID) (*decision[S], error) {
+	scope, err := h.store.ScopeTx(tx)
+	if err != nil {
+		return nil, err
+	}
+	root, err := mire.LoadForUpdate[Instance](ctx, scope, InstanceID(h.d.spec.Name, id))
+	if err != nil {
+		return nil, err
+	}
+	d := &decision[S]{h: h, tx: tx, scope: scope, root: root, id: id, cause: cause}
+	if err := d.reloadState(); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+func (d *decision[S]) reloadState() error {
+	var s S
+	if len(d.root.State.State) > 0 {
+		if err := json.Unmarshal(d.root.State.State, &s); err != nil {
+			return fmt.Errorf("sagas: saga %q instance %q: decode state: %w", d.h.d.spec.Name, d.id, err)
+		}
+	}
+	d.state = s
+	return nil
+}
+
+func (h *handler[S]) start(ctx context.Context, tx pgx.Tx, env mire.Envelope) error {
+	id, state, ok := h.d.spec.Start.fn(env)
+	if !ok {
+		return nil
+	}
+	scope, err := h.store.ScopeTx(tx)
+	if err != nil {
+		return err
+	}
+	aggID := InstanceID(h.d.spec.Name, id)
+	root, err := mire.LoadForUpdate[Instance](ctx, scope, aggID)
+	switch {
+	case err == nil:
+		return nil // a repeated trigger: the instance exists
+	case !errors.Is(err, mire.ErrNotFound):
+		return err
+	}
+	if root, err = mire.Create[Instance](h.store, aggID); err != nil {
+		return fmt.Errorf("sagas: saga %q: trigger %s at position %d: instance id %q: %w", h.d.spec.Name, env.Type, env.Position, id, err)
+	}
+	raw, err := json.Marshal(state)
+	if err != nil {
+		return fmt.Errorf("sagas: saga %q instance %q: encode state: %w", h.d.spec.Name, id, err)
+	}
+	d := &decision[S]{h: h, tx: tx, scope: scope, root: root, id: id, state: state, cause: env.ID}
+	if err := d.record(Started{Saga: h.d.spec.Name, State: raw, Cause: env.ID}); err != nil {
+		return err
+	}
+	if err := d.advance(ctx, h.d.first); err != nil {
+		return err
+	}
+	return d.save(ctx)
+}
+
+func (h *handler[S]) respond(ctx context.Context, tx pgx.Tx, id string, r Response, env mire.Envelope) error {
+	d, err := h.load(ctx, tx, id, env.ID)
+	if errors.Is(err, mire.ErrNotFound) || errors.Is(err, mire.ErrInvalidID) {
+		h.log.Warn("sagas: response for an unknown instance, not applied", "saga", h.d.spec.Name, "instance", id, "step", r.Step, "event", env.ID)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	in := &d.root.State
+	if in.decided(env.ID) {
+		return nil
+	}
+	switch {
+	case in.Status.Terminal():
+		return d.ignore(ctx, r.Step, fmt.Sprintf("response for step %q after the instance ended %s", r.Step, in.Status))
+	case in.Awaiting != r.Step:
+		return d.ignore(ctx, r.Step, fmt.Sprintf("response for step %q, which is not awaited (awaiting %q)", r.Step, in.Awaiting))
+	}
+	if _, err := tx.Exec(ctx, h.sql.deleteTimers, h.d.spec.Name, id, r.Step); err != nil {
+		return fmt.Errorf("sagas: delete timers: %w", err)
+	}
+	if r.Failure != "" {
+		if err := d.record(StepFailed{Step: r.Step, Reason: r.Failure, Cause: d.cause}); err != nil {
+			return err
+		}
+		if err := d.compensate(ctx); err != nil {
+			return err
+		}
+		return d.save(ctx)
+	}
+	if err := d.record(StepCompleted{Step: r.Step, State: in.State, Data: r.Data, Cause: d.cause}); err != nil {
+		return err
+	}
+	if err := d.advance(ctx, h.d.next[r.Step]); err != nil {
+		return err
+	}
+	return d.save(ctx)
+}
+
+func (h *handler[S]) timedOut(ctx context.Context, tx pgx.Tx, id string, e TimedOut, env mire.Envelope) error {
+	d, err := h.load(ctx, tx, id, env.ID)
+	if err != nil {
+		return err // the timer loop appends to existing instances only
+	}
+	in := &d.root.State
+	if in.decided(env.ID) {
+		return nil
+	}
+	if in.Status != Running || in.Awaiting != e.Step || in.Attempt != e.Attempt {
+		return d.ignore(ctx, e.Step, fmt.Sprintf("timeout of step %q attempt %d after the step settled", e.Step, e.Attempt))
+	}
+	st := h.d.steps[e.Step]
+	if st == nil {
+		return fmt.Errorf("sagas: saga %q instance %q: timeout of step %q, which the definition does not have", h.d.spec.Name, id, e.Step)
+	}
+	if e.Attempt <= st.Retries {
+		if err := d.send(ctx, st, e.Attempt+1); err != nil {
+			return err
+		}
+		return d.save(ctx)
+	}
+	reason := fmt.Sprintf("step %q timed out after %d attempt(s) of %v", e.Step, e.Attempt, st.Timeout)
+	if err := d.record(StepFailed{Step: e.Step, Reason: reason, Uncertain: true, Cause: d.cause}); err != nil {
+		return err
+	}
+	if err := d.compensate(ctx); err != nil {
+		return err
+	}
+	return d.save(ctx)
+}
+
+func (d *decision[S]) record(event any) error { return d.root.Record(event) }
+
+// ignore records a stale input, reported in the history, not applied.
+func (d *decision[S]) ignore(ctx context.Context, step, reason string) error {
+	d.h.log.Info("sagas: input ignored", "saga", d.h.d.spec.Name, "instance", d.id, "reason", reason)
+	if err := d.record(Ignored{Step: step, Reason: reason, Cause: d.cause}); err != nil {
+		return err
+	}
+	return d.save(ctx)
+}
+
+// save writes the decision's events and the instance's row of the read
+// model.
+func (d *decision[S]) save(ctx context.Context) error {
+	if err := d.scope.Save(ctx, d.root); err != nil {
+		return err
+	}
+	in := &d.root.State
+	step := in.Awaiting
+	if step == "" && len(in.Done) > 0 {
+		step = in.Done[len(in.Done)-1]
+	}
+	_, err := d.tx.Exec(ctx, d.h.sql.upsertInstance, d.h.d.spec.Name, d.id, string(in.Status), step, in.Reason, d.root.Version)
+	if err != nil {
+		return fmt.Errorf("sagas: update instance row: %w", err)
+	}
+	return nil
+}
+
+func (d *decision[S]) exec(step string, attempt int, compensation bool) *Exec[S] {
+	key := d.h.d.spec.Name + "/" + d.id + "/" + step
+	if compensation {
+		key += "/compensate"
+	}
+	return &Exec[S]{Saga: d.h.d.spec.Name, ID: d.id, Step: step, Attempt: attempt, Key: key, State: &d.state}
+}
+
+// advance runs the steps from step on: Commands one after the other, until
+// a Send step awaits its response, a step fails, or the last completes.
+func (d *decision[S]) advance(ctx context.Context, step string) error {
+	for ; step != ""; step = d.h.d.next[step] {
+		st := d.h.d.steps[step]
+		if st.Action.send != nil {
+			return d.send(ctx, st, 1)
+		}
+		err := d.command(ctx, st.Action.do, d.exec(step, 1, false))
+		if reason, ok := failed(err); ok {
+			if err := d.reloadState(); err != nil {
+				return err
+			}
+			if err := d.record(StepFailed{Step: step, Reason: reason, Cause: d.cause}); err != nil {
+				return err
+			}
+			return d.compensate(ctx)
+		}
+		if err != nil {
+			return fmt.Errorf("sagas: saga %q instance %q: step %q: %w", d.h.d.spec.Name, d.id, step, err)
+		}
+		raw, err := json.Marshal(d.state)
+		if err != nil {
+			return fmt.Errorf("sagas: saga %q instance %q: encode state: %w", d.h.d.spec.Name, d.id, err)
+		}
+		if err := d.record(StepCompleted{Step: step, State: raw, Cause: d.cause}); err != nil {
+			return err
+		}
+	}
+	return d.record(Ended{Status: Completed, Cause: d.cause})
+}
+
+// command runs fn in a savepoint of the batch's transaction, so that a
+// command that fails its step leaves nothing of what it wrote.
+func (d *decision[S]) command(ctx context.Context, fn func(context.Context, *mire.TxScope, *Exec[S]) error, x *Exec[S]) error {
+	sp, err := d.tx.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	scope, err := d.h.store.ScopeTx(sp)
+	if err != nil {
+		return err
+	}
+	if err := fn(ctx, scope, x); err != nil {
+		if rerr := sp.Rollback(ctx); rerr != nil {
+			return errors.Join(err, rerr)
+		}
+		return err
+	}
+	return sp.Commit(ctx)
+}
+
+// send sends the message of Send step st for attempt, and starts the wait
+// for its response (and its timer).
+func (d *decision[S]) send(ctx context.Context, st *Step[S], attempt int) error {
+	x := d.exec(st.Name, attempt, false)
+	msg, err := d.message(ctx, st.Action.send, x, strconv.Itoa(attempt))
+	if reason, ok := failed(err); ok {
+		if err := d.record(StepFailed{Step: st.Name, Reason: reason, Cause: d.cause}); err != nil {
+			return err
+		}
+		return d.compensate(ctx)
+	}
+	if err != nil {
+		return err
+	}
+	if err := d.record(StepStarted{Step: st.Name, Attempt: attempt, MessageID: msg.ID, Cause: d.cause}); err != nil {
+		return err
+	}
+	if st.Timeout > 0 {
+		if _, err := d.tx.Exec(ctx, d.h.sql.insertTimer, d.h.d.spec.Name, d.id, st.Name, attempt, st.Timeout); err != nil {
+			return fmt.Errorf("sagas: set timer: %w", err)
+		}
+	}
+	return nil
+}
+
+// message makes the message of a Send action and enqueues it in the
+// batch's transaction.
+func (d *decision[S]) message(ctx context.Context, fn func(context.Context, *Exec[S]) (mire.Message, error), x *Exec[S], attempt string) (mire.Message, error) {
+	msg, err := fn(ctx, x)
+	if err != nil {
+		return msg, err
+	}
+	if msg.ID == uuid.Nil {
+		msg.ID = derivedID("message", x.Key, attempt)
+	}
+	headers := make(map[string]string, len(msg.Headers)+4)
+	headers[HeaderKey] = x.Key
+	headers[HeaderSaga], headers[HeaderInstance], headers[HeaderStep] = x.Saga, x.ID, x.Step
+	for k, v := range msg.Headers {
+		headers[k] = v
+	}
+	msg.Headers = headers
+	var opts *mire.EnqueueOpts
+	if d.h.d.spec.Outbox != "" {
+		opts = &mire.EnqueueOpts{Outbox: d.h.d.spec.Outbox}
+	}
+	if err := d.h.store.EnqueueTx(ctx, d.tx, opts, msg); err != nil {
+		return msg, fmt.Errorf("sagas: saga %q instance %q: step %q: %w", x.Saga, x.ID, x.Step, err)
+	}
+	return msg, nil
+}
+
+// compensate runs the compensation of every completed step in reverse
+// order (first the failed step's own if its effect is unknown), each
+// recorded, and ends the instance.
+func (d *decision[S]) compensate(ctx context.Context) error {
+	in := &d.root.State
+	var undo []string
+	if in.Uncertain {
+		if d.h.d.steps[in.FailedStep].Compensation.none() {
+			return d.record(Ended{Status: Failed, Cause: d.cause,
+				Reason: in.Reason + "; its effect is unknown and it has no compensation"})
+		}
+		undo = append(undo, in.FailedStep)
+	}
+	for _, s := range slices.Backward(in.Done) {
+		undo = append(undo, s)
+	}
+	for _, step := range undo {
+		comp := d.h.d.steps[step].Compensation
+		x := d.exec(step, 1, true)
+		var err error
+		if comp.do != nil {
+			err = d.command(ctx, comp.do, x)
+		} else {
+			_, err = d.message(ctx, comp.send, x, "compensate")
+		}
+		if reason, ok := failed(err); ok {
+			if err := d.record(CompensationFailed{Step: step, Reason: reason, Cause: d.cause}); err != nil {
+				return err
+			}
+			return d.record(Ended{Status: Failed, Cause: d.cause,
+				Reason: fmt.Sprintf("%s; compensation of step %q failed: %s", in.Reason, step, reason)})
+		}
+		if err != nil {
+			return fmt.Errorf("sagas: saga %q instance %q: compensate step %q: %w", d.h.d.spec.Name, d.id, step, err)
+		}
+		if err := d.record(StepCompensated{Step: step, Cause: d.cause}); err != nil {
+			return err
+		}
+	}
+	return d.record(Ended{Status: Compensated, Reason: in.Reason, Cause: d.cause})
+}
