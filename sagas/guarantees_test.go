@@ -129,7 +129,9 @@ var _ = Describe("Compensation", func() {
 			Start: sagas.StartOn(placed),
 			Steps: []sagas.Step[Fulfilment]{
 				{Name: "reserve", Action: sagas.Command(reserve), Compensation: sagas.Command(
-					func(context.Context, *mire.TxScope, *sagas.Exec[Fulfilment]) error { return sagas.Fail("warehouse offline") })},
+					func(context.Context, *mire.TxScope, *sagas.Exec[Fulfilment]) error {
+						return sagas.Fail("warehouse offline")
+					})},
 				{Name: "charge", After: "reserve", Action: sagas.Command(
 					func(context.Context, *mire.TxScope, *sagas.Exec[Fulfilment]) error { return sagas.Fail("no card") })},
 			},
