@@ -269,7 +269,7 @@ var _ = Describe("Sagas: chaos", Label("slow"), func() {
 			err := e.pool.QueryRow(ctx, `SELECT count(*) FROM mire.saga_instances WHERE status <> 'running'`).Scan(&n)
 			return n, err
 		}
-		Eventually(terminal).WithContext(ctx).WithTimeout(4*time.Minute).WithPolling(500*time.Millisecond).Should(Equal(chaosOrders))
+		Eventually(terminal).WithContext(ctx).WithTimeout(4 * time.Minute).WithPolling(500 * time.Millisecond).Should(Equal(chaosOrders))
 		Eventually(func(ctx context.Context) (int, error) {
 			var n int
 			err := e.pool.QueryRow(ctx, `SELECT count(*) FROM replies`).Scan(&n)
