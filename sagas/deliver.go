@@ -71,8 +71,10 @@ func Deliver(ctx context.Context, store *mire.Store, saga, id string, r Response
 		}
 		in := &root.State
 		switch {
-		case in.Status.Terminal():
+		case in.Status.Terminal() && in.Reason != "":
 			return fmt.Errorf("%w: saga %q instance %q is %s (%s)", ErrFinished, saga, id, in.Status, in.Reason)
+		case in.Status.Terminal():
+			return fmt.Errorf("%w: saga %q instance %q is %s", ErrFinished, saga, id, in.Status)
 		case in.Awaiting != r.Step:
 			return fmt.Errorf("%w: saga %q instance %q awaits %q, not %q", ErrNotAwaited, saga, id, in.Awaiting, r.Step)
 		}
