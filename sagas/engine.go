@@ -162,14 +162,15 @@ func (h *handler[S]) start(ctx context.Context, tx pgx.Tx, env mire.Envelope) er
 		return err
 	}
 	aggID := InstanceID(h.d.spec.Name, id)
-	root, err := mire.LoadForUpdate[Instance](ctx, scope, aggID)
+	_, err = mire.LoadForUpdate[Instance](ctx, scope, aggID)
 	switch {
 	case err == nil:
 		return nil // a repeated trigger: the instance exists
 	case !errors.Is(err, mire.ErrNotFound):
 		return err
 	}
-	if root, err = mire.Create[Instance](h.store, aggID); err != nil {
+	root, err := mire.Create[Instance](h.store, aggID)
+	if err != nil {
 		return fmt.Errorf("sagas: saga %q: trigger %s at position %d: instance id %q: %w", h.d.spec.Name, env.Type, env.Position, id, err)
 	}
 	raw, err := json.Marshal(state)

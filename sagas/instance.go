@@ -2,7 +2,6 @@ package sagas
 
 import (
 	"encoding/json"
-	"slices"
 	"strings"
 
 	"github.com/google/uuid"
@@ -214,6 +213,3 @@ func InstanceID(saga, id string) string { return saga + ":" + id }
 func splitInstanceID(aggregateID string) (saga, id string, ok bool) {
 	return strings.Cut(aggregateID, ":")
 }
-
-// done reports whether step is among the completed steps.
-func (in *Instance) done(step string) bool { return slices.Contains(in.Done, step) }
