@@ -29,7 +29,10 @@ type Spec[S any] struct {
 	// Deliver.
 	Listen []Listener
 	// Partitions splits the saga's projection (projections.Projection
-	// Partitions). Defaults to 1.
+	// Partitions; build its index once with projections.MigratePartitions).
+	// Instances, triggers and responses of different partitions are
+	// decided concurrently; each instance's decisions stay serial (every
+	// decision locks its stream). Defaults to 1.
 	Partitions int
 	// BatchSize is the projection's batch size. Defaults to
 	// BatchSizeDefault.

@@ -199,6 +199,50 @@ var _ = Describe("Durable timers", func() {
 	})
 })
 
+var _ = Describe("A step whose effect is unknown", func() {
+	It("ends the instance failed, for an operator, when it timed out and has no compensation, undoing nothing", func(ctx SpecContext) {
+		e := freshEnv(ctx)
+		e.stock(ctx, "apple", 10)
+		cfg := quiet()
+		def := sagas.MustDefine(sagas.Spec[Fulfilment]{
+			Name:  "fulfilment",
+			Start: sagas.StartOn(placed),
+			Steps: []sagas.Step[Fulfilment]{
+				{Name: "reserve", Action: sagas.Command(reserve), Compensation: sagas.Command(release)},
+				{Name: "charge", After: "reserve", Action: sagas.Send(charge), Timeout: 4 * cfg.TimerInterval},
+			},
+		})
+		e.run(cfg, def)
+		e.place(ctx, "o1", "apple", 3, 30)
+		Eventually(e.instance("fulfilment", "o1")).WithContext(ctx).Should(And(
+			HaveField("Status", sagas.Failed),
+			HaveField("Reason", `step "charge" timed out after 1 attempt(s) of 200ms; its effect is unknown and it has no compensation`),
+			HaveField("Undone", BeEmpty())))
+		Expect(e.inventory(ctx, "apple").Available).To(BeEquivalentTo(7), "the reservation stands until an operator decides")
+	})
+
+	It("fails its step without sending anything when its Send action returns Fail", func(ctx SpecContext) {
+		e := freshEnv(ctx)
+		e.stock(ctx, "apple", 10)
+		def := sagas.MustDefine(sagas.Spec[Fulfilment]{
+			Name:  "fulfilment",
+			Start: sagas.StartOn(placed),
+			Steps: []sagas.Step[Fulfilment]{
+				{Name: "reserve", Action: sagas.Command(reserve), Compensation: sagas.Command(release)},
+				{Name: "charge", After: "reserve", Action: sagas.Send(func(context.Context, *sagas.Exec[Fulfilment]) (mire.Message, error) {
+					return mire.Message{}, sagas.Fail("no card on file")
+				})},
+			},
+		})
+		e.run(quiet(), def)
+		e.place(ctx, "o1", "apple", 3, 30)
+		Eventually(e.instance("fulfilment", "o1")).WithContext(ctx).Should(And(
+			HaveField("Status", sagas.Compensated), HaveField("Reason", "no card on file"), HaveField("Undone", []string{"reserve"})))
+		Expect(e.messages(ctx, "payments.charge")).To(BeEmpty())
+		Expect(e.inventory(ctx, "apple").Available).To(BeEquivalentTo(10))
+	})
+})
+
 var _ = Describe("Deliver", func() {
 	It("refuses unknown and finished instances and steps not awaited, and recognises a response given again with its key", func(ctx SpecContext) {
 		e := freshEnv(ctx)
