@@ -275,11 +275,14 @@ var _ = Describe("Sagas: chaos", Label("slow"), func() {
 			err := e.pool.QueryRow(ctx, `SELECT count(*) FROM replies`).Scan(&n)
 			return n, err
 		}).WithContext(ctx).WithTimeout(time.Minute).Should(BeZero(), "every answer sent")
-		for _, name := range []string{"saga:fulfilment"} {
-			st, err := projections.StatusOf(ctx, e.store, name)
-			Expect(err).NotTo(HaveOccurred())
-			Expect(st.State).To(Equal(projections.Running), st.LastError)
+		st, err := projections.StatusOf(ctx, e.store, sagas.ProjectionName("fulfilment"))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(st.State).To(Equal(projections.Running), st.LastError)
+		var takeovers int64
+		for _, p := range st.ByPartition {
+			takeovers += p.Fence - 1
 		}
+		Expect(takeovers).To(BeNumerically(">=", chaosKills/3), "the kills hit the partitions' holders")
 
 		// Exactly one terminal state per saga, in its stream and its row.
 		ends := queryMap(ctx, e, `SELECT split_part(stream_id, ':', 2), string_agg(data->>'status', ',')
@@ -356,8 +359,8 @@ var _ = Describe("Sagas: chaos", Label("slow"), func() {
 		Expect(countRows(ctx, e, `SELECT count(*) FROM (SELECT 1 FROM mire.events WHERE category = 'outbox'
 			GROUP BY data->'headers'->>'Idempotency-Key' HAVING count(*) > 2) d`)).To(BeZero(), "a charge is sent at most twice (one retry)")
 
-		GinkgoWriter.Printf("%d sagas %v; %d kill -9, %d cancels without release (%d while ordering); %d late answers reported; %d timed out\n",
-			len(ends), statuses, kills, cancels, duringOrders, reported, timedOut)
+		GinkgoWriter.Printf("%d sagas %v; %d kill -9, %d cancels without release (%d while ordering), %d takeovers; %d late answers reported; %d timed out\n",
+			len(ends), statuses, kills, cancels, duringOrders, takeovers, reported, timedOut)
 		Expect(statuses["completed"]).To(BeNumerically(">", 0))
 		Expect(statuses["compensated"]).To(BeNumerically(">", 0))
 	})

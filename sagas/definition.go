@@ -243,9 +243,10 @@ func MustDefine[S any](spec Spec[S]) *Definition[S] {
 
 func (d *Definition[S]) check() error {
 	s := &d.spec
+	if err := checkName(s.Name); err != nil {
+		return err
+	}
 	switch {
-	case !sagaName.MatchString(s.Name):
-		return fmt.Errorf("name %q must be 1 to 63 lowercase letters, digits or _, starting with a letter", s.Name)
 	case s.Start.fn == nil:
 		return errors.New("no trigger: set Start with StartOn")
 	case len(s.Steps) == 0:
@@ -337,6 +338,23 @@ func (d *Definition[S]) reachable(step string) bool {
 		}
 	}
 	return false
+}
+
+// checkName checks a saga's name.
+func checkName(name string) error {
+	if !sagaName.MatchString(name) {
+		return fmt.Errorf("saga name %q must be 1 to 63 lowercase letters, digits or _, starting with a letter", name)
+	}
+	return nil
+}
+
+// checkID checks an instance id: the rest of the aggregate id's rules
+// are mire's.
+func checkID(id string) error {
+	if id == "" {
+		return fmt.Errorf("%w: instance id is empty", mire.ErrInvalidID)
+	}
+	return nil
 }
 
 func eventStruct(what string, t reflect.Type) error {

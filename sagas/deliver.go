@@ -37,8 +37,10 @@ func Deliver(ctx context.Context, store *mire.Store, saga, id string, r Response
 	switch {
 	case store == nil:
 		return errors.New("sagas: deliver: store is nil")
-	case !sagaName.MatchString(saga):
-		return fmt.Errorf("sagas: deliver: saga name %q must be 1 to 63 lowercase letters, digits or _, starting with a letter", saga)
+	case checkName(saga) != nil:
+		return fmt.Errorf("sagas: deliver: %w", checkName(saga))
+	case checkID(id) != nil:
+		return fmt.Errorf("sagas: deliver to saga %q: %w", saga, checkID(id))
 	case !stepName.MatchString(r.Step):
 		return fmt.Errorf("sagas: deliver to saga %q instance %q: step name %q must be 1 to 64 letters, digits or _.-", saga, id, r.Step)
 	}
@@ -96,6 +98,9 @@ func Load(ctx context.Context, store *mire.Store, saga, id string) (*mire.Root[I
 	if store == nil {
 		return nil, errors.New("sagas: load: store is nil")
 	}
+	if err := errors.Join(checkName(saga), checkID(id)); err != nil {
+		return nil, fmt.Errorf("sagas: load: %w", err)
+	}
 	if err := store.Registry().Register(events...); err != nil {
 		return nil, fmt.Errorf("sagas: load: %w", err)
 	}
@@ -142,6 +147,9 @@ func List(ctx context.Context, store *mire.Store, saga string, opts *ListOpts) (
 	if store == nil {
 		return nil, errors.New("sagas: list: store is nil")
 	}
+	if err := checkName(saga); err != nil {
+		return nil, fmt.Errorf("sagas: list: %w", err)
+	}
 	var o ListOpts
 	if opts != nil {
 		o = *opts
@@ -178,6 +186,9 @@ func List(ctx context.Context, store *mire.Store, saga string, opts *ListOpts) (
 func Count(ctx context.Context, store *mire.Store, saga string) (map[Status]int, error) {
 	if store == nil {
 		return nil, errors.New("sagas: count: store is nil")
+	}
+	if err := checkName(saga); err != nil {
+		return nil, fmt.Errorf("sagas: count: %w", err)
 	}
 	rows, err := store.Pool().Query(ctx, queriesFor(store.Schema()).countInstances, saga)
 	if err != nil {

@@ -157,6 +157,9 @@ func (h *handler[S]) start(ctx context.Context, tx pgx.Tx, env mire.Envelope) er
 	if !ok {
 		return nil
 	}
+	if err := checkID(id); err != nil {
+		return fmt.Errorf("sagas: saga %q: trigger %s of %s v%d: %w", h.d.spec.Name, env.Type, env.StreamID, env.Version, err)
+	}
 	scope, err := h.store.ScopeTx(tx)
 	if err != nil {
 		return err

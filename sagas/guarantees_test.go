@@ -293,6 +293,10 @@ var _ = Describe("Instances", func() {
 		Expect(sagas.Count(ctx, e.store, "fulfilment")).To(Equal(map[sagas.Status]int{sagas.Running: 1, sagas.Compensated: 1}))
 		_, err = sagas.List(ctx, e.store, "fulfilment", &sagas.ListOpts{Status: "lost"})
 		Expect(err).To(MatchError(ContainSubstring(`unknown status "lost"`)))
+		_, err = sagas.List(ctx, e.store, "Fulfilment", nil)
+		Expect(err).To(MatchError(`sagas: list: saga name "Fulfilment" must be 1 to 63 lowercase letters, digits or _, starting with a letter`))
+		_, err = sagas.Load(ctx, e.store, "fulfilment", "")
+		Expect(err).To(MatchError(mire.ErrInvalidID))
 	})
 })
 
