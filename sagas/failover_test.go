@@ -2,6 +2,7 @@ package sagas_test
 
 import (
 	"context"
+	"fmt"
 	"sync/atomic"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -86,5 +87,44 @@ var _ = Describe("Listeners", func() {
 		in, err := e.instance("fulfilment", "o1")(ctx)
 		Expect(err).NotTo(HaveOccurred())
 		Expect(in.Status).To(Equal(sagas.Completed), "the late decline changed nothing")
+	})
+})
+
+var _ = Describe("A partitioned saga", func() {
+	It("spreads its instances over the replicas' runners, each decided once", func(ctx SpecContext) {
+		e := freshEnv(ctx)
+		Expect(projections.MigratePartitions(ctx, e.store, 3)).To(Succeed())
+		e.stock(ctx, "apple", 100)
+		def := sagas.MustDefine(sagas.Spec[Fulfilment]{
+			Name:  "fulfilment",
+			Start: sagas.StartOn(placed),
+			Steps: []sagas.Step[Fulfilment]{
+				{Name: "reserve", Action: sagas.Command(reserve), Compensation: sagas.Command(release)},
+				{Name: "confirm", After: "reserve", Action: sagas.Command(confirm)},
+			},
+			Partitions: 3,
+		})
+		for _, owner := range []string{"a", "b"} {
+			cfg := quiet()
+			cfg.Projections.Owner = owner
+			e.run(cfg, def)
+		}
+		for i := range 20 {
+			e.place(ctx, fmt.Sprintf("o%02d", i), "apple", 2, 20)
+		}
+		Eventually(func(ctx context.Context) (map[sagas.Status]int, error) {
+			return sagas.Count(ctx, e.store, "fulfilment")
+		}).WithContext(ctx).Should(Equal(map[sagas.Status]int{sagas.Completed: 20}))
+		inv := e.inventory(ctx, "apple")
+		Expect(inv.Available).To(BeEquivalentTo(60))
+		Expect(inv.Reserved).To(HaveLen(20))
+		st, err := projections.StatusOf(ctx, e.store, sagas.ProjectionName("fulfilment"))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(st.ByPartition).To(HaveLen(3))
+		owners := map[string]bool{}
+		for _, p := range st.ByPartition {
+			owners[p.Owner] = true
+		}
+		Expect(owners).To(HaveLen(2), "both replicas hold partitions")
 	})
 })
