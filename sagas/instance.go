@@ -1,7 +1,10 @@
 package sagas
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"strings"
 
 	"github.com/google/uuid"
@@ -212,4 +215,29 @@ func InstanceID(saga, id string) string { return saga + ":" + id }
 // splitInstanceID splits an aggregate id of category Category.
 func splitInstanceID(aggregateID string) (saga, id string, ok bool) {
 	return strings.Cut(aggregateID, ":")
+}
+
+// Load loads instance id of saga: its status, state and steps (Instance),
+// and its version; read its history with store.ReadStream on the Root's
+// StreamID. A missing instance is mire.ErrNotFound.
+func Load(ctx context.Context, store *mire.Store, saga, id string) (*mire.Root[Instance], error) {
+	if store == nil {
+		return nil, errors.New("sagas: load: store is nil")
+	}
+	if err := errors.Join(checkName(saga), checkID(id)); err != nil {
+		return nil, fmt.Errorf("sagas: load: %w", err)
+	}
+	if err := store.Registry().Register(events...); err != nil {
+		return nil, fmt.Errorf("sagas: load: %w", err)
+	}
+	return mire.Load[Instance](ctx, store, InstanceID(saga, id))
+}
+
+// StateOf decodes an instance's state, as of its last completed step.
+func StateOf[S any](in *Instance) (S, error) {
+	var s S
+	if err := json.Unmarshal(in.State, &s); err != nil {
+		return s, fmt.Errorf("sagas: saga %q: decode state: %w", in.Saga, err)
+	}
+	return s, nil
 }
