@@ -359,8 +359,9 @@ var _ = Describe("Sagas: chaos", Label("slow"), func() {
 		Expect(countRows(ctx, e, `SELECT count(*) FROM (SELECT 1 FROM mire.events WHERE category = 'outbox'
 			GROUP BY data->'headers'->>'Idempotency-Key' HAVING count(*) > 2) d`)).To(BeZero(), "a charge is sent at most twice (one retry)")
 
-		GinkgoWriter.Printf("%d sagas %v; %d kill -9, %d cancels without release (%d while ordering), %d takeovers; %d late answers reported; %d timed out\n",
-			len(ends), statuses, kills, cancels, duringOrders, takeovers, reported, timedOut)
+		deadlocks := countRows(ctx, e, `SELECT deadlocks::int FROM pg_stat_database WHERE datname = current_database()`)
+		GinkgoWriter.Printf("%d sagas %v; %d kill -9, %d cancels without release (%d while ordering), %d takeovers; %d late answers reported; %d timed out; %d deadlocks retried\n",
+			len(ends), statuses, kills, cancels, duringOrders, takeovers, reported, timedOut, deadlocks)
 		Expect(statuses["completed"]).To(BeNumerically(">", 0))
 		Expect(statuses["compensated"]).To(BeNumerically(">", 0))
 	})
