@@ -235,3 +235,58 @@ func ExampleList() {
 	// o1 running at charge
 	// o3 running at charge
 }
+
+// A step's response can be an event of the other service's own streams,
+// mapped to the instance it answers.
+func ExampleListenFor() {
+	ctx := context.Background()
+	settled := sagas.ListenFor(func(e PaymentSettled, _ mire.Envelope) (string, sagas.Response, bool) {
+		return e.Order, sagas.Response{Step: "charge", Failure: e.Declined}, true
+	})
+	store, stop := exampleStore(ctx, fulfilment(time.Minute, 0, settled))
+	defer stop()
+
+	if _, err := store.Append(ctx, "order-o5", mire.NoStream, OrderPlaced{SKU: "apple", Qty: 1, Amount: 10}); err != nil {
+		log.Fatal(err)
+	}
+	waitFor(ctx, store, "fulfilment", "o5", func(in sagas.Instance) bool { return in.Awaiting == "charge" })
+	if _, err := store.Append(ctx, "payment-p5", mire.NoStream, PaymentSettled{Order: "o5"}); err != nil {
+		log.Fatal(err)
+	}
+	in := waitFor(ctx, store, "fulfilment", "o5", func(in sagas.Instance) bool { return in.Status.Terminal() })
+	fmt.Println("instance o5:", in.Status, in.Done)
+	// Output:
+	// instance o5: completed [reserve charge confirm]
+}
+
+// An instance is an aggregate: Load gives its status, steps and version,
+// StateOf its state, and the store its history.
+func ExampleLoad() {
+	ctx := context.Background()
+	store, stop := exampleStore(ctx, fulfilment(time.Minute, 0))
+	defer stop()
+
+	if _, err := store.Append(ctx, "order-o6", mire.NoStream, OrderPlaced{SKU: "apple", Qty: 2, Amount: 20}); err != nil {
+		log.Fatal(err)
+	}
+	waitFor(ctx, store, "fulfilment", "o6", func(in sagas.Instance) bool { return in.Awaiting == "charge" })
+
+	root, err := sagas.Load(ctx, store, "fulfilment", "o6")
+	if err != nil {
+		log.Fatal(err)
+	}
+	state, err := sagas.StateOf[Fulfilment](&root.State)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("%s at version %d: %s, done %v, awaiting %s (attempt %d)\n",
+		root.StreamID(), root.Version, root.State.Status, root.State.Done, root.State.Awaiting, root.State.Attempt)
+	fmt.Printf("state: %+v\n", state)
+	printHistory(ctx, store, "fulfilment", "o6")
+	// Output:
+	// saga-fulfilment:o6 at version 3: running, done [reserve], awaiting charge (attempt 1)
+	// state: {Order:o6 SKU:apple Qty:2 Amount:20}
+	// 1 Started
+	// 2 StepCompleted reserve
+	// 3 StepStarted charge attempt 1
+}
