@@ -128,3 +128,20 @@ var _ = Describe("A partitioned saga", func() {
 		Expect(owners).To(HaveLen(2), "both replicas hold partitions")
 	})
 })
+
+var _ = Describe("Runner", func() {
+	It("refuses a second Run while one runs, and a Run after Stop", func(ctx SpecContext) {
+		e := freshEnv(ctx)
+		r, err := sagas.NewRunner(e.store, quiet(), fulfilment(0, 0))
+		Expect(err).NotTo(HaveOccurred())
+		done := make(chan error, 1)
+		go func() { done <- r.Run(context.Background()) }()
+		Eventually(func(ctx context.Context) (projections.Status, error) {
+			return projections.StatusOf(ctx, e.store, sagas.ProjectionName("fulfilment"))
+		}).WithContext(ctx).Should(HaveField("Owner", r.Projections().Owner()))
+		Expect(r.Run(ctx)).To(MatchError("sagas: run: already running"))
+		Expect(r.Stop(ctx)).To(Succeed())
+		Expect(<-done).To(Succeed())
+		Expect(r.Run(ctx)).To(MatchError(projections.ErrStopped))
+	})
+})

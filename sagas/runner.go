@@ -43,14 +43,15 @@ type Config struct {
 // projections.Runner (lease, fence, partitions), and a timer loop that
 // fires the sagas' due timers. Run one in every replica.
 type Runner struct {
-	store  *mire.Store
-	cfg    Config
-	sql    *queries
-	names  []string
-	proj   *projections.Runner
-	cancel context.CancelFunc
-	mu     sync.Mutex
-	done   chan struct{}
+	store   *mire.Store
+	cfg     Config
+	sql     *queries
+	names   []string
+	proj    *projections.Runner
+	mu      sync.Mutex
+	running bool               // a Run is in progress
+	cancel  context.CancelFunc // ends the last Run
+	done    chan struct{}      // closed when the last Run has returned
 }
 
 // NewRunner returns a Runner for sagas on store. It registers the saga
@@ -112,15 +113,27 @@ func NewRunner(store *mire.Store, cfg *Config, sagas ...Saga) (*Runner, error) {
 func (r *Runner) Projections() *projections.Runner { return r.proj }
 
 // Run runs the sagas until ctx ends or Stop is called: their projections
-// (see projections.Runner.Run, whose errors it returns) and the timer loop.
+// (see projections.Runner.Run, whose errors it returns: after Stop, one
+// wrapping projections.ErrStopped) and the timer loop. A Run while another
+// is in progress is an error.
 func (r *Runner) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	r.mu.Lock()
+	if r.running {
+		r.mu.Unlock()
+		return errors.New("sagas: run: already running")
+	}
+	r.running = true
 	r.cancel, r.done = cancel, make(chan struct{})
 	done := r.done
 	r.mu.Unlock()
-	defer close(done)
+	defer func() {
+		r.mu.Lock()
+		r.running = false
+		r.mu.Unlock()
+		close(done)
+	}()
 	var wg sync.WaitGroup
 	wg.Go(func() { r.timers(ctx) })
 	err := r.proj.Run(ctx)
