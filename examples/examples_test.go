@@ -93,6 +93,17 @@ replica replay resumed
 load without the token: balance 120 at version 3
 mire.replica.fallbacks{db.operation.name=load,mire.reason=lag} 1
 `,
+	"saga": `
+o1, order confirmed
+  reserve -> charge sent (attempt 1) -> charge -> confirm -> COMPLETED
+o2, order cancelled: card declined
+  reserve -> charge sent (attempt 1) -> charge failed -> undo reserve -> COMPENSATED
+o3, order cancelled: step "charge" timed out after 2 attempt(s) of 500ms
+  reserve -> charge sent (attempt 1) -> timed out -> charge sent (attempt 2) -> timed out -> charge failed -> undo charge -> undo reserve -> COMPENSATED
+stock of apple: 3 available, 2 reserved
+stock of pear: 3 available, 0 reserved
+payment service: charge of 20 for o1 (key fulfilment/o1/charge)
+`,
 	"projection": `
 projection balances: owner replica-1, fence 1, 4 events delivered
   Alice  100

@@ -63,6 +63,7 @@ func (a *app) rootCommand() *cobra.Command {
 		a.streamsCommand(),
 		a.showCommand(),
 		a.projectionsCommand(),
+		a.sagasCommand(),
 		a.exportCommand(),
 		a.importCommand(),
 		a.tailCommand(),

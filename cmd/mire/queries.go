@@ -20,6 +20,8 @@ WHERE $1::text IS NULL OR s.category = $1
 ORDER BY e.recorded_at DESC NULLS LAST, s.stream_id
 LIMIT $2`
 
+	countSagaInstances = `SELECT saga, status, count(*)::int FROM {{schema}}.saga_instances GROUP BY saga, status`
+
 	eventColumns = `position, stream_id, version, category, event_id, type, schema_version, data, metadata, recorded_at`
 
 	// $1: stream id; $2: after this version; $3: limit or NULL.

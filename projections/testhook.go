@@ -1,0 +1,7 @@
+package projections
+
+import "github.com/mire-go/mire/internal/testhook"
+
+func init() {
+	testhook.CrashOnStop = func(r any) { r.(*Runner).noRelease = true }
+}
