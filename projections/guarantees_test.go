@@ -377,6 +377,29 @@ var _ = Describe("Guarantee 6: failing handlers", func() {
 		Expect(st.Delivered).To(BeEquivalentTo(1))
 	})
 
+	It("retries a failure the handler marks Transient (a broker down) as long as it lasts, without counting it towards a halt", func(ctx SpecContext) {
+		open(ctx, e.store, 1)
+		open(ctx, e.store, 2)
+		var calls atomic.Int32
+		cfg := quiet() // MaxAttempts 3
+		r, err := projections.NewRunner(e.store, cfg, projections.Projection{Name: "broker", Handler: projections.Plain(
+			func(context.Context, mire.Envelope) error {
+				if calls.Add(1) <= 3*int32(cfg.MaxAttempts) {
+					return projections.Transient(errors.New("broker unreachable"))
+				}
+				return nil
+			})})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(r.CatchUp(ctx)).To(Succeed())
+		st := status(ctx, e.store, "broker")
+		Expect(st.State).To(Equal(projections.Running))
+		Expect(st.Delivered).To(BeEquivalentTo(2))
+		Expect(projections.Transient(nil)).To(BeNil())
+		wrapped := projections.Transient(context.DeadlineExceeded)
+		Expect(wrapped).To(MatchError(context.DeadlineExceeded))
+		Expect(wrapped.Error()).To(Equal(context.DeadlineExceeded.Error()))
+	})
+
 	It("halts only the projection whose handler keeps failing, with the error and event, until resumed", func(ctx SpecContext) {
 		a := open(ctx, e.store, 1)
 		deposit(ctx, e.store, a, 2)

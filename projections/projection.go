@@ -98,6 +98,27 @@ type Handler interface {
 	Handle(ctx context.Context, tx pgx.Tx, env mire.Envelope) error
 }
 
+// Transient marks err as a failure of the moment rather than of the event
+// (a broker or a service that is down, a timeout): a batch that fails with
+// it (or with an error wrapping it) is retried with a jittered backoff
+// that grows up to 64 RetryBackoffs, for as long as the failure lasts,
+// without counting towards Config.MaxAttempts and without narrowing the
+// batches to one event. Deadlocks and serialization failures are treated
+// so without it. Use it only for what time cures: an event that can never
+// be handled, marked Transient, stops its projection for good instead of
+// halting it. Transient(nil) is nil.
+func Transient(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &transientError{err}
+}
+
+type transientError struct{ err error }
+
+func (e *transientError) Error() string { return e.err.Error() }
+func (e *transientError) Unwrap() error { return e.err }
+
 // BatchHandler is a Handler that takes a whole batch at once, in delivery
 // order, in the checkpoint's transaction: the way to write a read model
 // with one round trip per batch (a pgx.Batch of upserts, a COPY) instead of

@@ -63,7 +63,7 @@ type worker struct {
 	heads     int   // how many heads (appends' first rows) the next read asks for; 0: limit + 1
 	failPos   int64 // the position of the event that failed last, 0 if none
 	failCount int   // how many times in a row it failed
-	contended int   // how many batches in a row were aborted by a deadlock or serialization failure
+	contended int   // how many batches in a row failed for the moment (see transient)
 	single    int   // after a failure: how many more batches read one event each
 
 	lastSpan trace.SpanContext // the last batch's span, for the log lines about its failure
@@ -142,6 +142,15 @@ func (w *worker) recheckCount(ctx context.Context) error {
 	}
 	w.countCheckedAt = time.Now()
 	return w.g.checkCount(ctx)
+}
+
+// transient reports whether err is a failure of the moment, not of the
+// event: a deadlock, a serialization failure, or what a handler marked
+// with Transient.
+func transient(err error) bool {
+	var t *transientError
+	code := pgerr.Code(err)
+	return code == pgerr.DeadlockDetected || code == pgerr.SerializationFail || errors.As(err, &t)
 }
 
 // fatal reports whether err is a mistake that ends a Run at once: an
@@ -236,13 +245,13 @@ func (w *worker) failed(ctx context.Context, err error) {
 		w.fence = 0
 		return
 	}
-	if code := pgerr.Code(err); code == pgerr.DeadlockDetected || code == pgerr.SerializationFail {
-		// Batches that lock shared rows in different orders abort one
-		// another now and then: no fault of the event, so no step towards
-		// a halt. The batch is retried after a jittered backoff that grows
-		// while the aborts go on.
+	if transient(err) {
+		// No fault of the event (batches that lock shared rows in
+		// different orders abort one another now and then; a broker is
+		// down), so no step towards a halt. The batch is retried after a
+		// jittered backoff that grows while the failures go on.
 		w.contended++
-		log.InfoContext(lctx, "mire: projection: batch aborted by contention, retrying", w.logAttrs("attempt", w.contended, "err", err)...)
+		log.WarnContext(lctx, "mire: projection: batch failed for the moment, retrying", w.logAttrs("attempt", w.contended, "err", err)...)
 		backoff := w.r.cfg.RetryBackoff
 		sleep(ctx, backoff<<min(w.contended-1, 6)+rand.N(backoff+1))
 		return
