@@ -56,9 +56,9 @@
 //     concurrently, up to Config.MaxInFlight.
 //   - A broker outage shorter than Config.PublishTimeout costs a pause: the
 //     relay retries the failed messages with backoff inside the batch. A
-//     longer one fails the batch, which the runner retries with its own
-//     backoff (counted against Config.Runner.MaxAttempts, see
-//     [MaxAttemptsDefault]).
+//     longer one fails the batch as [projections.Transient], which the
+//     runner retries with its own growing backoff for as long as the
+//     outage lasts, without counting it towards a halt.
 //
 // # Consuming
 //

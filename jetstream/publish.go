@@ -2,11 +2,13 @@ package jetstream
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
 
 	"github.com/mire-go/mire"
+	"github.com/mire-go/mire/projections"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -268,6 +270,12 @@ func (r *Relay) publish(ctx context.Context, events []mire.Envelope) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return fmt.Errorf("mire/jetstream: relay %q: %d of %d messages not acknowledged within PublishTimeout %v: %w",
+	err := fmt.Errorf("mire/jetstream: relay %q: %d of %d messages not acknowledged within PublishTimeout %v: %w",
 		r.cfg.Name, left, len(events), r.cfg.PublishTimeout, lastErr)
+	if errors.Is(lastErr, nats.ErrMaxPayload) || errors.Is(lastErr, nats.ErrBadSubject) {
+		return err // the message can never be published: let the projection halt on it
+	}
+	// A broker that is down or slow: the runner retries the batch for as
+	// long as that lasts, without counting it towards a halt.
+	return projections.Transient(err)
 }

@@ -22,17 +22,6 @@ const (
 	MaxInFlightDefault   = 1024
 	BatchSizeDefault     = 5000
 	AckTimeoutDefault    = 5 * time.Second
-
-	// MaxAttemptsDefault is the relay's runner's Config.MaxAttempts unless
-	// Config.Runner sets it: higher than a projection's, because a batch
-	// that fails for a broker outage longer than PublishTimeout counts as
-	// an attempt, and the relay should outlast outages of many minutes
-	// (each attempt waits up to PublishTimeout, and the runner's backoff
-	// doubles between attempts up to 1024 RetryBackoffs: with the
-	// defaults, the 20th attempt comes some 17 minutes after the first),
-	// yet still halt on an event it can never publish (a subject function
-	// that fails), whose attempts the runner cannot tell from an outage's.
-	MaxAttemptsDefault = 20
 )
 
 // ErrDuplicateWindow is returned (wrapped) by Relay.CheckStream when the
@@ -83,8 +72,10 @@ type Config struct {
 	// (lease TTL, owner, logger, telemetry). Its MeterProvider also creates
 	// the relay's instruments (mire.relay.messages, mire.relay.duplicates,
 	// mire.relay.publish.failures; the otel global if it is nil). Defaults
-	// to the runner's defaults, but for MaxAttempts, which defaults to
-	// MaxAttemptsDefault.
+	// to the runner's defaults. A broker outage does not count towards its
+	// MaxAttempts (the relay marks it projections.Transient): only a
+	// message that can never be published (too large, a bad subject) or a
+	// failing Subject function halts the relay.
 	Runner *projections.Config
 }
 
@@ -130,7 +121,6 @@ func NewRelay(store *mire.Store, js jetstream.JetStream, cfg *Config) (*Relay, e
 		r.rcfg = *cfg.Runner
 	}
 	r.rcfg.LeaseTTL = cmp.Or(r.rcfg.LeaseTTL, projections.LeaseTTLDefault)
-	r.rcfg.MaxAttempts = cmp.Or(r.rcfg.MaxAttempts, MaxAttemptsDefault)
 	c := &r.cfg
 	c.Name = cmp.Or(c.Name, "jetstream."+c.Stream)
 	c.SubjectPrefix = cmp.Or(c.SubjectPrefix, SubjectPrefixDefault)
