@@ -58,6 +58,14 @@ type Config struct {
 	// BatchSize is how many events the relay reads and publishes before it
 	// checkpoints. Defaults to BatchSizeDefault.
 	BatchSize int
+	// Partitions splits the relay by stream, as projections.Projection's
+	// Partitions does: the relays of every replica share the partitions,
+	// and each publishes its streams' messages in order (a stream is in
+	// one partition), so the broker still receives each stream in version
+	// order, while streams of different partitions are published in
+	// parallel. It needs the partition count's index
+	// (projections.MigratePartitions). Defaults to 1: one active relay.
+	Partitions int
 	// AckTimeout is how long the relay waits for JetStream's
 	// acknowledgement of one message before it publishes it again (the
 	// broker drops the copy if the first one arrived). Defaults to
@@ -151,7 +159,7 @@ func NewRelay(store *mire.Store, js jetstream.JetStream, cfg *Config) (*Relay, e
 		r.subj = DefaultSubject(c.SubjectPrefix)
 	}
 	r.runner, err = projections.NewRunner(store, &r.rcfg, projections.Projection{
-		Name: c.Name, Categories: c.Categories, BatchSize: c.BatchSize, Handler: (*handler)(r),
+		Name: c.Name, Categories: c.Categories, BatchSize: c.BatchSize, Partitions: c.Partitions, Handler: (*handler)(r),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("mire/jetstream: new relay: %w", err)

@@ -86,6 +86,37 @@ var _ = Describe("Relay", func() {
 		Expect(st.Delivered).To(BeEquivalentTo(3))
 	})
 
+	It("shares its partitions between the relays of two replicas, each stream once and in order on the broker", func(ctx SpecContext) {
+		Expect(projections.MigratePartitions(ctx, store, 4)).To(Succeed())
+		cfg := func(owner string) *mjs.Config {
+			rc := quiet()
+			rc.Owner = owner
+			return &mjs.Config{Stream: name, SubjectPrefix: name, Partitions: 4, BatchSize: 7,
+				Categories: []string{"account", mire.OutboxDefault}, Runner: rc}
+		}
+		for _, owner := range []string{"r1", "r2"} {
+			relay, err := mjs.NewRelay(store, js, cfg(owner))
+			Expect(err).NotTo(HaveOccurred())
+			start(relay)
+		}
+		for i := range 120 {
+			stream := fmt.Sprintf("account-p%d", i%12)
+			_, err := store.Append(ctx, stream, mire.Any, Deposited{Amount: int64(i + 1)})
+			Expect(err).NotTo(HaveOccurred())
+			if i%10 == 0 {
+				Expect(store.Enqueue(ctx, nil, mire.Message{Subject: name + ".m", Key: stream})).To(Succeed())
+			}
+		}
+		Eventually(func(ctx context.Context) (projections.Status, error) {
+			return projections.StatusOf(ctx, store, "jetstream."+name)
+		}).WithContext(ctx).Should(And(HaveField("Lag", BeZero()), HaveField("Owner", "r1, r2")))
+		msgs := storedMessages(ctx, js, name)
+		Expect(msgs).To(HaveLen(132), "every event and message once")
+		perStream := checkExactlyOnceInOrder(msgs)
+		Expect(perStream).To(HaveLen(12 + 6), "12 account streams, and the outbox streams of the 6 keys enqueued to")
+		Expect(perStream).To(HaveKeyWithValue("account-p0", BeEquivalentTo(10)))
+	})
+
 	It("carries the W3C trace context of the write", func(ctx SpecContext) {
 		tp := "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 		sc := mire.Metadata{TraceParent: tp}.SpanContext()
