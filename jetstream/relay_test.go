@@ -113,7 +113,7 @@ var _ = Describe("Relay", func() {
 		msgs := storedMessages(ctx, js, name)
 		Expect(msgs).To(HaveLen(132), "every event and message once")
 		perStream := checkExactlyOnceInOrder(msgs)
-		Expect(perStream).To(HaveLen(12 + 6), "12 account streams, and the outbox streams of the 6 keys enqueued to")
+		Expect(perStream).To(HaveLen(12+6), "12 account streams, and the outbox streams of the 6 keys enqueued to")
 		Expect(perStream).To(HaveKeyWithValue("account-p0", BeEquivalentTo(10)))
 	})
 
