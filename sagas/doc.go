@@ -112,9 +112,9 @@
 // holds the row locks of the aggregates its steps changed until it
 // commits, so sagas of a partitioned projection whose steps change shared
 // aggregates (stock of one item) may deadlock; PostgreSQL aborts one batch,
-// which is retried, and counts toward projections.Config.MaxAttempts:
-// keep BatchSize small (the default, [BatchSizeDefault], is 100) and
-// MaxAttempts generous. Rebuilding a saga's projection replays its
+// which the runner retries with backoff without counting it towards
+// projections.Config.MaxAttempts; keep BatchSize small (the default,
+// [BatchSizeDefault], is 100) so that such retries redo little. Rebuilding a saga's projection replays its
 // inputs, which is safe but costs the read: existing instances start
 // nothing, and inputs already decided on are skipped.
 package sagas
