@@ -214,7 +214,6 @@ func quiet() *sagas.Config {
 			RecheckInterval: 100 * time.Millisecond,
 			PollInterval:    50 * time.Millisecond,
 			RetryBackoff:    5 * time.Millisecond,
-			MaxAttempts:     1000,
 			Logger:          testLogger(),
 		},
 		TimerInterval: 50 * time.Millisecond,
