@@ -131,7 +131,7 @@ partition halts only itself). An unpartitioned projection has one, 0.`,
 			}
 			st, err := projections.StatusOf(ctx, store, args[0])
 			if errors.Is(err, mire.ErrNotFound) {
-				return fmt.Errorf("no projection %q has run (see `mire projections`)", args[0])
+				return errNeverRan(args[0])
 			}
 			if err != nil {
 				return err
@@ -174,6 +174,11 @@ func rowOf(st projections.Status) projectionRow {
 	return p
 }
 
+// errNeverRan is the error for a projection name that has no checkpoint.
+func errNeverRan(name string) error {
+	return fmt.Errorf("no projection %q has run (see `mire projections`)", name)
+}
+
 // adminCommand is a subcommand that runs op on one projection by name.
 func (a *app) adminCommand(use, short, long string, op func(context.Context, *mire.Store, string) error, done string) *cobra.Command {
 	return &cobra.Command{
@@ -191,7 +196,7 @@ func (a *app) adminCommand(use, short, long string, op func(context.Context, *mi
 			name := args[0]
 			if err := op(ctx, store, name); err != nil {
 				if errors.Is(err, mire.ErrNotFound) {
-					return fmt.Errorf("no projection %q has run (see `mire projections`)", name)
+					return errNeverRan(name)
 				}
 				return err
 			}
