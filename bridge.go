@@ -7,6 +7,7 @@ import (
 	"reflect"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/mire-go/mire/internal/bridge"
 	"github.com/mire-go/mire/internal/telemetry"
 )
@@ -24,8 +25,8 @@ func init() {
 		}
 		return et.tag.Entity, true
 	}
-	bridge.ScanEnvelope = func(store any, rows pgx.Rows, env any, before, after []any) (error, error) {
-		return store.(*Store).scanEnvelope(rows, env.(*Envelope), before, after)
+	bridge.EnvelopeScanner = func(store any, env any, before, after []any) func(pgx.Rows) (error, error) {
+		return store.(*Store).newEnvelopeScanner(env.(*Envelope), before, after).scan
 	}
 	bridge.Logger = func(store any) *slog.Logger { return store.(*Store).logger }
 	bridge.Telemetry = func(store any) telemetry.Providers { return store.(*Store).tel.providers }
@@ -34,26 +35,42 @@ func init() {
 	}
 }
 
-// scanEnvelope scans the current row (the columns of before, then
-// bridge.EnvelopeColumns, then after) into env and decodes its payload and
-// metadata. A row that does not scan is err; a payload that does not decode
-// is decodeErr, with env filled in but for Data.
-func (s *Store) scanEnvelope(rows pgx.Rows, env *Envelope, before, after []any) (decodeErr, err error) {
-	var schema int32
-	var raw, meta []byte
-	*env = Envelope{}
-	// The id scans as [16]byte and the payload as []byte: through
-	// uuid.UUID's sql.Scanner and json.RawMessage's UnmarshalJSON pgx would
-	// format and parse the id as text and validate every payload twice.
-	dest := make([]any, 0, len(before)+10+len(after))
-	dest = append(dest, before...)
-	dest = append(dest, (*[16]byte)(&env.ID), &env.StreamID, &env.Category, &env.Version, &env.Position,
-		&env.Type, &schema, &raw, &meta, &env.RecordedAt)
-	dest = append(dest, after...)
-	if err := rows.Scan(dest...); err != nil {
+// envelopeScanner scans rows of the envelope columns (with the columns of
+// before and after around them) into one Envelope, decoding its payload
+// and metadata, reusing one destination list for every row of a query.
+type envelopeScanner struct {
+	s      *Store
+	env    *Envelope
+	dest   []any
+	schema int32
+	raw    []byte
+	meta   pgtype.DriverBytes // decoded at once: no copy of pgx's buffer
+}
+
+// newEnvelopeScanner returns the scanner of rows into env. The id scans
+// as [16]byte and the payload as []byte: through uuid.UUID's sql.Scanner
+// and json.RawMessage's UnmarshalJSON pgx would format and parse the id as
+// text and validate every payload twice.
+func (s *Store) newEnvelopeScanner(env *Envelope, before, after []any) *envelopeScanner {
+	sc := &envelopeScanner{s: s, env: env}
+	sc.dest = make([]any, 0, len(before)+10+len(after))
+	sc.dest = append(sc.dest, before...)
+	sc.dest = append(sc.dest, (*[16]byte)(&env.ID), &env.StreamID, &env.Category, &env.Version, &env.Position,
+		&env.Type, &sc.schema, &sc.raw, &sc.meta, &env.RecordedAt)
+	sc.dest = append(sc.dest, after...)
+	return sc
+}
+
+// scan scans the current row into the scanner's Envelope (and the
+// destinations of before and after) and decodes its payload and metadata.
+// A row that does not scan is err; a payload that does not decode is
+// decodeErr, with the Envelope filled in but for Data.
+func (sc *envelopeScanner) scan(rows pgx.Rows) (decodeErr, err error) {
+	*sc.env = Envelope{}
+	if err := rows.Scan(sc.dest...); err != nil {
 		return nil, fmt.Errorf("scan event: %w", err)
 	}
-	env.Raw = raw
-	env.SchemaVersion = int(schema)
-	return s.decodeEnvelope(env, meta), nil
+	sc.env.Raw = sc.raw // a copy of its own: pgx makes a new slice for every row
+	sc.env.SchemaVersion = int(sc.schema)
+	return sc.s.decodeEnvelope(sc.env, sc.meta), nil
 }

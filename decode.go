@@ -25,7 +25,7 @@ func (s *Store) decodeEnvelope(env *Envelope, metadata []byte) error {
 		return err
 	}
 	env.Metadata = Metadata{}
-	if len(metadata) > 0 {
+	if len(metadata) > 0 && string(metadata) != "{}" { // most events carry none
 		if err := json.Unmarshal(metadata, &env.Metadata); err != nil {
 			return newDecodeError(env.StreamID, env.Position, env.Version, env.Type, env.SchemaVersion, target, fmt.Errorf("metadata: %w", err))
 		}

@@ -165,9 +165,10 @@ func (s *Store) read(ctx context.Context, op string, opts *ReadOpts, db dbtx, ro
 				return
 			}
 			var env Envelope
+			sc := s.newEnvelopeScanner(&env, nil, nil)
 			n := 0
 			for rows.Next() {
-				decodeErr, err := s.scanEnvelope(rows, &env, nil, nil)
+				decodeErr, err := sc.scan(rows)
 				if err = cmp.Or(err, decodeErr); err != nil {
 					rows.Close()
 					yield(Envelope{}, fmt.Errorf("mire: %s: %w", op, err))

@@ -63,7 +63,7 @@ func (w *worker) readHeld(ctx context.Context, positions []int64) ([]row, error)
 	if err != nil {
 		return nil, fmt.Errorf("mire: projection %q: read held events: %w", w.p.Name, err)
 	}
-	out, err := w.scan(rows)
+	out, err := w.scan(rows, len(positions))
 	if err != nil {
 		return nil, err
 	}

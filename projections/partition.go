@@ -34,12 +34,14 @@ type group struct {
 	mu       sync.Mutex
 	prepared bool // the projection's rows exist with its partition count
 
-	rebalance chan struct{} // wakes coordinate
-	members   []string      // the live members coordinate saw last (its goroutine's)
+	rebalance  chan struct{} // wakes coordinate
+	members    []string      // the live members coordinate saw last (its goroutine's)
+	beginBatch string        // batchLock for this projection
 }
 
 func newGroup(r *Runner, p Projection) *group {
-	g := &group{r: r, p: p, sql: partitionQueriesFor(r.store.Schema(), p.Partitions), rebalance: make(chan struct{}, 1)}
+	g := &group{r: r, p: p, sql: partitionQueriesFor(r.store.Schema(), p.Partitions), rebalance: make(chan struct{}, 1),
+		beginBatch: fmt.Sprintf(batchLock, lockKey(r.store.Schema(), p.Name))}
 	for part := range p.Partitions {
 		g.workers = append(g.workers, &worker{r: r, g: g, p: p, part: part, sql: g.sql,
 			wake: make(chan struct{}, 1), rebalance: make(chan struct{}, 1)})

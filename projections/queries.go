@@ -14,7 +14,9 @@ import (
 // queriesFor fills it in once per schema. Leases are timed by the
 // database's clock (clock_timestamp), so replicas' clocks need not agree.
 const (
-	rowColumns = `e.xid, e.prev_xid, ` + bridge.EnvelopeColumns + `, e.append_size`
+	// A stream's first append has no previous one: its prev_xid, NULL,
+	// reads as 0.
+	rowColumns = `e.xid, coalesce(e.prev_xid, '0'::xid8), ` + bridge.EnvelopeColumns + `, e.append_size`
 
 	// Only the first row of each append is indexed by (xid, position)
 	// (migration 0003). It carries the append's size; the append's other
@@ -132,16 +134,18 @@ ON CONFLICT (name, partition) DO NOTHING`
 	deletePartitions = `DELETE FROM {{schema}}.subscriptions WHERE name = $1`
 	maxFence         = `SELECT coalesce(max(fence), 0) FROM {{schema}}.subscriptions WHERE name = $1`
 
-	// batchLock is taken, shared, by a batch's transaction before its
-	// handlers write, and adminLock, exclusive, by an admin transaction
-	// before it clears the read model ($1: the projection's lockKey). An
-	// admin operation so waits for the batches in flight and new batches
-	// wait for it, whatever tables the read model spans and in whatever
-	// order the handlers and Truncate touch them: they cannot deadlock.
-	// Unlike a lock on the subscription row, it does not stand in the way
-	// of a takeover: a worker paused in its handler holds only a shared
-	// lock, which its successor's batches share.
-	batchLock = `SELECT pg_advisory_xact_lock_shared($1)`
+	// batchLock begins a batch's transaction and takes the projection's
+	// advisory lock (%d: its lockKey), shared, before the handlers write;
+	// adminLock ($1: the lockKey) takes it exclusive in an admin
+	// transaction before it clears the read model. An admin operation so
+	// waits for the batches in flight and new batches wait for it, whatever
+	// tables the read model spans and in whatever order the handlers and
+	// Truncate touch them: they cannot deadlock. Unlike a lock on the
+	// subscription row, it does not stand in the way of a takeover: a
+	// worker paused in its handler holds only a shared lock, which its
+	// successor's batches share. batchLock is sent as pgx's BeginQuery, in
+	// the simple protocol, so BEGIN and the lock take one round trip.
+	batchLock = `BEGIN; SELECT pg_advisory_xact_lock_shared(%d)`
 	adminLock = `SELECT pg_advisory_xact_lock($1)`
 
 	// checkpoint moves the cursor inside the batch's transaction, only while
@@ -265,7 +269,7 @@ func partitionIndexName(n int) string { return fmt.Sprintf("events_heads_p%d_idx
 
 type queries struct {
 	readHeads, readHeadsCategories, readRest, readPositions, selectPosition, cursorHead    string
-	acquire, renew, release, batchLock, adminLock, checkpoint, halt                        string
+	acquire, renew, release, adminLock, checkpoint, halt                                   string
 	resume, reset, toWatermark, lockSubscription, status, lagSeconds                       string
 	partitionsOf, createPartitions, deletePartitions, maxFence, heartbeat, leave, announce string
 }
@@ -318,7 +322,6 @@ func newQueries(schema string, n int) *queries {
 		acquire:             fill(acquire),
 		renew:               fill(renew),
 		release:             fill(release),
-		batchLock:           batchLock,
 		adminLock:           adminLock,
 		checkpoint:          fill(checkpoint),
 		halt:                fill(halt),

@@ -37,7 +37,7 @@ func (w *worker) read(ctx context.Context, db querier, limit int) ([]scannedRow,
 	if err != nil {
 		return nil, false, fmt.Errorf("mire: projection %q: read events: %w", w.p.Name, err)
 	}
-	heads, err := w.scan(q)
+	heads, err := w.scan(q, want)
 	if err != nil {
 		return nil, false, err
 	}
@@ -67,7 +67,14 @@ func (w *worker) read(ctx context.Context, db querier, limit int) ([]scannedRow,
 		return nil, false, err
 	}
 
-	out := make([]scannedRow, 0, min(limit, events+len(heads)))
+	var out []scannedRow
+	if len(restOf) == 0 {
+		// Appends of one event each (the common case): the heads are the
+		// events, kept in place.
+		out = heads[:0]
+	} else {
+		out = make([]scannedRow, 0, min(limit, events+len(heads)))
+	}
 	for i, h := range heads {
 		h.head = h.env.Position
 		if w.after(h.row) {
@@ -143,7 +150,11 @@ func (w *worker) readRest(ctx context.Context, db querier, q *restQuery) (map[in
 	if err != nil {
 		return nil, fmt.Errorf("mire: projection %q: read events: %w", w.p.Name, err)
 	}
-	got, err := w.scan(rows)
+	var size int64
+	for i := range q.heads {
+		size += q.last[i] - q.lo[i] + 1
+	}
+	got, err := w.scan(rows, int(size))
 	if err != nil {
 		return nil, err
 	}

@@ -336,19 +336,18 @@ type scannedRow struct {
 	err  error
 }
 
-func (w *worker) scan(rows pgx.Rows) ([]scannedRow, error) {
+// scan reads rows (of rowColumns), expecting about size of them.
+func (w *worker) scan(rows pgx.Rows, size int) ([]scannedRow, error) {
 	defer rows.Close()
-	var out []scannedRow
+	out := make([]scannedRow, 0, size)
+	var r scannedRow
+	scan := bridge.EnvelopeScanner(w.r.store, &r.env, []any{&r.xid, &r.prevXid}, []any{&r.size})
 	for rows.Next() {
-		var r scannedRow
-		var prev *uint64
-		decodeErr, err := bridge.ScanEnvelope(w.r.store, rows, &r.env, []any{&r.xid, &prev}, []any{&r.size})
+		decodeErr, err := scan(rows)
 		if err != nil {
 			return nil, fmt.Errorf("mire: projection %q: read events: %w", w.p.Name, err)
 		}
-		if prev != nil {
-			r.prevXid = *prev
-		}
+		r.err = nil
 		if decodeErr != nil {
 			r.err = &eventError{env: r.env, err: decodeErr}
 		}
@@ -392,14 +391,12 @@ func (w *worker) step(ctx context.Context) (more bool, err error) {
 		ctx, b = w.beginBatch(ctx, start)
 		defer func() { w.endBatch(ctx, b, delivered, rows[len(rows)-1].env.Position, err) }()
 	}
-	tx, err := w.r.store.Pool().Begin(ctx)
+	// BEGIN and the lock go in one round trip (see beginBatch).
+	tx, err := w.r.store.Pool().BeginTx(ctx, pgx.TxOptions{BeginQuery: w.g.beginBatch})
 	if err != nil {
-		return false, fmt.Errorf("mire: projection %q: begin: %w", w.p.Name, err)
+		return false, fmt.Errorf("mire: projection %q: begin, locking against admin operations: %w", w.p.Name, err)
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	if _, err := tx.Exec(ctx, w.sql.batchLock, lockKey(w.r.store.Schema(), w.p.Name)); err != nil {
-		return false, fmt.Errorf("mire: projection %q: lock against admin operations: %w", w.p.Name, err)
-	}
 
 	ord := w.order.clone()
 	clearedFailure := false

@@ -18,14 +18,16 @@ var (
 	// type t is registered in reg, a *mire.Registry, and false if it is not.
 	Entity func(reg any, t reflect.Type) (entity string, ok bool)
 
-	// ScanEnvelope scans the current row of rows into env, a
-	// *mire.Envelope, and decodes its payload and metadata through store's
-	// registry (store is a *mire.Store). The row holds the store's envelope
-	// columns (EnvelopeColumns) between the columns that before and after
-	// scan into. A row that does not scan is err; a payload that does not
-	// decode is decodeErr (a *mire.DecodeError), with every field of env
-	// but Data filled in.
-	ScanEnvelope func(store any, rows pgx.Rows, env any, before, after []any) (decodeErr, err error)
+	// EnvelopeScanner returns a function that scans the current row of
+	// rows into env, a *mire.Envelope, and decodes its payload and
+	// metadata through store's registry (store is a *mire.Store). The row
+	// holds the store's envelope columns (EnvelopeColumns) between the
+	// columns that before and after scan into. A row that does not scan is
+	// err; a payload that does not decode is decodeErr (a
+	// *mire.DecodeError), with every field of env but Data filled in. One
+	// scanner serves every row of a query, so a row costs no destination
+	// list of its own.
+	EnvelopeScanner func(store any, env any, before, after []any) func(rows pgx.Rows) (decodeErr, err error)
 
 	// Logger returns the logger of store, a *mire.Store (its
 	// Config.Logger).
@@ -41,6 +43,6 @@ var (
 	AddInline func(store any, fn any) error
 )
 
-// EnvelopeColumns is the select list ScanEnvelope reads, from the events
+// EnvelopeColumns is the select list EnvelopeScanner reads, from the events
 // table aliased as e.
 const EnvelopeColumns = `e.event_id, e.stream_id, e.category, e.version, e.position, e.type, e.schema_version, e.data, e.metadata, e.recorded_at`
