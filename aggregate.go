@@ -7,6 +7,7 @@ import (
 	"reflect"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/mire-go/mire/internal/telemetry"
 	"go.opentelemetry.io/otel/trace"
 )
@@ -199,9 +200,9 @@ func (s *Store) fold(ctx context.Context, root applier, rows pgx.Rows, st *repla
 		version, position int64
 		typ               string
 		schema            int32
-		data              []byte
-		head              int64 // the stream row's version
-		hasRow            bool  // whether the stream has a row
+		data              pgtype.DriverBytes // pgx's buffer, decoded at once: no copy per event
+		head              int64              // the stream row's version
+		hasRow            bool               // whether the stream has a row
 	)
 	expected := root.version() + 1
 	_, err := pgx.ForEachRow(rows, []any{&version, &position, &typ, &schema, &data}, func() error {
@@ -210,7 +211,7 @@ func (s *Store) fold(ctx context.Context, root applier, rows pgx.Rows, st *repla
 			head, hasRow = position, true
 			return nil
 		case snapshotRow:
-			if err := s.restoreSnapshot(ctx, root, position, data); err != nil {
+			if err := s.restoreSnapshot(ctx, root, position, []byte(data)); err != nil {
 				return err
 			}
 			st.snapshot = st.snapshot || root.version() > 0
@@ -221,7 +222,7 @@ func (s *Store) fold(ctx context.Context, root applier, rows pgx.Rows, st *repla
 			return fmt.Errorf("mire: load stream %q: %w: version %d follows version %d (position %d)",
 				streamID, ErrCorruptStream, version, expected-1, position)
 		}
-		event, target, err := s.registry.decode(root.categoryName(), typ, int(schema), data)
+		event, target, err := s.registry.decode(root.categoryName(), typ, int(schema), []byte(data))
 		if err != nil {
 			return newDecodeError(streamID, position, version, typ, int(schema), target, err)
 		}
