@@ -134,8 +134,19 @@ type result struct {
 	Target   string  `json:"target,omitempty"`
 	Met      *bool   `json:"met,omitempty"`
 	Note     string  `json:"note,omitempty"`
+	// Handler is the commit-to-handler latency of the events the mire
+	// side wrote, for the workloads that attach a runner (7w).
+	Handler *handlerLatency `json:"commit_to_handler,omitempty"`
 
 	byUnits bool
+}
+
+// handlerLatency is the time from an event's recorded_at (its
+// transaction's start, on the server's clock) to its handler.
+type handlerLatency struct {
+	Events int           `json:"events"`
+	P50    time.Duration `json:"p50_ns"`
+	P99    time.Duration `json:"p99_ns"`
 }
 
 func run(ctx context.Context, o *options, stdout, stderr io.Writer) error {
@@ -276,6 +287,9 @@ func runCase(ctx context.Context, e *env, o *options, w workload, writers int) (
 	}
 	if c.note != nil {
 		res.Note = c.note(m, b)
+	}
+	if c.handler != nil {
+		res.Handler = c.handler()
 	}
 	return res, nil
 }

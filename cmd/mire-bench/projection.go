@@ -231,15 +231,18 @@ func runnerCase(ctx context.Context, e *env, writers int) (*bcase, error) {
 		baseline: side{op: save, round: func(context.Context) error { return stopRunner() }},
 		cleanup:  func() error { return stopRunner() },
 		note: func(m, b *sample) string {
+			return "mire column: writers with a runner attached; baseline column: the same writers, no runner; " +
+				"the runner's commit-to-handler latency has a table of its own"
+		},
+		handler: func() *handlerLatency {
 			mu.Lock()
 			defer mu.Unlock()
 			if len(lats) == 0 {
-				return "no events reached the handler"
+				return nil
 			}
 			slices.Sort(lats)
-			q := func(f float64) string { return ms(lats[int(f*float64(len(lats)-1))]) }
-			return fmt.Sprintf("mire column: writers with a runner attached; baseline column: the same writers, no runner. "+
-				"Commit-to-handler latency (from recorded_at) over %d events: p50 %s ms, p99 %s ms", len(lats), q(0.5), q(0.99))
+			q := func(f float64) time.Duration { return lats[int(f*float64(len(lats)-1))] }
+			return &handlerLatency{Events: len(lats), P50: q(0.5), P99: q(0.99)}
 		},
 	}, nil
 }

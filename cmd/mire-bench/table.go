@@ -28,6 +28,20 @@ func printTable(w io.Writer, results []*result) {
 		}
 		fmt.Fprintf(w, "- %s, %d writers: %s\n", r.Workload, r.Writers, r.Note)
 	}
+	first = true
+	for _, r := range results {
+		if r.Handler == nil {
+			continue
+		}
+		if first {
+			fmt.Fprintf(w, "\nCommit-to-handler latency (from an event's recorded_at to its handler)\n\n%s\n",
+				"| # | workload | writers | events | p50 | p99 |\n|---|---|--:|--:|--:|--:|")
+			first = false
+		}
+		h := r.Handler
+		fmt.Fprintf(w, "| %s | %s | %d | %s | %s ms | %s ms |\n", r.Workload, r.Title, r.Writers,
+			thousands(float64(h.Events)), ms(h.P50), ms(h.P99))
+	}
 }
 
 func row(r *result) string {

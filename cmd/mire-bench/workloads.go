@@ -47,6 +47,9 @@ type bcase struct {
 	note           func(m, b *sample) string
 	// cleanup, if set, runs when the case is done.
 	cleanup func() error
+	// handler, if set, gives the commit-to-handler latency of the mire
+	// side's events, for a table of its own.
+	handler func() *handlerLatency
 }
 
 func ratioAtLeast(r float64, byUnits bool) func(m, b *sample) bool {
