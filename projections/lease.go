@@ -99,6 +99,7 @@ func (w *worker) renew(ctx context.Context) {
 // stop releases the lease, so that another replica takes over at once. A
 // failure is logged and kept in releaseErr.
 func (w *worker) stop() {
+	w.waitAhead()
 	w.releaseErr = nil
 	if w.fence == 0 {
 		return

@@ -7,8 +7,35 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
+// readAt is where a read starts: the cursor (the last event read, its
+// transaction and the first row of its append), the floor, and how many
+// heads to ask for (see adapt; 0: limit + 1). A read depends on nothing
+// else that changes, so the next batch can be read ahead (see prefetch).
+type readAt struct {
+	xid              uint64
+	pos, head, floor int64
+	heads            int
+}
+
+// at returns where w's next read starts.
+func (w *worker) at() readAt {
+	return readAt{xid: w.cursorXid, pos: w.cursorPos, head: w.cursorHead, floor: w.floor, heads: w.heads}
+}
+
 // read returns the next events after the cursor in (xid, position) order,
-// at most limit, and whether more may be waiting.
+// at most limit, and whether more may be waiting; see readFrom.
+func (w *worker) read(ctx context.Context, db querier, limit int) ([]scannedRow, bool, error) {
+	rows, more, heads, err := w.readFrom(ctx, db, limit, w.at())
+	if err == nil {
+		w.heads = heads
+	}
+	return rows, more, err
+}
+
+// readFrom returns the events after at in (xid, position) order, at most
+// limit, whether more may be waiting, and the heads the next read should
+// ask for. It reads only fields of w that hold for the whole lease, so it
+// may run beside the batch in flight.
 //
 // Only each append's first row (its head) is indexed for readers, so a
 // large append costs writers one index entry per subscriber index, not
@@ -16,8 +43,8 @@ import (
 // when some of them begin appends of several events, the rest of those
 // appends by (stream, version). A head of a one-event append is its whole
 // append, so a log of small appends is read in one query, as before.
-func (w *worker) read(ctx context.Context, db querier, limit int) ([]scannedRow, bool, error) {
-	want := w.heads
+func (w *worker) readFrom(ctx context.Context, db querier, limit int, at readAt) ([]scannedRow, bool, int, error) {
+	want := at.heads
 	if want <= 0 || want > limit+1 {
 		// Every head holds at least one event, and the cursor's own append
 		// may have none left: limit+1 heads always cover limit events.
@@ -25,7 +52,7 @@ func (w *worker) read(ctx context.Context, db querier, limit int) ([]scannedRow,
 	}
 	var q pgx.Rows
 	var err error
-	args := []any{w.cursorXid, w.cursorHead, w.floor, want}
+	args := []any{at.xid, at.head, at.floor, want}
 	sql := w.sql.readHeads
 	if len(w.p.Categories) > 0 {
 		args, sql = append(args, w.p.Categories), w.sql.readHeadsCategories
@@ -35,14 +62,14 @@ func (w *worker) read(ctx context.Context, db querier, limit int) ([]scannedRow,
 	}
 	q, err = db.Query(ctx, sql, args...)
 	if err != nil {
-		return nil, false, fmt.Errorf("mire: projection %q: read events: %w", w.p.Name, err)
+		return nil, false, 0, fmt.Errorf("mire: projection %q: read events: %w", w.p.Name, err)
 	}
 	heads, err := w.scan(q, want)
 	if err != nil {
-		return nil, false, err
+		return nil, false, 0, err
 	}
 	more := len(heads) == want
-	w.adapt(heads, limit)
+	nextHeads := adapt(heads, limit, at.heads)
 
 	// Keep the heads the batch can use: the cursor's own append (what is
 	// left of it is unknown, so it counts for nothing), then appends until
@@ -54,7 +81,7 @@ func (w *worker) read(ctx context.Context, db querier, limit int) ([]scannedRow,
 			heads, more = heads[:i], true
 			break
 		}
-		cursors := !w.after(h.row)
+		cursors := !at.before(h.row)
 		if !cursors {
 			events += int(h.size)
 		}
@@ -62,9 +89,9 @@ func (w *worker) read(ctx context.Context, db querier, limit int) ([]scannedRow,
 			rest.add(i, h, cursors)
 		}
 	}
-	restOf, err := w.readRest(ctx, db, &rest)
+	restOf, err := w.readRest(ctx, db, &rest, at.pos)
 	if err != nil {
-		return nil, false, err
+		return nil, false, 0, err
 	}
 
 	var out []scannedRow
@@ -77,19 +104,19 @@ func (w *worker) read(ctx context.Context, db querier, limit int) ([]scannedRow,
 	}
 	for i, h := range heads {
 		h.head = h.env.Position
-		if w.after(h.row) {
+		if at.before(h.row) {
 			out = append(out, h)
 		}
 		for _, r := range restOf[i] {
-			if r.head = h.head; w.after(r.row) {
+			if r.head = h.head; at.before(r.row) {
 				out = append(out, r)
 			}
 		}
 		if len(out) >= limit {
-			return out[:limit], true, nil
+			return out[:limit], true, nextHeads, nil
 		}
 	}
-	return out, more, nil
+	return out, more, nextHeads, nil
 }
 
 // querier is what the reader reads through: the pool, or a transaction.
@@ -97,23 +124,24 @@ type querier interface {
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 }
 
-// after reports whether r sorts after the cursor.
-func (w *worker) after(r row) bool {
-	return r.xid > w.cursorXid || r.xid == w.cursorXid && r.env.Position > w.cursorPos
+// before reports whether the cursor sorts before r: r is still to read.
+func (at readAt) before(r row) bool {
+	return r.xid > at.xid || r.xid == at.xid && r.env.Position > at.pos
 }
 
-// adapt sizes the next read's heads to the appends just seen: limit+1
-// while they hold one event each, fewer as they grow, so that a log of
-// large appends does not fetch and decode heads a batch cannot use.
-func (w *worker) adapt(heads []scannedRow, limit int) {
-	if len(heads) == 0 {
-		return
+// adapt sizes the next read's heads to the appends just seen (or keeps
+// heads if none were): limit+1 while they hold one event each, fewer as
+// they grow, so that a log of large appends does not fetch and decode
+// heads a batch cannot use.
+func adapt(seen []scannedRow, limit, heads int) int {
+	if len(seen) == 0 {
+		return heads
 	}
 	var events int64
-	for _, h := range heads {
+	for _, h := range seen {
 		events += h.size
 	}
-	w.heads = limit/max(1, int(events)/len(heads)) + 2
+	return limit/max(1, int(events)/len(seen)) + 2
 }
 
 // restQuery collects the appends whose rest read must fetch: for each, the
@@ -141,12 +169,12 @@ func (q *restQuery) add(i int, h scannedRow, cursors bool) {
 }
 
 // readRest reads the rest of the appends in q and returns their events by
-// head index, in version order.
-func (w *worker) readRest(ctx context.Context, db querier, q *restQuery) (map[int][]scannedRow, error) {
+// head index, in version order; cursorPos is the cursor's event.
+func (w *worker) readRest(ctx context.Context, db querier, q *restQuery, cursorPos int64) (map[int][]scannedRow, error) {
 	if len(q.heads) == 0 {
 		return nil, nil
 	}
-	rows, err := db.Query(ctx, w.sql.readRest, q.streams, q.first, q.last, w.cursorPos)
+	rows, err := db.Query(ctx, w.sql.readRest, q.streams, q.first, q.last, cursorPos)
 	if err != nil {
 		return nil, fmt.Errorf("mire: projection %q: read events: %w", w.p.Name, err)
 	}

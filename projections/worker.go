@@ -67,6 +67,63 @@ type worker struct {
 	single    int   // after a failure: how many more batches read one event each
 
 	lastSpan trace.SpanContext // the last batch's span, for the log lines about its failure
+
+	ahead *readAhead // the next batch, read ahead (see prefetch)
+}
+
+// readAhead is a batch read beside the batch before it: from at, at most
+// limit events; its result arrives on done (capacity 1).
+type readAhead struct {
+	at    readAt
+	limit int
+	done  chan aheadResult
+}
+
+type aheadResult struct {
+	rows  []scannedRow
+	more  bool
+	heads int
+	err   error
+}
+
+// prefetch starts reading the batch that follows last (the last event of
+// the batch about to be handled) beside it. Reading ahead is safe: every
+// row it returns is of a transaction older than all still running, so a
+// later read from the same cursor returns the same rows first; it is used
+// only if the batch commits and the next read starts where it did.
+func (w *worker) prefetch(ctx context.Context, limit int, last scannedRow) {
+	w.waitAhead()
+	at := readAt{xid: last.xid, pos: last.env.Position, head: last.head, floor: w.floor, heads: w.heads}
+	a := &readAhead{at: at, limit: limit, done: make(chan aheadResult, 1)}
+	w.ahead = a
+	go func() {
+		var r aheadResult
+		r.rows, r.more, r.heads, r.err = w.readFrom(ctx, w.r.store.Pool(), limit, at)
+		a.done <- r
+	}()
+}
+
+// readAhead returns the next batch: the one read ahead, if it starts at
+// the cursor, or a fresh read.
+func (w *worker) readAhead(ctx context.Context, limit int) ([]scannedRow, bool, error) {
+	if a := w.ahead; a != nil {
+		w.ahead = nil
+		r := <-a.done
+		if a.at == w.at() && a.limit == limit && r.err == nil && len(r.rows) > 0 {
+			w.heads = r.heads
+			return r.rows, r.more, nil
+		}
+	}
+	return w.read(ctx, w.r.store.Pool(), limit)
+}
+
+// waitAhead waits for a read ahead in flight and drops it, so that a
+// stopped worker is done with the pool.
+func (w *worker) waitAhead() {
+	if a := w.ahead; a != nil {
+		w.ahead = nil
+		<-a.done
+	}
 }
 
 // run is run for Run: it competes for the lease and runs batches until ctx
@@ -380,10 +437,15 @@ func (w *worker) step(ctx context.Context) (more bool, err error) {
 	}
 	// The read needs no transaction (the fence, checked by the
 	// checkpoint, is what makes the batch's writes safe), so an idle poll,
-	// the common case of a woken worker, costs one round trip.
-	rows, more, err := w.read(ctx, w.r.store.Pool(), limit)
+	// the common case of a woken worker, costs one round trip; and while a
+	// projection catches up, the next batch is read ahead, beside this
+	// one's handlers and commit.
+	rows, more, err := w.readAhead(ctx, limit)
 	if err != nil || len(rows) == 0 {
 		return false, err
+	}
+	if more {
+		w.prefetch(ctx, limit, rows[len(rows)-1])
 	}
 	var delivered int64
 	if !start.IsZero() {
