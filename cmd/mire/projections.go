@@ -136,9 +136,10 @@ partition halts only itself). An unpartitioned projection has one, 0.`,
 			if err != nil {
 				return err
 			}
-			parts := rowOf(st).ByPartition
+			whole := rowOf(st)
+			parts := whole.ByPartition
 			if parts == nil {
-				parts = []projectionRow{rowOf(st)}
+				parts = []projectionRow{whole}
 			}
 			if a.json {
 				return a.printJSON(parts)
