@@ -25,8 +25,10 @@ func init() {
 		}
 		return et.tag.Entity, true
 	}
-	bridge.EnvelopeScanner = func(store any, env any, before, after []any) func(pgx.Rows) (error, error) {
-		return store.(*Store).newEnvelopeScanner(env.(*Envelope), before, after).scan
+	bridge.EnvelopeScanner = func(store any, env any, before, after []any, raw bool) func(pgx.Rows) (error, error) {
+		sc := store.(*Store).newEnvelopeScanner(env.(*Envelope), before, after)
+		sc.undecoded = raw
+		return sc.scan
 	}
 	bridge.Logger = func(store any) *slog.Logger { return store.(*Store).logger }
 	bridge.Telemetry = func(store any) telemetry.Providers { return store.(*Store).tel.providers }
@@ -45,6 +47,9 @@ type envelopeScanner struct {
 	schema int32
 	raw    []byte
 	meta   pgtype.DriverBytes // decoded at once: no copy of pgx's buffer
+	// undecoded leaves Data nil (but for outbox messages) and the
+	// registry unasked: Raw is all the reader wants of a payload.
+	undecoded bool
 }
 
 // newEnvelopeScanner returns the scanner of rows into env. The id scans
@@ -62,9 +67,10 @@ func (s *Store) newEnvelopeScanner(env *Envelope, before, after []any) *envelope
 }
 
 // scan scans the current row into the scanner's Envelope (and the
-// destinations of before and after) and decodes its payload and metadata.
-// A row that does not scan is err; a payload that does not decode is
-// decodeErr, with the Envelope filled in but for Data.
+// destinations of before and after) and decodes its payload (unless the
+// scanner leaves payloads undecoded) and metadata. A row that does not
+// scan is err; a payload that does not decode is decodeErr, with the
+// Envelope filled in but for Data.
 func (sc *envelopeScanner) scan(rows pgx.Rows) (decodeErr, err error) {
 	*sc.env = Envelope{}
 	if err := rows.Scan(sc.dest...); err != nil {
@@ -72,5 +78,8 @@ func (sc *envelopeScanner) scan(rows pgx.Rows) (decodeErr, err error) {
 	}
 	sc.env.Raw = sc.raw // a copy of its own: pgx makes a new slice for every row
 	sc.env.SchemaVersion = int(sc.schema)
+	if sc.undecoded && sc.env.Type != MessageType {
+		return decodeMetadata(sc.env, sc.meta, 0), nil
+	}
 	return sc.s.decodeEnvelope(sc.env, sc.meta), nil
 }

@@ -24,6 +24,13 @@ func (s *Store) decodeEnvelope(env *Envelope, metadata []byte) error {
 	if err != nil {
 		return err
 	}
+	return decodeMetadata(env, metadata, target)
+}
+
+// decodeMetadata fills env.Metadata from metadata, the stored metadata
+// JSON (nil or empty for none). target is the version the payload was
+// decoded to, for the error.
+func decodeMetadata(env *Envelope, metadata []byte, target int) error {
 	env.Metadata = Metadata{}
 	if len(metadata) > 0 && string(metadata) != "{}" { // most events carry none
 		if err := json.Unmarshal(metadata, &env.Metadata); err != nil {

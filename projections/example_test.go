@@ -322,3 +322,30 @@ func ExampleMigratePartitions() {
 	// 4 partitions: delivered 12 (sum of partitions 12), lag 0, state running
 	// true
 }
+
+// A Raw projection receives payloads as they are stored, undecoded: it
+// passes them on (to a broker, a file, another service) without the event
+// types registered in its process, and spends nothing on decoding them.
+func ExampleProjection_raw() {
+	ctx := context.Background()
+	store, cleanup := exampleStore(ctx)
+	defer cleanup()
+	if _, err := store.Append(ctx, "account-ann", mire.NoStream, Opened{Initial: 5}, Deposited{Amount: 7}); err != nil {
+		log.Fatal(err)
+	}
+
+	runner, err := projections.NewRunner(store, &projections.Config{Logger: slog.New(slog.DiscardHandler)},
+		projections.Projection{Name: "forwarder", Raw: true, Handler: projections.Plain(func(_ context.Context, e mire.Envelope) error {
+			fmt.Printf("%s v%d %s %s (Data %v)\n", e.StreamID, e.Version, e.Type, e.Raw, e.Data)
+			return nil
+		})})
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := runner.CatchUp(ctx); err != nil {
+		log.Fatal(err)
+	}
+	// Output:
+	// account-ann v1 Opened {"initial": 5} (Data <nil>)
+	// account-ann v2 Deposited {"amount": 7} (Data <nil>)
+}

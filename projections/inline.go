@@ -39,6 +39,9 @@ func Inline(store *mire.Store, p Projection) error {
 			if len(categories) > 0 && !slices.Contains(categories, env.Category) {
 				continue
 			}
+			if p.Raw && env.Type != mire.MessageType {
+				env.Data = nil // as a Runner delivers it
+			}
 			if err := p.Handler.Handle(ctx, tx, env); err != nil {
 				return fmt.Errorf("projection %q: %w", p.Name, &eventError{env: env, err: err})
 			}

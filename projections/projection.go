@@ -47,6 +47,15 @@ type Projection struct {
 	// Runner.Rebuild starts it over with the new count. At most
 	// MaxPartitions. Defaults to 1.
 	Partitions int
+	// Raw delivers events without decoding their payloads: an Envelope's
+	// Data is nil and its Raw holds the payload as stored (not upcast),
+	// beside the decoded metadata. The projection then needs no event
+	// type registered and spends nothing on decoding. Outbox messages
+	// (mire.MessageType) still arrive as mire.Message. It is for handlers
+	// that pass payloads on as they are, such as a relay to a broker; a
+	// Routes handler, which dispatches on Data's type, is refused with it.
+	// Defaults to false.
+	Raw bool
 	// Truncate, if set, clears the projection's read model. Runner.Rebuild
 	// calls it in the transaction that resets the checkpoint, so the read
 	// model and the checkpoint start over together. Defaults to nil:
@@ -81,6 +90,9 @@ func (p *Projection) validate() error {
 // store (see On). Handlers other than Routes are not inspected.
 func (p *Projection) checkRoutes(store *mire.Store) error {
 	if r, ok := p.Handler.(router); ok {
+		if p.Raw {
+			return fmt.Errorf("projection %q: Raw leaves every payload undecoded, so no route of its Routes handler can fire: route on types without Raw, or handle the envelopes' Raw yourself", p.Name)
+		}
 		return r.check(store, p)
 	}
 	return nil

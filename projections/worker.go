@@ -398,7 +398,7 @@ func (w *worker) scan(rows pgx.Rows, size int) ([]scannedRow, error) {
 	defer rows.Close()
 	out := make([]scannedRow, 0, size)
 	var r scannedRow
-	scan := bridge.EnvelopeScanner(w.r.store, &r.env, []any{&r.xid, &r.prevXid}, []any{&r.size})
+	scan := bridge.EnvelopeScanner(w.r.store, &r.env, []any{&r.xid, &r.prevXid}, []any{&r.size}, w.p.Raw)
 	for rows.Next() {
 		decodeErr, err := scan(rows)
 		if err != nil {

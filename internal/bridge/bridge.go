@@ -26,8 +26,9 @@ var (
 	// err; a payload that does not decode is decodeErr (a
 	// *mire.DecodeError), with every field of env but Data filled in. One
 	// scanner serves every row of a query, so a row costs no destination
-	// list of its own.
-	EnvelopeScanner func(store any, env any, before, after []any) func(rows pgx.Rows) (decodeErr, err error)
+	// list of its own. With raw, payloads other than outbox messages are
+	// not decoded: env.Data stays nil and the registry is not asked.
+	EnvelopeScanner func(store any, env any, before, after []any, raw bool) func(rows pgx.Rows) (decodeErr, err error)
 
 	// Logger returns the logger of store, a *mire.Store (its
 	// Config.Logger).
