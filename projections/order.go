@@ -42,9 +42,12 @@ func newOrder(held []row) *order {
 }
 
 // mustWait reports whether r has to wait for an earlier event of its stream.
-func (o *order) mustWait(r row) bool {
+func (o *order) mustWait(r *row) bool {
 	if r.prevXid > r.xid {
 		return true // the predecessor's transaction sorts later: not read yet
+	}
+	if o.n == 0 {
+		return false
 	}
 	hs := o.held[r.env.StreamID]
 	return len(hs) > 0 && hs[0].env.Version < r.env.Version

@@ -16,7 +16,7 @@ var _ = Describe("order", func() {
 	deliver := func(o *order, rows ...row) []string {
 		var out []string
 		for _, r := range rows {
-			if o.mustWait(r) {
+			if o.mustWait(&r) {
 				o.hold(r)
 				continue
 			}

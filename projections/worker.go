@@ -464,7 +464,11 @@ func (w *worker) step(ctx context.Context) (more bool, err error) {
 	clearedFailure := false
 	batcher, _ := w.p.Handler.(BatchHandler)
 	var batch []mire.Envelope
-	deliver := func(r row) error {
+	if batcher != nil {
+		batch = make([]mire.Envelope, 0, len(rows))
+	}
+	// Rows go by pointer: a row is a few hundred bytes.
+	deliver := func(r *row) error {
 		if batcher != nil {
 			batch = append(batch, r.env)
 		} else if err := w.handle(ctx, tx, r.env); err != nil {
@@ -476,11 +480,12 @@ func (w *worker) step(ctx context.Context) (more bool, err error) {
 		}
 		return nil
 	}
-	for _, r := range rows {
+	for i := range rows {
+		r := &rows[i]
 		if r.err != nil {
 			return false, r.err
 		}
-		wait, err := w.mustWait(ctx, tx, ord, r.row)
+		wait, err := w.mustWait(ctx, tx, ord, &r.row)
 		if err != nil {
 			return false, err
 		}
@@ -488,11 +493,15 @@ func (w *worker) step(ctx context.Context) (more bool, err error) {
 			ord.hold(r.row)
 			continue
 		}
-		if err := deliver(r.row); err != nil {
+		if err := deliver(&r.row); err != nil {
 			return false, err
 		}
-		for _, h := range ord.release(r.env.StreamID, r.env.Version) {
-			if err := deliver(h); err != nil {
+		if ord.n == 0 {
+			continue // nothing held: nothing to release
+		}
+		released := ord.release(r.env.StreamID, r.env.Version)
+		for j := range released {
+			if err := deliver(&released[j]); err != nil {
 				return false, err
 			}
 		}
@@ -527,7 +536,7 @@ func (w *worker) step(ctx context.Context) (more bool, err error) {
 
 // mustWait applies the stream order (see order), with one exception: below
 // the floor set by MoveToWatermark, a predecessor counts as delivered.
-func (w *worker) mustWait(ctx context.Context, tx pgx.Tx, ord *order, r row) (bool, error) {
+func (w *worker) mustWait(ctx context.Context, tx pgx.Tx, ord *order, r *row) (bool, error) {
 	if !ord.mustWait(r) {
 		return false, nil
 	}
