@@ -24,6 +24,10 @@
 //	go relay.Run(ctx)       // in every replica
 //	defer relay.Stop(ctx)   // before closing the pool
 //
+// The relay decodes no payload (projections.Projection.Raw): it publishes
+// each event's JSON as stored, so its process needs no event type
+// registered.
+//
 // Every message carries Nats-Msg-Id (the event's or message's id),
 // Nats-Expected-Stream, and the headers [HeaderStream], [HeaderVersion],
 // [HeaderPosition], [HeaderType], [HeaderSchemaVersion],

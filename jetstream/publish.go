@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -43,16 +44,36 @@ func (r *Relay) Message(env mire.Envelope) (*nats.Msg, error) {
 		return nil, fmt.Errorf("subject %q is not a NATS subject without wildcards", subject)
 	}
 	md := env.Metadata
-	// One backing array for the header values: a message costs a few
-	// allocations, not one per header.
-	vals := make([]string, 0, 15)
-	h := make(nats.Header, 15)
+	// The values the relay formats share one string, and all values one
+	// backing array: a message costs a few allocations, not one per header.
+	var buf [128]byte
+	b := append(buf[:0], env.ID.String()...)
+	idEnd := len(b)
+	b = strconv.AppendInt(b, env.Version, 10)
+	versionEnd := len(b)
+	b = strconv.AppendInt(b, env.Position, 10)
+	positionEnd := len(b)
+	b = strconv.AppendInt(b, int64(env.SchemaVersion), 10)
+	schemaEnd := len(b)
+	b = env.RecordedAt.UTC().AppendFormat(b, time.RFC3339Nano)
+	formatted := string(b)
+	// Sized exactly: a map of at most 8 headers, the common case, is one
+	// group, much cheaper to build than a larger one.
+	m, isMessage := env.Data.(mire.Message)
+	n := 8 + len(m.Headers)
+	for _, v := range [...]string{md.CorrelationID, md.CausationID, md.Actor, md.TraceParent, md.TraceState} {
+		if v != "" {
+			n++
+		}
+	}
+	vals := make([]string, 0, n)
+	h := make(nats.Header, n)
 	set := func(k, v string) {
 		vals = append(vals, v)
 		h[k] = vals[len(vals)-1 : len(vals) : len(vals)]
 	}
 	msg := &nats.Msg{Subject: subject, Header: h}
-	if m, ok := env.Data.(mire.Message); ok {
+	if isMessage {
 		for k, v := range m.Headers {
 			h[k] = []string{v}
 		}
@@ -60,14 +81,14 @@ func (r *Relay) Message(env mire.Envelope) (*nats.Msg, error) {
 	} else {
 		msg.Data = env.Raw
 	}
-	set(jetstream.MsgIDHeader, env.ID.String())
+	set(jetstream.MsgIDHeader, formatted[:idEnd])
 	set(jetstream.ExpectedStreamHeader, r.cfg.Stream)
 	set(HeaderStream, env.StreamID)
-	set(HeaderVersion, strconv.FormatInt(env.Version, 10))
-	set(HeaderPosition, strconv.FormatInt(env.Position, 10))
+	set(HeaderVersion, formatted[idEnd:versionEnd])
+	set(HeaderPosition, formatted[versionEnd:positionEnd])
 	set(HeaderType, env.Type)
-	set(HeaderSchemaVersion, strconv.Itoa(env.SchemaVersion))
-	set(HeaderRecordedAt, env.RecordedAt.UTC().Format(time.RFC3339Nano))
+	set(HeaderSchemaVersion, formatted[positionEnd:schemaEnd])
+	set(HeaderRecordedAt, formatted[schemaEnd:])
 	for _, kv := range [...]struct{ k, v string }{{HeaderCorrelationID, md.CorrelationID}, {HeaderCausationID, md.CausationID},
 		{HeaderActor, md.Actor}, {HeaderTraceParent, md.TraceParent}, {HeaderTraceState, md.TraceState}} {
 		if kv.v != "" {
@@ -110,163 +131,158 @@ func (e *eventError) Error() string {
 
 func (e *eventError) Unwrap() error { return e.err }
 
-// published is the outcome of one publish: the stream queue it belongs to
-// and its error, if any.
-type published struct {
-	queue int
-	err   error
-	dup   bool // JetStream had stored it already
+// inFlight is a message published and not yet acknowledged: the event it
+// carries (an index into the batch), its future and when it was sent.
+type inFlight struct {
+	event int
+	f     jetstream.PubAckFuture
+	at    time.Time
 }
 
 // publish publishes events (in delivery order: each stream's in version
 // order) and returns when JetStream has acknowledged every one, or with an
 // error when it could not within PublishTimeout.
 //
-// Each stream of the log has a queue, and only its head is in flight: the
-// next message of a stream is published only after JetStream acknowledged
-// its predecessor, so a publish that fails (and is retried) can never be
-// overtaken by a later message of its stream, whatever the broker stored
-// of the messages in flight. Messages of different streams are in flight
-// together, up to MaxInFlight. A failed publish goes back to the head of
-// its queue and is retried, after a pause that doubles while nothing
+// Only the oldest unacknowledged message of a stream of the log is in
+// flight: the next message of a stream is published only after JetStream
+// acknowledged its predecessor, so a publish that fails (and is retried)
+// can never be overtaken by a later message of its stream, whatever the
+// broker stored of the messages in flight. Messages of different streams
+// are in flight together, up to MaxInFlight. A failed publish goes back to
+// the front and is retried, after a pause that doubles while nothing
 // succeeds (a broker outage), until PublishTimeout.
+//
+// JetStream acknowledges the messages of one connection in the order it
+// received them, so publish waits on the oldest message in flight, then
+// takes every later acknowledgement that has come, then publishes the
+// next messages in one burst: the client's writes and the broker's reads
+// carry many messages each. Messages are built as they are published,
+// so the broker has work while the rest are built.
 func (r *Relay) publish(ctx context.Context, events []mire.Envelope) error {
-	type queue struct {
-		msgs []*nats.Msg
-		envs []mire.Envelope
-		next int
-	}
-	var queues []*queue
-	byStream := make(map[string]int)
-	for _, env := range events {
-		msg, err := r.Message(env)
-		if err != nil {
-			return &eventError{env: env, err: err}
+	// next[i] is the index of the event after events[i] in its stream, or
+	// -1; ready holds the events that may be published, in delivery order:
+	// at first each stream's first.
+	next := make([]int, len(events))
+	ready := make([]int, 0, len(events))
+	last := make(map[string]int, len(events))
+	for i, env := range events {
+		next[i] = -1
+		if j, ok := last[env.StreamID]; ok {
+			next[j] = i
+		} else {
+			ready = append(ready, i)
 		}
-		i, ok := byStream[env.StreamID]
-		if !ok {
-			i = len(queues)
-			byStream[env.StreamID] = i
-			queues = append(queues, &queue{})
-		}
-		q := queues[i]
-		q.msgs, q.envs = append(q.msgs, msg), append(q.envs, env)
+		last[env.StreamID] = i
 	}
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	deadline := time.Now().Add(r.cfg.PublishTimeout)
-	results := make(chan published, len(queues))
-	ready := make([]int, len(queues)) // the queues whose head may be published, in delivery order
-	for i := range ready {
-		ready[i] = i
-	}
-	inFlight, left := 0, len(events)
+	flights := make([]inFlight, 0, min(r.cfg.MaxInFlight, len(events)))
+	left := len(events)
 	var lastErr error
 	failures := 0                  // in a row, for the pause
 	acked, dups, failed := 0, 0, 0 // for the instruments
 	defer func() { r.tel.record(ctx, acked, dups, failed) }()
 	var pauseUntil time.Time
-	// One goroutine waits for the acks, in the order the messages were
-	// sent, which is the order JetStream stores and acknowledges them in;
-	// an ack that came early waits in its future.
-	type sentMsg struct {
-		queue int
-		f     jetstream.PubAckFuture
-		at    time.Time
-	}
-	sent := make(chan sentMsg, min(r.cfg.MaxInFlight, len(events)))
-	defer close(sent)
-	go func() {
-		t := time.NewTimer(time.Hour)
-		defer t.Stop()
-		for m := range sent {
-			// No wait outlives the batch's deadline: a batch must end
-			// within the lease.
-			t.Reset(max(min(r.cfg.AckTimeout-time.Since(m.at), time.Until(deadline)), time.Millisecond))
-			var err error
-			var dup bool
-			select {
-			case ack := <-m.f.Ok():
-				dup = ack != nil && ack.Duplicate
-			case err = <-m.f.Err():
-			case <-t.C:
-				err = jetstream.ErrAsyncPublishTimeout
-			case <-ctx.Done():
-				err = ctx.Err()
-			}
-			if !t.Stop() {
-				select {
-				case <-t.C:
-				default:
-				}
-			}
-			results <- published{queue: m.queue, err: err, dup: dup}
-		}
-	}()
-	send := func(i int) {
-		q := queues[i]
-		f, err := r.js.PublishMsgAsync(q.msgs[q.next])
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+
+	// done takes the outcome of the oldest message in flight.
+	done := func(ack *jetstream.PubAck, err error) {
+		fl := flights[0]
+		flights = flights[1:]
 		if err != nil {
-			results <- published{queue: i, err: err}
+			failures++
+			failed++
+			lastErr = &eventError{env: events[fl.event], err: err}
+			pause := min(10*time.Millisecond<<min(failures-1, 8), time.Second)
+			pauseUntil = time.Now().Add(pause)
+			ready = slices.Insert(ready, 0, fl.event) // first again
+			if failures == 1 || failures%20 == 0 {
+				r.log.WarnContext(ctx, "mire/jetstream: relay: publish failed, retrying", "relay", r.cfg.Name, "failures", failures, "err", lastErr)
+			}
 			return
 		}
-		sent <- sentMsg{queue: i, f: f, at: time.Now()}
+		failures, left, acked = 0, left-1, acked+1
+		if ack != nil && ack.Duplicate {
+			dups++
+		}
+		if n := next[fl.event]; n >= 0 {
+			ready = append(ready, n)
+		}
 	}
+	// settled takes the outcome of the oldest message in flight if it has
+	// come, and reports whether it had.
+	settled := func() bool {
+		select {
+		case ack := <-flights[0].f.Ok():
+			done(ack, nil)
+		case err := <-flights[0].f.Err():
+			done(nil, err)
+		default:
+			return false
+		}
+		return true
+	}
+
 	for left > 0 {
 		now := time.Now()
 		stopping := now.After(deadline) || ctx.Err() != nil
 		if !stopping && now.After(pauseUntil) {
-			for inFlight < r.cfg.MaxInFlight && len(ready) > 0 {
+			for len(flights) < r.cfg.MaxInFlight && len(ready) > 0 {
 				i := ready[0]
 				ready = ready[1:]
-				inFlight++
-				send(i)
+				msg, err := r.Message(events[i])
+				if err != nil {
+					r.drain(flights)
+					return &eventError{env: events[i], err: err}
+				}
+				f, err := r.js.PublishMsgAsync(msg)
+				if err != nil {
+					// Not sent: it waits for its turn like a failed one.
+					flights = append(flights, inFlight{event: i, f: failedFuture{err}, at: now})
+					break
+				}
+				flights = append(flights, inFlight{event: i, f: f, at: now})
 			}
 		}
-		if inFlight == 0 {
+		if len(flights) == 0 {
 			if stopping {
 				break
 			}
 			// Everything waits for the pause after a failure.
-			t := time.NewTimer(time.Until(pauseUntil))
+			timer.Reset(time.Until(pauseUntil))
 			select {
-			case <-t.C:
+			case <-timer.C:
 			case <-ctx.Done():
-			}
-			t.Stop()
-			continue
-		}
-		res := <-results
-		inFlight--
-		q := queues[res.queue]
-		if res.err != nil {
-			failures++
-			failed++
-			lastErr = &eventError{env: q.envs[q.next], err: res.err}
-			pause := min(10*time.Millisecond<<min(failures-1, 8), time.Second)
-			pauseUntil = time.Now().Add(pause)
-			ready = append([]int{res.queue}, ready...) // its head again, first
-			if failures == 1 || failures%20 == 0 {
-				r.log.WarnContext(ctx, "mire/jetstream: relay: publish failed, retrying", "relay", r.cfg.Name, "failures", failures, "err", lastErr)
+				stopTimer(timer)
 			}
 			continue
 		}
-		failures, left, acked = 0, left-1, acked+1
-		if res.dup {
-			dups++
+		if !settled() {
+			// No wait outlives the batch's deadline: a batch must end
+			// within the lease.
+			timer.Reset(max(min(r.cfg.AckTimeout-time.Since(flights[0].at), time.Until(deadline)), time.Millisecond))
+			select {
+			case ack := <-flights[0].f.Ok():
+				done(ack, nil)
+			case err := <-flights[0].f.Err():
+				done(nil, err)
+			case <-timer.C:
+				done(nil, jetstream.ErrAsyncPublishTimeout)
+			case <-ctx.Done():
+				done(nil, ctx.Err())
+			}
+			stopTimer(timer)
 		}
-		if q.next++; q.next < len(q.msgs) {
-			ready = append(ready, res.queue)
+		for len(flights) > 0 && settled() {
 		}
 	}
 	if left == 0 {
 		return nil
 	}
-	// Wait out the publishes in flight: none may outlive the batch.
-	for ; inFlight > 0; inFlight-- {
-		<-results
-	}
+	r.drain(flights)
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -279,3 +295,40 @@ func (r *Relay) publish(ctx context.Context, events []mire.Envelope) error {
 	// long as that lasts, without counting it towards a halt.
 	return projections.Transient(err)
 }
+
+// drain waits out the messages in flight, each until its acknowledgement,
+// its error or AckTimeout after it was sent: none may outlive the batch.
+func (r *Relay) drain(flights []inFlight) {
+	for _, fl := range flights {
+		t := time.NewTimer(max(r.cfg.AckTimeout-time.Since(fl.at), 0))
+		select {
+		case <-fl.f.Ok():
+		case <-fl.f.Err():
+		case <-t.C:
+		}
+		t.Stop()
+	}
+}
+
+// stopTimer stops t and empties its channel, ready for Reset.
+func stopTimer(t *time.Timer) {
+	if !t.Stop() {
+		select {
+		case <-t.C:
+		default:
+		}
+	}
+}
+
+// failedFuture is a publish that failed before it was sent.
+type failedFuture struct{ err error }
+
+func (f failedFuture) Ok() <-chan *jetstream.PubAck { return nil }
+
+func (f failedFuture) Err() <-chan error {
+	c := make(chan error, 1)
+	c <- f.err
+	return c
+}
+
+func (f failedFuture) Msg() *nats.Msg { return nil }

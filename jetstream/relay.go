@@ -95,7 +95,9 @@ type Config struct {
 // A batch is published asynchronously, at most MaxInFlight messages at a
 // time and at most one per stream of the log, so a message is sent only
 // after JetStream has stored its predecessor: a failed publish can never
-// let a later message of its stream overtake it. The checkpoint moves,
+// let a later message of its stream overtake it. Payloads are published
+// as stored, undecoded: the relay's process needs no event type
+// registered. The checkpoint moves,
 // in the projection's transaction, only when every message of the batch
 // is acknowledged. After a crash or a failed batch its messages are
 // published again under the same Nats-Msg-Id, and JetStream drops those it
@@ -159,7 +161,7 @@ func NewRelay(store *mire.Store, js jetstream.JetStream, cfg *Config) (*Relay, e
 		r.subj = DefaultSubject(c.SubjectPrefix)
 	}
 	r.runner, err = projections.NewRunner(store, &r.rcfg, projections.Projection{
-		Name: c.Name, Categories: c.Categories, BatchSize: c.BatchSize, Partitions: c.Partitions, Handler: (*handler)(r),
+		Name: c.Name, Categories: c.Categories, BatchSize: c.BatchSize, Partitions: c.Partitions, Raw: true, Handler: (*handler)(r),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("mire/jetstream: new relay: %w", err)

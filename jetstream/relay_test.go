@@ -73,6 +73,7 @@ var _ = Describe("Relay", func() {
 		Expect(first.Header.Get(mjs.HeaderCorrelationID)).To(Equal("corr-1"))
 		Expect(first.Header.Get(mjs.HeaderCausationID)).To(Equal("cause-1"))
 		Expect(first.Header.Get(mjs.HeaderActor)).To(Equal("ann"))
+		Expect(first.Header.Get(mjs.HeaderRecordedAt)).To(Equal(events[0].RecordedAt.UTC().Format(time.RFC3339Nano)))
 
 		m := byID[msgID.String()]
 		Expect(m.Subject).To(Equal(name + ".orders.placed"))
@@ -84,6 +85,26 @@ var _ = Describe("Relay", func() {
 		Expect(err).NotTo(HaveOccurred())
 		Expect(st.Lag).To(BeZero())
 		Expect(st.Delivered).To(BeEquivalentTo(3))
+	})
+
+	It("publishes payloads as stored from a process whose registry knows none of their types", func(ctx SpecContext) {
+		_, err := store.Append(ctx, "account-a", mire.NoStream, Deposited{Amount: 1}, Deposited{Amount: 2})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(store.Enqueue(ctx, nil, mire.Message{Subject: name + ".orders.placed", Key: "o1", Payload: []byte("placed")})).To(Succeed())
+		blank, err := mire.New(store.Pool(), &mire.Config{Registry: mire.NewRegistry()})
+		Expect(err).NotTo(HaveOccurred())
+
+		relay, err := mjs.NewRelay(blank, js, &mjs.Config{Stream: name, SubjectPrefix: name,
+			Categories: []string{"account", mire.OutboxDefault}, Runner: quiet()})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(relay.CatchUp(ctx)).To(Succeed())
+		msgs := storedMessages(ctx, js, name)
+		Expect(checkExactlyOnceInOrder(msgs)).To(Equal(map[string]int64{"account-a": 2, "outbox-o1": 1}))
+		var payloads []string
+		for _, m := range msgs {
+			payloads = append(payloads, string(m.Data))
+		}
+		Expect(payloads).To(ConsistOf(`{"amount": 1}`, `{"amount": 2}`, "placed"))
 	})
 
 	It("shares its partitions between the relays of two replicas, each stream once and in order on the broker", func(ctx SpecContext) {
