@@ -100,7 +100,9 @@ needs no Go types. It is idempotent: an event whose id is stored already is
 skipped, so an import that stopped half-way can be run again. Each stream's
 events must follow on from what the target holds: an event whose stream is
 at another version is an error, and the events before it stay imported.
-Events are written in transactions of 1000.
+Events are written in transactions of 1000. At the end it analyzes the
+events table, so projections catching up on the imported events are
+planned on statistics that count them.
 
 Projections that run on the target afterwards see the imported events as
 new and deliver them. Read models restored from the source's database
@@ -127,6 +129,10 @@ func (a *app) importCommand() *cobra.Command {
 			}
 			stats, err := a.importEvents(ctx, a.stdin)
 			if stats.Imported > 0 {
+				if _, aerr := a.pool.Exec(ctx, fill(a.schema, analyzeEvents)); aerr != nil {
+					// Only a cost: autovacuum analyzes it later.
+					fmt.Fprintf(a.stderr, "warning: could not analyze the events table (projections may catch up slowly until autovacuum does): %v\n", aerr)
+				}
 				// Wake the runners, as the store's writes do.
 				_, _ = a.pool.Exec(ctx, notify, pgschema.NotifyChannel(a.schema))
 			}

@@ -50,6 +50,11 @@ var _ = Describe("export and import", func() {
 		Expect(imp.Stdout).To(HavePrefix("Imported 4 events; 0 were stored already.\n"))
 		Expect(imp.Stdout).To(ContainSubstring("mire projections move-to-watermark NAME"))
 		Expect(storedEvents(ctx, target.Pool)).To(Equal(storedEvents(ctx, source.Pool)))
+		// The planner knows the imported rows before any runner reads them.
+		var analyzed bool
+		Expect(target.Pool.QueryRow(ctx, `SELECT last_analyze IS NOT NULL FROM pg_stat_user_tables
+			WHERE schemaname = 'mire' AND relname = 'events'`).Scan(&analyzed)).To(Succeed())
+		Expect(analyzed).To(BeTrue(), "the events table was not analyzed after the import")
 
 		// The imported streams take new writes as the store's own do.
 		_, err := target.Store.Append(ctx, "account-alice", mire.Exactly(3), Deposited{Amount: 1})

@@ -80,6 +80,13 @@ RETURNING position`
 
 	notify = `SELECT pg_notify($1, '')`
 
+	// analyzeEvents refreshes the planner's statistics of the events
+	// table after an import. Until autovacuum gets to it (a minute or
+	// more), a freshly filled table looks empty to the planner, which then
+	// reads each batch of a projection's catch-up by sorting everything
+	// after its cursor instead of walking the index.
+	analyzeEvents = `ANALYZE {{schema}}.events`
+
 	// tailPage reads the appends after the cursor ($1 xid, $2 the
 	// position of an append's first row) in (xid, position) order, whole,
 	// and only those of transactions older than every one still running:
