@@ -75,6 +75,11 @@
 //
 //   - A stream's throughput is one message per broker round trip: streams
 //     with many events per batch publish slower than many streams with few.
+//     A batch that cannot be published within Config.PublishTimeout (a
+//     hot stream's backlog behind a distant broker) fails for the moment;
+//     the runner halves it until one gets through, so the relay goes on,
+//     republishing what the failed attempts had stored (JetStream drops
+//     the copies).
 //   - A message republished after the duplicate window is stored twice:
 //     resuming a halted relay long after its failed batch may do that.
 //   - Metadata.Values are not relayed.

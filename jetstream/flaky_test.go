@@ -1,9 +1,11 @@
 package jetstream_test
 
 import (
+	"context"
 	"errors"
 	"math/rand/v2"
 	"sync"
+	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
@@ -60,5 +62,42 @@ var _ = Describe("Publishes that fail at random", func() {
 		msgs := storedMessages(ctx, js, name)
 		Expect(msgs).To(HaveLen(600))
 		Expect(checkExactlyOnceInOrder(msgs)).To(HaveLen(3))
+	})
+})
+
+// slow is a real JetStream behind a long round trip: every publish waits
+// before it leaves.
+type slow struct {
+	jetstream.JetStream
+	delay time.Duration
+}
+
+func (s *slow) PublishMsgAsync(m *nats.Msg, opts ...jetstream.PublishOpt) (jetstream.PubAckFuture, error) {
+	time.Sleep(s.delay)
+	return s.JetStream.PublishMsgAsync(m, opts...)
+}
+
+var _ = Describe("A hot stream behind a slow broker", func() {
+	It("gets through though its backlog takes longer than PublishTimeout to publish in one batch", func(ctx SpecContext) {
+		store, _ := freshStore(ctx)
+		js := connect(natsServer())
+		name := newStream(ctx, js, 0)
+		const events = 200
+		for range events {
+			_, err := store.Append(ctx, "account-hot", mire.Any, Deposited{Amount: 1})
+			Expect(err).NotTo(HaveOccurred())
+		}
+		// One message per round trip: the whole backlog takes 2 s, and a
+		// batch may take 0.5 s.
+		s := &slow{JetStream: js, delay: 10 * time.Millisecond}
+		relay, err := mjs.NewRelay(store, s, &mjs.Config{Stream: name, SubjectPrefix: name, PublishTimeout: 500 * time.Millisecond,
+			Categories: []string{"account"}, Runner: quiet()})
+		Expect(err).NotTo(HaveOccurred())
+		cctx, cancel := context.WithTimeout(ctx, patience(quiet()))
+		defer cancel()
+		Expect(relay.CatchUp(cctx)).To(Succeed())
+		msgs := storedMessages(ctx, js, name)
+		Expect(msgs).To(HaveLen(events))
+		Expect(checkExactlyOnceInOrder(msgs)).To(Equal(map[string]int64{"account-hot": events}))
 	})
 })

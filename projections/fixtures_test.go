@@ -309,3 +309,16 @@ func testLogger() *slog.Logger {
 	}
 	return slog.New(slog.DiscardHandler)
 }
+
+// batchFunc is a BatchHandler made of a function.
+type batchFunc struct {
+	fn func(ctx context.Context, tx pgx.Tx, events []mire.Envelope) error
+}
+
+func (b *batchFunc) Handle(ctx context.Context, tx pgx.Tx, env mire.Envelope) error {
+	return b.fn(ctx, tx, []mire.Envelope{env})
+}
+
+func (b *batchFunc) HandleBatch(ctx context.Context, tx pgx.Tx, events []mire.Envelope) error {
+	return b.fn(ctx, tx, events)
+}

@@ -400,6 +400,49 @@ var _ = Describe("Guarantee 6: failing handlers", func() {
 		Expect(wrapped.Error()).To(Equal(context.DeadlineExceeded.Error()))
 	})
 
+	// A batch can fail for the moment only because it is too large to
+	// finish in time (a relay publishing a hot stream, one message per
+	// broker round trip, within its publish timeout): retried whole, it
+	// would fail for ever.
+	It("halves a batch that keeps failing for the moment until one gets through, then grows it back", func(ctx SpecContext) {
+		stream := open(ctx, e.store, 1)
+		for range 199 {
+			deposit(ctx, e.store, stream, 1)
+		}
+		const fits = 5 // the largest batch that finishes in time, for the first 100 events
+		var mu sync.Mutex
+		var sizes []int
+		var versions []int64
+		h := &batchFunc{fn: func(_ context.Context, _ pgx.Tx, events []mire.Envelope) error {
+			if len(events) > fits && events[0].Version <= 100 {
+				return projections.Transient(errors.New("publish timed out"))
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			sizes = append(sizes, len(events))
+			for _, env := range events {
+				versions = append(versions, env.Version)
+			}
+			return nil
+		}}
+		r, err := projections.NewRunner(e.store, quiet(), projections.Projection{Name: "hot", BatchSize: 32, Handler: h})
+		Expect(err).NotTo(HaveOccurred())
+		cctx, cancel := context.WithTimeout(ctx, patience(quiet()))
+		defer cancel()
+		Expect(r.CatchUp(cctx)).To(Succeed())
+
+		mu.Lock()
+		defer mu.Unlock()
+		want := make([]int64, 200)
+		for i := range want {
+			want[i] = int64(i + 1)
+		}
+		Expect(versions).To(Equal(want), "every event once, in order")
+		Expect(sizes[0]).To(BeNumerically("<=", fits))
+		Expect(sizes[len(sizes)-1]).To(BeNumerically(">", fits), "grown back: %v", sizes)
+		Expect(status(ctx, e.store, "hot").State).To(Equal(projections.Running))
+	})
+
 	It("halts only the projection whose handler keeps failing, with the error and event, until resumed", func(ctx SpecContext) {
 		a := open(ctx, e.store, 1)
 		deposit(ctx, e.store, a, 2)

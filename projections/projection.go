@@ -114,9 +114,11 @@ type Handler interface {
 // (a broker or a service that is down, a timeout): a batch that fails with
 // it (or with an error wrapping it) is retried with a jittered backoff
 // that grows up to 64 RetryBackoffs, for as long as the failure lasts,
-// without counting towards Config.MaxAttempts and without narrowing the
-// batches to one event. Deadlocks and serialization failures are treated
-// so without it. Use it only for what time cures: an event that can never
+// without counting towards Config.MaxAttempts. Each such failure halves
+// the batch (down to one event; every 4 batches in a row that commit
+// double it back), so a batch too large to finish within a timeout still
+// gets through. Deadlocks and serialization failures are treated so
+// without it. Use it only for what time cures: an event that can never
 // be handled, marked Transient, stops its projection for good instead of
 // halting it. Transient(nil) is nil.
 func Transient(err error) error {

@@ -1,6 +1,7 @@
 package projections
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -65,11 +66,21 @@ type worker struct {
 	failCount int   // how many times in a row it failed
 	contended int   // how many batches in a row failed for the moment (see transient)
 	single    int   // after a failure: how many more batches read one event each
+	// After failures of the moment, the most events a batch reads (halved
+	// by each, doubled back by every growAfter batches in a row that
+	// commit), or 0 for BatchSize: a batch too large to finish in time
+	// gets through.
+	shrunk    int
+	committed int // batches committed in a row since shrunk last changed
 
 	lastSpan trace.SpanContext // the last batch's span, for the log lines about its failure
 
 	ahead *readAhead // the next batch, read ahead (see prefetch)
 }
+
+// growAfter is how many batches in a row must commit before a batch
+// halved by failures of the moment doubles back.
+const growAfter = 4
 
 // readAhead is a batch read beside the batch before it: from at, at most
 // limit events; its result arrives on done (capacity 1).
@@ -305,10 +316,12 @@ func (w *worker) failed(ctx context.Context, err error) {
 	if transient(err) {
 		// No fault of the event (batches that lock shared rows in
 		// different orders abort one another now and then; a broker is
-		// down), so no step towards a halt. The batch is retried after a
-		// jittered backoff that grows while the failures go on.
+		// down or too slow for the whole batch), so no step towards a
+		// halt. The batch is retried, halved, after a jittered backoff
+		// that grows while the failures go on.
 		w.contended++
-		log.WarnContext(lctx, "mire: projection: batch failed for the moment, retrying", w.logAttrs("attempt", w.contended, "err", err)...)
+		w.shrunk, w.committed = max(cmp.Or(w.shrunk, w.p.BatchSize)/2, 1), 0
+		log.WarnContext(lctx, "mire: projection: batch failed for the moment, retrying", w.logAttrs("attempt", w.contended, "next_batch", w.shrunk, "err", err)...)
 		backoff := w.r.cfg.RetryBackoff
 		sleep(ctx, backoff<<min(w.contended-1, 6)+rand.N(backoff+1))
 		return
@@ -431,7 +444,7 @@ func (w *worker) step(ctx context.Context) (more bool, err error) {
 	if w.r.tel.tracer != nil || w.r.tel.meter != nil {
 		start = time.Now()
 	}
-	limit := w.p.BatchSize
+	limit := cmp.Or(w.shrunk, w.p.BatchSize)
 	if w.single > 0 {
 		limit = 1 // after a failure, advance one event at a time up to it
 	}
@@ -525,6 +538,14 @@ func (w *worker) step(ctx context.Context) (more bool, err error) {
 	}
 	w.cursorXid, w.cursorPos, w.cursorHead, w.order, w.renewedAt = last.xid, last.env.Position, last.head, ord, time.Now()
 	w.contended = 0
+	if w.shrunk > 0 {
+		if w.committed++; w.committed == growAfter {
+			w.shrunk, w.committed = 2*w.shrunk, 0
+			if w.shrunk >= w.p.BatchSize {
+				w.shrunk = 0
+			}
+		}
+	}
 	if clearedFailure {
 		w.failPos, w.failCount = 0, 0
 	}
