@@ -151,29 +151,46 @@ func run(ctx context.Context, o options, out io.Writer) error {
 	var relayBest, rawBest float64
 	var ratios []float64
 	for round := range o.rounds {
-		rawCPU := startCPU()
-		raw, err := rawPublish(ctx, nc, fmt.Sprintf("RAW%d", round), msgs, o.inFlight)
-		rawCost := rawCPU.perMessage(len(msgs))
-		if err != nil {
-			return fmt.Errorf("raw publisher: %w", err)
-		}
-		if o.cpuProfile != "" && round == 0 {
-			f, err := os.Create(o.cpuProfile)
+		var raw, rel float64
+		var rawCost, relCost string
+		runRaw := func() error {
+			var err error
+			raw, rawCost, err = rawPublish(ctx, nc, fmt.Sprintf("RAW%d", round), msgs, o.inFlight)
 			if err != nil {
-				return err
+				return fmt.Errorf("raw publisher: %w", err)
 			}
-			if err := pprof.StartCPUProfile(f); err != nil {
-				return err
+			return nil
+		}
+		runRelay := func() error {
+			if o.cpuProfile != "" && round == 0 {
+				f, err := os.Create(o.cpuProfile)
+				if err != nil {
+					return err
+				}
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return err
+				}
+				defer pprof.StopCPUProfile()
 			}
+			var err error
+			rel, relCost, err = relayPublish(ctx, store, js, fmt.Sprintf("RELAY%d", round), o)
+			if err != nil {
+				return fmt.Errorf("relay: %w", err)
+			}
+			return nil
 		}
-		relCPU := startCPU()
-		rel, err := relayPublish(ctx, store, js, fmt.Sprintf("RELAY%d", round), o)
-		relCost := relCPU.perMessage(len(msgs))
-		if o.cpuProfile != "" && round == 0 {
-			pprof.StopCPUProfile()
+		// The sides take turns going first (raw, relay; relay, raw; ...),
+		// so that what one leaves behind (files the broker deletes,
+		// garbage) falls on both alike.
+		first, second := runRaw, runRelay
+		if round%2 == 1 {
+			first, second = runRelay, runRaw
 		}
-		if err != nil {
-			return fmt.Errorf("relay: %w", err)
+		if err := first(); err != nil {
+			return err
+		}
+		if err := second(); err != nil {
+			return err
 		}
 		nop, err := noopProjection(ctx, store, round, o)
 		if err != nil {
