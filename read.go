@@ -72,7 +72,7 @@ func (t *TxScope) ReadStream(ctx context.Context, streamID string, opts *ReadOpt
 	if err := t.live("read stream"); err != nil {
 		return failed(err)
 	}
-	return t.store.readStream(ctx, t.tx, false, streamID, opts)
+	return t.store.readStream(ctx, scopeDB{t}, false, streamID, opts)
 }
 
 // readStream reads a stream from db or, when routed, from the replica or

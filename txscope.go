@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -30,8 +31,12 @@ import (
 // Store.InTx wraps the same steps around a function. A TxScope is not safe
 // for concurrent use.
 type TxScope struct {
-	store   *Store
+	store *Store
+	// tx is the scope's transaction: nil until its first statement, in
+	// front of which BEGIN goes (see begin).
 	tx      pgx.Tx
+	opts    pgx.TxOptions // to begin tx with
+	timeout string        // the lock timeout to set at BEGIN, as lock_timeout reads it; empty for none
 	saved   []savedRoot // roots advanced by Save, restored if the scope does not commit
 	failed  error       // an earlier call's error (a Save, a lock wait) that makes Commit refuse
 	done    bool
@@ -122,8 +127,11 @@ func (opts *InTxOpts) withDefaults() (InTxOpts, error) {
 	return o, nil
 }
 
-// Begin opens a TxScope with opts (nil for defaults). Always defer
-// Rollback:
+// Begin opens a TxScope with opts (nil for defaults). It sends nothing:
+// BEGIN goes out with the scope's first statement, in the same round trip
+// when that is a LoadForUpdate or LoadManyForUpdate (the usual first call)
+// or a Save, so a failure to reach the database surfaces there. Always
+// defer Rollback:
 //
 //	scope, err := store.Begin(ctx, nil)
 //	if err != nil { ... }
@@ -164,23 +172,55 @@ func (s *Store) begin(ctx context.Context, o TxOpts) (*TxScope, error) {
 		ctx, sp = s.tel.begin(ctx, "tx", "transaction")
 		t.span = sp.span
 	}
-	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: o.IsoLevel})
-	if err != nil {
-		err = fmt.Errorf("mire: begin: %w", translate(ctx, err))
-		t.endSpan(err)
-		return nil, err
-	}
+	// Nothing is sent yet: BEGIN goes out in front of the scope's first
+	// statement (see queueBegin).
+	t.opts = pgx.TxOptions{IsoLevel: o.IsoLevel}
 	if o.LockTimeout > 0 {
-		ms := strconv.FormatInt(max(o.LockTimeout.Milliseconds(), 1), 10) + "ms"
-		if _, err := tx.Exec(ctx, s.sql.setLockTimeout, ms); err != nil {
-			_ = tx.Rollback(context.WithoutCancel(ctx))
-			err = fmt.Errorf("mire: begin: set lock timeout: %w", translate(ctx, err))
-			t.endSpan(err)
-			return nil, err
-		}
+		t.timeout = strconv.FormatInt(max(o.LockTimeout.Milliseconds(), 1), 10) + "ms"
 	}
-	t.tx = tx
 	return t, nil
+}
+
+// queueBegin queues the scope's BEGIN (and its lock timeout) at the head of
+// batch, and reports whether it did: not once the scope has begun.
+func (t *TxScope) queueBegin(batch *pgx.Batch) bool {
+	if t.tx != nil {
+		return false
+	}
+	batch.BeginTx(t.opts)
+	if t.timeout != "" {
+		batch.Queue(t.store.sql.setLockTimeout, t.timeout)
+	}
+	return true
+}
+
+// sendBatch sends batch in the scope's transaction, beginning it with
+// batch if batch holds the scope's BEGIN (queueBegin).
+func (t *TxScope) sendBatch(ctx context.Context, batch *pgx.Batch, begin bool) pgx.BatchResults {
+	if !begin {
+		return t.tx.SendBatch(ctx, batch)
+	}
+	results := t.store.pool.SendBatch(ctx, batch)
+	t.tx = results.Tx() // closed if BEGIN failed, never nil
+	return results
+}
+
+// transaction returns the scope's transaction, beginning it in a round trip
+// of its own if no statement has yet. A failed BEGIN poisons the scope.
+func (t *TxScope) transaction(ctx context.Context) (pgx.Tx, error) {
+	if t.tx != nil {
+		return t.tx, nil
+	}
+	if t.done {
+		return nil, pgx.ErrTxClosed // as the transaction would say
+	}
+	batch := &pgx.Batch{}
+	t.queueBegin(batch)
+	if err := t.sendBatch(ctx, batch, true).Close(); err != nil {
+		t.failed = fmt.Errorf("mire: begin: %w", translate(ctx, err))
+		return nil, t.failed
+	}
+	return t.tx, nil
 }
 
 // scoped returns ctx carrying the scope's mire.tx span when ctx carries
@@ -203,11 +243,57 @@ func (t *TxScope) endSpan(err error) {
 	t.span = nil
 }
 
-func (t *TxScope) source() (*Store, dbtx) { return t.store, t.tx }
+func (t *TxScope) source() (*Store, dbtx) { return t.store, scopeDB{t} }
+
+// scopeDB runs statements in the scope's transaction, beginning it first
+// if it has not begun.
+type scopeDB struct{ t *TxScope }
+
+func (d scopeDB) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
+	tx, err := d.t.transaction(ctx)
+	if err != nil {
+		return pgconn.CommandTag{}, err
+	}
+	return tx.Exec(ctx, sql, args...)
+}
+
+func (d scopeDB) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
+	tx, err := d.t.transaction(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return tx.Query(ctx, sql, args...)
+}
+
+func (d scopeDB) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
+	tx, err := d.t.transaction(ctx)
+	if err != nil {
+		return errRow{err}
+	}
+	return tx.QueryRow(ctx, sql, args...)
+}
+
+// errRow is the row of a statement that could not be sent.
+type errRow struct{ err error }
+
+func (r errRow) Scan(...any) error { return r.err }
 
 // Tx returns the scope's transaction, for plain SQL that must commit or roll
-// back with the scope's events.
-func (t *TxScope) Tx() pgx.Tx { return t.tx }
+// back with the scope's events. The scope sends BEGIN with its first
+// statement; if none has gone out yet, Tx begins the transaction in a round
+// trip of its own. If that fails, the transaction Tx returns is closed, and
+// Commit returns the error.
+func (t *TxScope) Tx() pgx.Tx {
+	if t.tx == nil {
+		if _, err := t.transaction(t.scoped(context.Background())); err != nil && t.tx == nil {
+			// Ended before it began: a transaction that is closed.
+			b := &pgx.Batch{}
+			b.BeginTx(pgx.TxOptions{})
+			return pgx.FailedBatchResults(b, err).Tx()
+		}
+	}
+	return t.tx
+}
 
 // Store returns the store the scope was opened on.
 func (t *TxScope) Store() *Store { return t.store }
@@ -296,6 +382,7 @@ func lockAndLoad[T any](ctx context.Context, t *TxScope, streamIDs []string, roo
 	var locked []string
 	var lockErr error
 	batch := &pgx.Batch{}
+	begin := t.queueBegin(batch) // BEGIN rides with the locks and loads
 	batch.Queue(t.store.sql.lockStreams, streamIDs).Query(func(rows pgx.Rows) error {
 		locked, lockErr = pgx.CollectRows(rows, pgx.RowTo[string])
 		return lockErr
@@ -312,7 +399,7 @@ func lockAndLoad[T any](ctx context.Context, t *TxScope, streamIDs []string, roo
 			return err
 		})
 	}
-	err := t.tx.SendBatch(ctx, batch).Close()
+	err := t.sendBatch(ctx, batch, begin).Close()
 	if lockErr != nil || (err != nil && locked == nil) {
 		err = fmt.Errorf("mire: lock streams %q: %w", streamIDs, translate(ctx, cmp.Or(lockErr, err)))
 		t.failed = err
@@ -347,7 +434,12 @@ func (t *TxScope) Save(ctx context.Context, roots ...Saveable) error {
 	if err := checkContext(ctx, "save"); err != nil {
 		return err
 	}
-	writes, versions, err := t.store.save(t.scoped(ctx), t.tx, roots)
+	tx, err := t.transaction(ctx)
+	if err != nil {
+		t.restore()
+		return err
+	}
+	writes, versions, err := t.store.save(t.scoped(ctx), tx, roots)
 	if err != nil {
 		t.failed = err
 		t.restore()
@@ -381,6 +473,10 @@ func (t *TxScope) Commit(ctx context.Context) error {
 		return fmt.Errorf("mire: commit: an earlier call in the scope failed, rolled back: %w", t.failed)
 	}
 	t.done = true
+	if t.tx == nil { // no statement was sent: nothing to commit
+		t.endSpan(nil)
+		return nil
+	}
 	if err := t.tx.Commit(t.scoped(ctx)); err != nil {
 		t.restore()
 		if errors.Is(err, pgx.ErrTxCommitRollback) {
@@ -413,6 +509,9 @@ func (t *TxScope) Rollback(ctx context.Context) error {
 	if t.span != nil {
 		t.span.AddEvent("mire.rollback")
 		t.endSpan(t.failed)
+	}
+	if t.tx == nil {
+		return nil
 	}
 	err := t.tx.Rollback(context.WithoutCancel(ctx))
 	if err != nil && !errors.Is(err, pgx.ErrTxClosed) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -618,6 +619,41 @@ var _ = Describe("TxScope", func() {
 		})
 	})
 
+	// A transfer's work takes two round trips (the locks and loads, the
+	// saves) and its COMMIT a third: BEGIN goes with the first.
+	It("sends BEGIN, and its lock timeout, with its first batch, not in round trips of their own", func(ctx SpecContext) {
+		url, _ := db.Fresh(ctx)
+		cfg, err := pgxpool.ParseConfig(url)
+		Expect(err).NotTo(HaveOccurred())
+		trips := &roundTrips{}
+		cfg.ConnConfig.Tracer = trips
+		mire.ConfigurePool(cfg)
+		traced, err := pgxpool.NewWithConfig(ctx, cfg)
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(traced.Close)
+		store := newStore(traced)
+		from, to := openAccount(ctx, store, 10), openAccount(ctx, store, 10)
+
+		for _, opts := range []*mire.InTxOpts{nil, {TxOpts: mire.TxOpts{LockTimeout: time.Second}}} {
+			trips.reset()
+			Expect(store.InTx(ctx, opts, func(scope *mire.TxScope) error {
+				accs, err := mire.LoadManyForUpdate[Account](ctx, scope, from, to)
+				if err != nil {
+					return err
+				}
+				Expect(accs[0].Record(Withdrawn{Amount: 1})).To(Succeed())
+				Expect(accs[1].Record(Deposited{Amount: 1})).To(Succeed())
+				return scope.Save(ctx, accs)
+			})).To(Succeed())
+			got := trips.list()
+			Expect(got).To(HaveLen(3), "round trips: %q", got)
+			Expect(got[0]).To(HavePrefix("batch: begin"))
+			Expect(got[1]).To(HavePrefix("batch: "))
+			Expect(got[2]).To(Equal("commit"))
+		}
+		Expect(balance(ctx, store, from)).To(BeEquivalentTo(8))
+	})
+
 	Describe("its life cycle", func() {
 		var id string
 		BeforeEach(func(ctx SpecContext) { id = openAccount(ctx, store, 100) })
@@ -744,3 +780,48 @@ var _ = Describe("TxScope", func() {
 		})
 	})
 })
+
+// roundTrips is a pgx tracer that lists a pool's round trips: each
+// statement sent alone by its SQL, each batch as "batch: " and its first
+// statement's SQL. The store's wake-up notifications are left out.
+type roundTrips struct {
+	mu   sync.Mutex
+	sqls []string
+}
+
+func (r *roundTrips) add(sql string) {
+	if strings.Contains(sql, "pg_notify") {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.sqls = append(r.sqls, strings.TrimSpace(sql))
+}
+
+func (r *roundTrips) reset() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.sqls = nil
+}
+
+func (r *roundTrips) list() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.sqls)
+}
+
+func (r *roundTrips) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
+	r.add(d.SQL)
+	return ctx
+}
+
+func (r *roundTrips) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+
+func (r *roundTrips) TraceBatchStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceBatchStartData) context.Context {
+	r.add("batch: " + d.Batch.QueuedQueries[0].SQL)
+	return ctx
+}
+
+func (r *roundTrips) TraceBatchQuery(context.Context, *pgx.Conn, pgx.TraceBatchQueryData) {}
+
+func (r *roundTrips) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData) {}
