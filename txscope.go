@@ -37,8 +37,8 @@ type TxScope struct {
 	tx      pgx.Tx
 	opts    pgx.TxOptions // to begin tx with
 	timeout string        // the lock timeout to set at BEGIN, as lock_timeout reads it; empty for none
-	saved   []savedRoot // roots advanced by Save, restored if the scope does not commit
-	failed  error       // an earlier call's error (a Save, a lock wait) that makes Commit refuse
+	saved   []savedRoot   // roots advanced by Save, restored if the scope does not commit
+	failed  error         // an earlier call's error (a Save, a lock wait) that makes Commit refuse
 	done    bool
 	callers bool // tx is the caller's (ScopeTx): the caller commits or rolls back
 
