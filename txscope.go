@@ -168,8 +168,7 @@ func (s *Store) begin(ctx context.Context, o TxOpts) (*TxScope, error) {
 	t := &TxScope{store: s}
 	if s.tel.tracer != nil {
 		t.parent = trace.SpanContextFromContext(ctx)
-		var sp op
-		ctx, sp = s.tel.begin(ctx, "tx", "transaction")
+		_, sp := s.tel.begin(ctx, "tx", "transaction")
 		t.span = sp.span
 	}
 	// Nothing is sent yet: BEGIN goes out in front of the scope's first
