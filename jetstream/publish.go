@@ -2,12 +2,14 @@ package jetstream
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
 	"strconv"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/mire-go/mire"
 	"github.com/mire-go/mire/projections"
 	"github.com/nats-io/nats.go"
@@ -47,7 +49,7 @@ func (r *Relay) Message(env mire.Envelope) (*nats.Msg, error) {
 	// The values the relay formats share one string, and all values one
 	// backing array: a message costs a few allocations, not one per header.
 	var buf [128]byte
-	b := append(buf[:0], env.ID.String()...)
+	b := appendUUID(buf[:0], env.ID)
 	idEnd := len(b)
 	b = strconv.AppendInt(b, env.Version, 10)
 	versionEnd := len(b)
@@ -213,17 +215,23 @@ func (r *Relay) publish(ctx context.Context, events []mire.Envelope) error {
 		}
 	}
 	// settled takes the outcome of the oldest message in flight if it has
-	// come, and reports whether it had.
+	// come, and reports whether it had. It looks for an error only when no
+	// acknowledgement has come: each look takes the JetStream context's
+	// lock and, the first time, makes a channel.
 	settled := func() bool {
 		select {
 		case ack := <-flights[0].f.Ok():
 			done(ack, nil)
+			return true
+		default:
+		}
+		select {
 		case err := <-flights[0].f.Err():
 			done(nil, err)
+			return true
 		default:
 			return false
 		}
-		return true
 	}
 
 	for left > 0 {
@@ -332,3 +340,19 @@ func (f failedFuture) Err() <-chan error {
 }
 
 func (f failedFuture) Msg() *nats.Msg { return nil }
+
+// appendUUID appends id to b in its canonical text form, as id.String()
+// writes it, without a string of its own.
+func appendUUID(b []byte, id uuid.UUID) []byte {
+	var text [36]byte
+	hex.Encode(text[0:8], id[0:4])
+	text[8] = '-'
+	hex.Encode(text[9:13], id[4:6])
+	text[13] = '-'
+	hex.Encode(text[14:18], id[6:8])
+	text[18] = '-'
+	hex.Encode(text[19:23], id[8:10])
+	text[23] = '-'
+	hex.Encode(text[24:], id[10:])
+	return append(b, text[:]...)
+}
