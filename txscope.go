@@ -128,10 +128,10 @@ func (opts *InTxOpts) withDefaults() (InTxOpts, error) {
 }
 
 // Begin opens a TxScope with opts (nil for defaults). It sends nothing:
-// BEGIN goes out with the scope's first statement, in the same round trip
-// when that is a LoadForUpdate or LoadManyForUpdate (the usual first call)
-// or a Save, so a failure to reach the database surfaces there. Always
-// defer Rollback:
+// BEGIN goes out before the scope's first statement, in the same round
+// trip when that is a LoadForUpdate or LoadManyForUpdate (the usual first
+// call), in one of its own otherwise, so a failure to reach the database
+// surfaces at that first call. Always defer Rollback:
 //
 //	scope, err := store.Begin(ctx, nil)
 //	if err != nil { ... }

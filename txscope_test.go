@@ -621,7 +621,7 @@ var _ = Describe("TxScope", func() {
 
 	// A transfer's work takes two round trips (the locks and loads, the
 	// saves) and its COMMIT a third: BEGIN goes with the first.
-	It("sends BEGIN, and its lock timeout, with its first batch, not in round trips of their own", func(ctx SpecContext) {
+	It("sends BEGIN, and its lock timeout, with its first batch, not in round trips of their own, and nothing for a scope that sends nothing", func(ctx SpecContext) {
 		url, _ := db.Fresh(ctx)
 		cfg, err := pgxpool.ParseConfig(url)
 		Expect(err).NotTo(HaveOccurred())
@@ -652,6 +652,14 @@ var _ = Describe("TxScope", func() {
 			Expect(got[2]).To(Equal("commit"))
 		}
 		Expect(balance(ctx, store, from)).To(BeEquivalentTo(8))
+
+		// A scope that sends nothing costs nothing.
+		trips.reset()
+		Expect(store.InTx(ctx, nil, func(*mire.TxScope) error { return nil })).To(Succeed())
+		scope, err := store.Begin(ctx, nil)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(scope.Rollback(ctx)).To(Succeed())
+		Expect(trips.list()).To(BeEmpty())
 	})
 
 	Describe("its life cycle", func() {
