@@ -35,10 +35,11 @@ type TxScope struct {
 	// tx is the scope's transaction: nil until its first statement, in
 	// front of which BEGIN goes (see begin).
 	tx      pgx.Tx
-	opts    pgx.TxOptions // to begin tx with
-	timeout string        // the lock timeout to set at BEGIN, as lock_timeout reads it; empty for none
-	saved   []savedRoot   // roots advanced by Save, restored if the scope does not commit
-	failed  error         // an earlier call's error (a Save, a lock wait) that makes Commit refuse
+	opts    pgx.TxOptions   // to begin tx with
+	began   context.Context // Begin's context, for a Tx call that has to begin tx
+	timeout string          // the lock timeout to set at BEGIN, as lock_timeout reads it; empty for none
+	saved   []savedRoot     // roots advanced by Save, restored if the scope does not commit
+	failed  error           // an earlier call's error (a Save, a lock wait) that makes Commit refuse
 	done    bool
 	callers bool // tx is the caller's (ScopeTx): the caller commits or rolls back
 
@@ -165,7 +166,7 @@ func (s *Store) ScopeTx(tx pgx.Tx) (*TxScope, error) {
 }
 
 func (s *Store) begin(ctx context.Context, o TxOpts) (*TxScope, error) {
-	t := &TxScope{store: s}
+	t := &TxScope{store: s, began: ctx}
 	if s.tel.tracer != nil {
 		t.parent = trace.SpanContextFromContext(ctx)
 		_, sp := s.tel.begin(ctx, "tx", "transaction")
@@ -280,11 +281,12 @@ func (r errRow) Scan(...any) error { return r.err }
 // Tx returns the scope's transaction, for plain SQL that must commit or roll
 // back with the scope's events. The scope sends BEGIN with its first
 // statement; if none has gone out yet, Tx begins the transaction in a round
-// trip of its own. If that fails, the transaction Tx returns is closed, and
-// Commit returns the error.
+// trip of its own, under the context the scope was begun with. If that
+// fails, the transaction Tx returns is closed, and Commit returns the
+// error.
 func (t *TxScope) Tx() pgx.Tx {
 	if t.tx == nil {
-		if _, err := t.transaction(t.scoped(context.Background())); err != nil && t.tx == nil {
+		if _, err := t.transaction(t.scoped(t.began)); err != nil && t.tx == nil {
 			// Ended before it began: a transaction that is closed.
 			b := &pgx.Batch{}
 			b.BeginTx(pgx.TxOptions{})

@@ -693,6 +693,26 @@ var _ = Describe("TxScope", func() {
 			Expect(rowCounts(ctx, pool)).To(Equal([2]int{1, 2}))
 		})
 
+		It("begins on Tx() under the context the scope was begun with, when nothing else began it", func(ctx SpecContext) {
+			bctx, cancel := context.WithCancel(ctx)
+			scope, err := store.Begin(bctx, nil)
+			Expect(err).NotTo(HaveOccurred())
+			defer func() { _ = scope.Rollback(ctx) }()
+			cancel()
+			_, err = scope.Tx().Exec(ctx, `SELECT 1`)
+			Expect(err).To(MatchError(pgx.ErrTxClosed))
+			Expect(scope.Commit(ctx)).To(MatchError(context.Canceled))
+
+			scope, err = store.Begin(ctx, nil)
+			Expect(err).NotTo(HaveOccurred())
+			defer func() { _ = scope.Rollback(ctx) }()
+			Expect(holdsRowLocks(ctx, scope)).To(BeFalse())
+			_, err = mire.LoadForUpdate[Account](ctx, scope, id)
+			Expect(err).NotTo(HaveOccurred())
+			Expect(holdsRowLocks(ctx, scope)).To(BeTrue(), "the load ran in the transaction Tx began")
+			Expect(scope.Commit(ctx)).To(Succeed())
+		})
+
 		It("commits and rolls back plain SQL on Tx() with the events", func(ctx SpecContext) {
 			_, err := pool.Exec(ctx, `CREATE TABLE notes (id serial PRIMARY KEY, text text NOT NULL)`)
 			Expect(err).NotTo(HaveOccurred())
