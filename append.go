@@ -252,14 +252,23 @@ func (s *Store) appendAll(ctx context.Context, tx pgx.Tx, writes []rootWrite, me
 		}
 		return versions, nil
 	}
-	return s.appendBatch(ctx, tx, writes, meta)
+	versions, _, err := s.appendBatch(ctx, tx, writes, meta)
+	return versions, err
 }
 
 // appendBatch is appendAll's pipelined path. The snapshots follow every
 // append, under one savepoint, so a snapshot Postgres refuses is undone
 // alone (see queueSnapshots).
-func (s *Store) appendBatch(ctx context.Context, tx pgx.Tx, writes []rootWrite, meta []byte) ([]int64, error) {
+//
+// With a nil tx it begins a transaction of its own, BEGIN sent in front of
+// the appends, and returns it, to be committed by the caller (and rolled
+// back by it also after an error: it is nil only if BEGIN failed).
+func (s *Store) appendBatch(ctx context.Context, tx pgx.Tx, writes []rootWrite, meta []byte) ([]int64, pgx.Tx, error) {
 	batch := &pgx.Batch{}
+	own := tx == nil
+	if own {
+		batch.BeginTx(pgx.TxOptions{})
+	}
 	ws := make([]streamWrite, len(writes))
 	for i, w := range writes {
 		sql, args := s.appendStatement(w.write, meta, false)
@@ -273,7 +282,18 @@ func (s *Store) appendBatch(ctx context.Context, tx pgx.Tx, writes []rootWrite, 
 	}
 	outcomes := make([]outcome, len(writes))
 	aborted := -1 // the first write whose statement failed, if any
-	results := tx.SendBatch(ctx, batch)
+	var results pgx.BatchResults
+	if own {
+		results = s.pool.SendBatch(ctx, batch)
+		tx = results.Tx()
+		if _, err := results.Exec(); err != nil { // BEGIN
+			_ = results.Close()
+			_ = tx.Rollback(context.WithoutCancel(ctx))
+			return nil, nil, fmt.Errorf("mire: save: begin: %w", translate(ctx, err))
+		}
+	} else {
+		results = tx.SendBatch(ctx, batch)
+	}
 	for i := range writes {
 		o := &outcomes[i]
 		o.err = results.QueryRow().Scan(o.res.dest(false)...)
@@ -283,16 +303,16 @@ func (s *Store) appendBatch(ctx context.Context, tx pgx.Tx, writes []rootWrite, 
 	}
 	snapErr := snapshotsStored(results, snapshots)
 	if err := results.Close(); err != nil && aborted < 0 && snapErr == nil {
-		return nil, fmt.Errorf("mire: save: %w", translate(ctx, err))
+		return nil, tx, fmt.Errorf("mire: save: %w", translate(ctx, err))
 	}
 	if aborted >= 0 {
 		o := outcomes[aborted]
 		_, err := s.appended(ctx, tx, writes[aborted].write, meta, o.res, nil, o.err)
-		return nil, err
+		return nil, tx, err
 	}
 	if snapErr != nil {
 		if err := s.snapshotsRefused(ctx, tx, true, snapErr, ws...); err != nil {
-			return nil, fmt.Errorf("mire: save: %w", translate(ctx, err))
+			return nil, tx, fmt.Errorf("mire: save: %w", translate(ctx, err))
 		}
 	}
 	versions := make([]int64, len(writes))
@@ -300,10 +320,10 @@ func (s *Store) appendBatch(ctx context.Context, tx pgx.Tx, writes []rootWrite, 
 		o := outcomes[i]
 		var err error
 		if versions[i], err = s.appended(ctx, tx, w.write, meta, o.res, nil, o.err); err != nil {
-			return nil, err
+			return nil, tx, err
 		}
 	}
-	return versions, nil
+	return versions, tx, nil
 }
 
 // resolveRefused decides what a refused append means, from where its event

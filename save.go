@@ -90,6 +90,21 @@ func (s *Store) write(ctx context.Context, tx pgx.Tx, writes []rootWrite) ([]roo
 		version, err := s.append(ctx, s.pool, writes[0].write, meta)
 		return writes, []int64{version}, err
 	}
+	if len(s.inline.load()) == 0 {
+		// BEGIN goes with the appends: two round trips, not three.
+		versions, tx, err := s.appendBatch(ctx, nil, writes, meta)
+		if tx == nil {
+			return nil, nil, err
+		}
+		if err != nil {
+			_ = tx.Rollback(context.WithoutCancel(ctx))
+			return nil, nil, err
+		}
+		if err := tx.Commit(ctx); err != nil {
+			return nil, nil, fmt.Errorf("mire: save: %w", translate(ctx, err))
+		}
+		return writes, versions, nil
+	}
 	var versions []int64
 	var appendErr error // already in mire's terms; only begin and commit errors need translating
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {

@@ -622,16 +622,7 @@ var _ = Describe("TxScope", func() {
 	// A transfer's work takes two round trips (the locks and loads, the
 	// saves) and its COMMIT a third: BEGIN goes with the first.
 	It("sends BEGIN, and its lock timeout, with its first batch, not in round trips of their own, and nothing for a scope that sends nothing", func(ctx SpecContext) {
-		url, _ := db.Fresh(ctx)
-		cfg, err := pgxpool.ParseConfig(url)
-		Expect(err).NotTo(HaveOccurred())
-		trips := &roundTrips{}
-		cfg.ConnConfig.Tracer = trips
-		mire.ConfigurePool(cfg)
-		traced, err := pgxpool.NewWithConfig(ctx, cfg)
-		Expect(err).NotTo(HaveOccurred())
-		DeferCleanup(traced.Close)
-		store := newStore(traced)
+		store, trips := tracedStore(ctx)
 		from, to := openAccount(ctx, store, 10), openAccount(ctx, store, 10)
 
 		for _, opts := range []*mire.InTxOpts{nil, {TxOpts: mire.TxOpts{LockTimeout: time.Second}}} {
@@ -660,6 +651,36 @@ var _ = Describe("TxScope", func() {
 		Expect(err).NotTo(HaveOccurred())
 		Expect(scope.Rollback(ctx)).To(Succeed())
 		Expect(trips.list()).To(BeEmpty())
+	})
+
+	It("saves several roots outside a scope in two round trips: BEGIN with the appends, then COMMIT", func(ctx SpecContext) {
+		store, trips := tracedStore(ctx)
+		a, b := openAccount(ctx, store, 10), openAccount(ctx, store, 10)
+		accA, err := mire.Load[Account](ctx, store, a)
+		Expect(err).NotTo(HaveOccurred())
+		accB, err := mire.Load[Account](ctx, store, b)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(accA.Record(Withdrawn{Amount: 1})).To(Succeed())
+		Expect(accB.Record(Deposited{Amount: 1})).To(Succeed())
+		trips.reset()
+		Expect(store.Save(ctx, accA, accB)).To(Succeed())
+		got := trips.list()
+		Expect(got).To(HaveLen(2), "round trips: %q", got)
+		Expect(got[0]).To(HavePrefix("batch: begin"))
+		Expect(got[1]).To(Equal("commit"))
+		Expect(balance(ctx, store, a)).To(BeEquivalentTo(9))
+		Expect(balance(ctx, store, b)).To(BeEquivalentTo(11))
+
+		// A conflict in one stream writes neither.
+		stale, err := mire.Load[Account](ctx, store, a)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(accA.Record(Withdrawn{Amount: 1})).To(Succeed())
+		Expect(store.Save(ctx, accA)).To(Succeed())
+		Expect(stale.Record(Withdrawn{Amount: 1})).To(Succeed())
+		Expect(accB.Record(Deposited{Amount: 1})).To(Succeed())
+		Expect(store.Save(ctx, stale, accB)).To(MatchError(mire.ErrConcurrency))
+		Expect(balance(ctx, store, a)).To(BeEquivalentTo(8))
+		Expect(balance(ctx, store, b)).To(BeEquivalentTo(11))
 	})
 
 	Describe("its life cycle", func() {
@@ -808,6 +829,21 @@ var _ = Describe("TxScope", func() {
 		})
 	})
 })
+
+// tracedStore returns a store on a fresh database whose pool lists its
+// round trips.
+func tracedStore(ctx context.Context) (*mire.Store, *roundTrips) {
+	url, _ := db.Fresh(ctx)
+	cfg, err := pgxpool.ParseConfig(url)
+	Expect(err).NotTo(HaveOccurred())
+	trips := &roundTrips{}
+	cfg.ConnConfig.Tracer = trips
+	mire.ConfigurePool(cfg)
+	traced, err := pgxpool.NewWithConfig(ctx, cfg)
+	Expect(err).NotTo(HaveOccurred())
+	DeferCleanup(traced.Close)
+	return newStore(traced), trips
+}
 
 // roundTrips is a pgx tracer that lists a pool's round trips: each
 // statement sent alone by its SQL, each batch as "batch: " and its first
