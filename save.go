@@ -86,11 +86,11 @@ func (s *Store) write(ctx context.Context, tx pgx.Tx, writes []rootWrite) ([]roo
 		versions, err := s.appendAll(ctx, tx, writes, meta)
 		return writes, versions, err
 	}
-	if len(writes) == 1 && len(s.inline.load()) == 0 {
-		version, err := s.append(ctx, s.pool, writes[0].write, meta)
-		return writes, []int64{version}, err
-	}
 	if len(s.inline.load()) == 0 {
+		if len(writes) == 1 {
+			version, err := s.append(ctx, s.pool, writes[0].write, meta)
+			return writes, []int64{version}, err
+		}
 		// BEGIN goes with the appends: two round trips, not three.
 		versions, tx, err := s.appendBatch(ctx, nil, writes, meta)
 		if tx == nil {
@@ -105,6 +105,7 @@ func (s *Store) write(ctx context.Context, tx pgx.Tx, writes []rootWrite) ([]roo
 		}
 		return writes, versions, nil
 	}
+	// Inline projections run after each append, in its transaction.
 	var versions []int64
 	var appendErr error // already in mire's terms; only begin and commit errors need translating
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {

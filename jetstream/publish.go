@@ -264,7 +264,7 @@ func (r *Relay) publish(ctx context.Context, events []mire.Envelope) error {
 			select {
 			case <-timer.C:
 			case <-ctx.Done():
-				stopTimer(timer)
+				timer.Stop()
 			}
 			continue
 		}
@@ -282,7 +282,7 @@ func (r *Relay) publish(ctx context.Context, events []mire.Envelope) error {
 			case <-ctx.Done():
 				done(nil, ctx.Err())
 			}
-			stopTimer(timer)
+			timer.Stop() // since Go 1.23 no stale tick survives Stop or Reset
 		}
 		for len(flights) > 0 && settled() {
 		}
@@ -315,16 +315,6 @@ func (r *Relay) drain(flights []inFlight) {
 		case <-t.C:
 		}
 		t.Stop()
-	}
-}
-
-// stopTimer stops t and empties its channel, ready for Reset.
-func stopTimer(t *time.Timer) {
-	if !t.Stop() {
-		select {
-		case <-t.C:
-		default:
-		}
 	}
 }
 
