@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/mire-go/mire/internal/cpustat"
 )
 
 // op is one unit of work of one side of a workload: a save, a load, a
@@ -36,16 +38,22 @@ type side struct {
 
 // sample is what measuring one side over one or more rounds gave.
 type sample struct {
-	Ops       int64           `json:"ops"`
-	Units     int64           `json:"units"`
-	Elapsed   time.Duration   `json:"elapsed_ns"`
-	Conflicts int64           `json:"conflicts"`
-	Attempts  int64           `json:"attempts"`
-	PeakHeap  uint64          `json:"peak_heap_bytes,omitempty"`
-	PeakLive  uint64          `json:"peak_live_heap_bytes,omitempty"`
-	P50       time.Duration   `json:"p50_ns"`
-	P99       time.Duration   `json:"p99_ns"`
-	latencies []time.Duration // of every op, unsorted
+	Ops       int64         `json:"ops"`
+	Units     int64         `json:"units"`
+	Elapsed   time.Duration `json:"elapsed_ns"`
+	Conflicts int64         `json:"conflicts"`
+	Attempts  int64         `json:"attempts"`
+	PeakHeap  uint64        `json:"peak_heap_bytes,omitempty"`
+	PeakLive  uint64        `json:"peak_live_heap_bytes,omitempty"`
+	P50       time.Duration `json:"p50_ns"`
+	P99       time.Duration `json:"p99_ns"`
+	// ClientCPU and ServerCPU are the CPU time this process and the
+	// PostgreSQL server used while the side ran (Linux only; zero
+	// elsewhere). CPUMeasured says whether they were measured.
+	ClientCPU   time.Duration   `json:"client_cpu_ns,omitempty"`
+	ServerCPU   time.Duration   `json:"server_cpu_ns,omitempty"`
+	CPUMeasured bool            `json:"cpu_measured,omitempty"`
+	latencies   []time.Duration // of every op, unsorted
 }
 
 func (s *sample) add(o *sample) {
@@ -54,6 +62,9 @@ func (s *sample) add(o *sample) {
 	s.Elapsed += o.Elapsed
 	s.Conflicts += o.Conflicts
 	s.Attempts += o.Attempts
+	s.ClientCPU += o.ClientCPU
+	s.ServerCPU += o.ServerCPU
+	s.CPUMeasured = o.CPUMeasured // all or none: it depends on the OS alone
 	s.PeakHeap = max(s.PeakHeap, o.PeakHeap)
 	s.PeakLive = max(s.PeakLive, o.PeakLive)
 	s.latencies = append(s.latencies, o.latencies...)
@@ -95,6 +106,7 @@ func measure(ctx context.Context, writers int, d time.Duration, o op, heap bool,
 	lats := make([][]time.Duration, writers)
 	units := make([]int64, writers)
 	var wg sync.WaitGroup
+	cpu := cpustat.Now()
 	start := time.Now()
 	deadline := start.Add(d)
 	for i := range writers {
@@ -118,6 +130,9 @@ func measure(ctx context.Context, writers int, d time.Duration, o op, heap bool,
 	}
 	wg.Wait()
 	s := &sample{Elapsed: time.Since(start)}
+	if used, ok := cpu.Since(); ok {
+		s.ClientCPU, s.ServerCPU, s.CPUMeasured = used.Self, used.Postgres, true
+	}
 	if stopHeap != nil {
 		s.PeakHeap, s.PeakLive = stopHeap()
 	}

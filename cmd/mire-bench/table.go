@@ -42,6 +42,46 @@ func printTable(w io.Writer, results []*result) {
 		fmt.Fprintf(w, "| %s | %s | %d | %s | %s ms | %s ms |\n", r.Workload, r.Title, r.Writers,
 			thousands(float64(h.Events)), ms(h.P50), ms(h.P99))
 	}
+	printCPU(w, results)
+}
+
+// printCPU writes the CPU time each side spent per op (per event where
+// the workload counts events): this process's (the client: mire or the
+// baseline's pgx code, and for 7w the runner) and the PostgreSQL server's,
+// on Linux, where they are measured.
+func printCPU(w io.Writer, results []*result) {
+	first := true
+	for _, r := range results {
+		if !r.Mire.CPUMeasured || !r.Baseline.CPUMeasured {
+			continue
+		}
+		if first {
+			fmt.Fprintf(w, "\nCPU time per op: client (this process) + server (PostgreSQL)\n\n%s\n",
+				"| # | workload | writers | per | mire client + server | baseline client + server | mire / baseline |\n|---|---|--:|---|--:|--:|--:|")
+			first = false
+		}
+		per := func(s *sample) (client, server float64) {
+			n := s.Ops
+			if r.byUnits {
+				n = s.Units
+			}
+			us := func(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) / float64(max(n, 1)) }
+			return us(s.ClientCPU), us(s.ServerCPU)
+		}
+		mc, msv := per(r.Mire)
+		bc, bsv := per(r.Baseline)
+		unit := strings.TrimSuffix(r.Unit, "s")
+		fmt.Fprintf(w, "| %s | %s | %d | %s | %s + %s = %s µs | %s + %s = %s µs | %.2f |\n", r.Workload, r.Title, r.Writers, unit,
+			us1(mc), us1(msv), us1(mc+msv), us1(bc), us1(bsv), us1(bc+bsv), (mc+msv)/max(bc+bsv, 1e-9))
+	}
+}
+
+// us1 formats microseconds with one decimal, or none from 100 up.
+func us1(v float64) string {
+	if v >= 100 {
+		return thousands(v)
+	}
+	return strconv.FormatFloat(v, 'f', 1, 64)
 }
 
 func row(r *result) string {

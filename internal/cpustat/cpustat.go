@@ -1,0 +1,43 @@
+// Package cpustat measures the CPU time a stretch of a benchmark costs: this
+// process's and the PostgreSQL server's, so a benchmark can report what an
+// op costs on each side of the connection as well as how fast it ran.
+package cpustat
+
+import (
+	"fmt"
+	"time"
+)
+
+// Sample is the CPU time used so far, user and system: by this process
+// (everything in it, the garbage collector included) and by every postgres
+// process on the machine (the server, its backends and helpers, and the
+// backends that have exited since it started).
+type Sample struct {
+	Self, Postgres time.Duration
+	ok             bool
+}
+
+// Now samples the CPU times. On systems where they are not measured (all
+// but Linux), the sample is empty and Since reports nothing.
+func Now() Sample {
+	self, pg, ok := times()
+	return Sample{Self: self, Postgres: pg, ok: ok}
+}
+
+// Since returns the CPU time used between s and a sample taken now, and
+// whether it was measured.
+func (s Sample) Since() (Sample, bool) {
+	n := Now()
+	if !s.ok || !n.ok {
+		return Sample{}, false
+	}
+	return Sample{Self: n.Self - s.Self, Postgres: n.Postgres - s.Postgres, ok: true}, true
+}
+
+// PerOp formats CPU time d spread over n ops in microseconds, one decimal.
+func PerOp(d time.Duration, n int64) string {
+	if n <= 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.1f µs", float64(d)/float64(time.Microsecond)/float64(n))
+}
