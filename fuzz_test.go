@@ -16,6 +16,7 @@ import (
 	"math"
 	"reflect"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -136,6 +137,20 @@ func FuzzDecodePaths(f *testing.F) {
 			data = stored
 		}
 		checkDecodePaths(t, data)
+	})
+}
+
+// FuzzEntityName: the hand-written check of a category agrees with the
+// entity grammar's regexp, which tags and error messages use.
+func FuzzEntityName(f *testing.F) {
+	for _, s := range []string{"", "a", "account", "order_line2", "Account", "1a", "_a", "a-b", "a b", "é",
+		strings.Repeat("a", 63), strings.Repeat("a", 64), "a\n", "z9_", "{", "`"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if got, want := isEntityName(s), entityName.MatchString(s); got != want {
+			t.Fatalf("isEntityName(%q) = %v, the grammar %s says %v", s, got, entityName, want)
+		}
 	})
 }
 
