@@ -164,30 +164,40 @@ func (r *appendResult) dest(inline bool) []any {
 // inline projections need.
 func (s *Store) appendStatement(w streamWrite, meta []byte, inline bool) (string, []any) {
 	n := len(w.events)
-	// Ids go as [16]byte, which pgx encodes as binary uuid directly; a
-	// uuid.UUID would go through its driver.Valuer text form, element by
-	// element, at a third of the save's client time.
-	ids := make([][16]byte, n)
-	types := make([]string, n)
-	schemas := make([]int32, n)
-	data := make([][]byte, n)
-	for i, e := range w.events {
-		ids[i], types[i], schemas[i], data[i] = e.id, e.typ, e.schema, e.data
+	var args []any
+	if n == 1 {
+		e := &w.events[0]
+		args = append(make([]any, 0, 9), [16]byte(e.id), e.typ, e.schema, e.data, meta, w.streamID, w.category, int64(1))
+	} else {
+		// Ids go as [16]byte, which pgx encodes as binary uuid directly;
+		// a uuid.UUID would go through its driver.Valuer text form,
+		// element by element, at a third of the save's client time.
+		ids := make([][16]byte, n)
+		types := make([]string, n)
+		schemas := make([]int32, n)
+		data := make([][]byte, n)
+		for i, e := range w.events {
+			ids[i], types[i], schemas[i], data[i] = e.id, e.typ, e.schema, e.data
+		}
+		args = []any{ids, types, schemas, data, meta, w.streamID, w.category, int64(n)}
 	}
-	args := []any{ids, types, schemas, data, meta, w.streamID, w.category, int64(n)}
 	// Events that came with their ids (WithID) may be a retry: those
 	// statements write nothing when an id is taken, instead of failing on
 	// the unique index, which would abort the caller's transaction before
 	// resolveRefused could look.
 	given := slices.ContainsFunc(w.events, func(e pendingEvent) bool { return e.given })
-	q := &s.sql.appendNew
+	forms := &s.sql.appendNew
 	switch {
 	case given && inline:
-		q = &s.sql.appendGivenInline
+		forms = &s.sql.appendGivenInline
 	case given:
-		q = &s.sql.appendGiven
+		forms = &s.sql.appendGiven
 	case inline:
-		q = &s.sql.appendNewInline
+		forms = &s.sql.appendNewInline
+	}
+	q := &forms.many
+	if n == 1 {
+		q = &forms.one
 	}
 	switch {
 	case w.expected == Any:

@@ -3,7 +3,10 @@ package mire_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
+
+	"github.com/google/uuid"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
@@ -27,25 +30,58 @@ var _ = Describe("Append", func() {
 		Expect(version).To(BeEquivalentTo(2))
 	})
 
-	DescribeTable("checks the expectation on the stream",
-		func(ctx SpecContext, onExisting bool, expected mire.ExpectedVersion, wantVersion int64, wantActual int64) {
-			target := fresh
+	// Each expectation runs with one event and with two, with the ids mire
+	// makes and with given ones (WithID): an append of one event is a
+	// statement of its own form (scalars, not arrays) for every
+	// expectation, and given ids have statements of their own too.
+	type appendShape struct {
+		events int
+		given  bool
+	}
+	shapes := []appendShape{{1, false}, {2, false}, {1, true}, {2, true}}
+	expectation := func(ctx SpecContext, onExisting bool, expected mire.ExpectedVersion, wantVersion int64, wantActual int64) {
+		for _, shape := range shapes {
+			By(fmt.Sprintf("%d events, given ids %v", shape.events, shape.given))
+			// Fresh streams for each shape: one at version 2 and one that
+			// does not exist.
+			existing := "account-" + mtest.Unique("app")
+			_, err := store.Append(ctx, existing, mire.NoStream, Opened{Owner: "o"}, Deposited{Amount: 1})
+			Expect(err).NotTo(HaveOccurred())
+			target := "account-" + mtest.Unique("new")
 			if onExisting {
-				target = stream
+				target = existing
+			}
+			events := make([]any, shape.events)
+			for i := range events {
+				events[i] = Deposited{Amount: 5 + int64(i)}
+				if shape.given {
+					events[i] = mire.WithID(uuid.New(), events[i])
+				}
 			}
 			before := mtest.Count(ctx, db.Pool, "events", "stream_id = $1", target)
-			version, err := store.Append(ctx, target, expected, Deposited{Amount: 5})
+			version, err := store.Append(ctx, target, expected, events...)
 			if wantVersion > 0 {
 				Expect(err).NotTo(HaveOccurred())
-				Expect(version).To(Equal(wantVersion))
-				Expect(mtest.Count(ctx, db.Pool, "events", "stream_id = $1", target)).To(Equal(before + 1))
-				return
+				want := wantVersion + int64(shape.events-1)
+				Expect(version).To(Equal(want))
+				Expect(mtest.Count(ctx, db.Pool, "events", "stream_id = $1", target)).To(Equal(before + shape.events))
+				var versions []int64
+				var sizes []int32
+				Expect(db.Pool.QueryRow(ctx, `SELECT array_agg(version ORDER BY version), array_agg(append_size ORDER BY version)
+FROM `+store.Schema()+`.events WHERE stream_id = $1 AND version > $2`, target, want-int64(shape.events)).Scan(&versions, &sizes)).To(Succeed())
+				wantSizes := make([]int32, shape.events) // the first row of an append carries its size
+				wantSizes[0] = int32(shape.events)
+				Expect(sizes).To(Equal(wantSizes))
+				Expect(versions[len(versions)-1]).To(Equal(want))
+				continue
 			}
 			var conflict *mire.ConcurrencyError
 			Expect(errors.As(err, &conflict)).To(BeTrue(), "%v", err)
 			Expect(*conflict).To(Equal(mire.ConcurrencyError{StreamID: target, Expected: expected, Actual: wantActual}))
 			Expect(mtest.Count(ctx, db.Pool, "events", "stream_id = $1", target)).To(Equal(before))
-		},
+		}
+	}
+	DescribeTable("checks the expectation on the stream", expectation,
 		Entry("Any on an existing stream", true, mire.Any, int64(3), int64(0)),
 		Entry("Any on a new stream", false, mire.Any, int64(1), int64(0)),
 		Entry("NoStream on a new stream", false, mire.NoStream, int64(1), int64(0)),

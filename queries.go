@@ -22,9 +22,15 @@ const (
 	appendTail = `
 INSERT INTO {{schema}}.events (stream_id, version, category, event_id, type, schema_version, data, metadata, prev_xid, append_size)
 SELECT $6, s.before + e.ord, $7, e.id, e.type, e.sv, e.data, $5::jsonb, s.prev_xid, CASE WHEN e.ord = 1 THEN $8::bigint ELSE 0 END
-FROM s, unnest($1::uuid[], $2::text[], $3::int[], $4::jsonb[]) WITH ORDINALITY AS e(id, type, sv, data, ord)
+FROM s, ` + appendEvents + `
 RETURNING version, position)
 SELECT count(*), coalesce(max(version), 0) FROM ins`
+
+	// appendEvents is where the append statements take their events from:
+	// the columns' arrays, zipped. appendEvent, in the form for an append
+	// of one event, takes them as scalars instead (see appendForms).
+	appendEvents = `unnest($1::uuid[], $2::text[], $3::int[], $4::jsonb[]) WITH ORDINALITY AS e(id, type, sv, data, ord)`
+	appendEvent  = `(VALUES ($1::uuid, $2::text, $3::int, $4::jsonb, 1::bigint)) AS e(id, type, sv, data, ord)`
 
 	// appendTotals is the last line of the append statements; with inline
 	// projections, appendInlineResult replaces it.
@@ -102,11 +108,23 @@ WHERE position > $1 ORDER BY position LIMIT $2`
 // expectation.
 type appendQueries struct{ exact, noStream, streamExists, any string }
 
+// each returns the statements with f applied to each.
+func (q appendQueries) each(f func(string) string) appendQueries {
+	return appendQueries{exact: f(q.exact), noStream: f(q.noStream), streamExists: f(q.streamExists), any: f(q.any)}
+}
+
+// appendForms are the append statements in two forms: many, whose event
+// columns go as arrays, for any number of events; and one, for an append
+// of a single event (the common case), whose columns go as scalars, so
+// there is no array for pgx to build and for the server to take apart.
+// Both write the same rows.
+type appendForms struct{ many, one appendQueries }
+
 // newAppendQueries returns the append statements; with givenIDs, the
 // variants for events with caller-given ids (see givenIDsFree); with
 // inline, the variants that also return the events' positions and
 // timestamp, which inline projections are handed.
-func newAppendQueries(fill func(string) string, givenIDs, inline bool) appendQueries {
+func newAppendQueries(fill func(string) string, givenIDs, inline bool) appendForms {
 	q := appendQueries{exact: appendExact, noStream: appendNoStream, streamExists: appendStreamExists, any: appendAny}
 	if inline {
 		q.exact = mustReplace(q.exact, appendTotals, appendInlineResult)
@@ -120,7 +138,14 @@ func newAppendQueries(fill func(string) string, givenIDs, inline bool) appendQue
 		q.noStream = mustReplace(q.noStream, "VALUES ($6, $7, $8::bigint)", "SELECT $6, $7, $8::bigint WHERE "+givenIDsFree)
 		q.any = mustReplace(q.any, "VALUES ($6, $7, $8::bigint)", "SELECT $6, $7, $8::bigint WHERE "+givenIDsFree)
 	}
-	return appendQueries{exact: fill(q.exact), noStream: fill(q.noStream), streamExists: fill(q.streamExists), any: fill(q.any)}
+	one := q.each(func(sql string) string {
+		sql = mustReplace(sql, appendEvents, appendEvent)
+		if givenIDs {
+			sql = mustReplace(sql, "event_id = ANY($1::uuid[])", "event_id = $1::uuid")
+		}
+		return sql
+	})
+	return appendForms{many: q.each(fill), one: one.each(fill)}
 }
 
 // mustReplace replaces old in sql, which must hold it once.
@@ -133,10 +158,10 @@ func mustReplace(sql, old, new string) string {
 
 // queries is the runtime SQL of one Store, with its schema filled in.
 type queries struct {
-	appendNew         appendQueries // for events with the ids Record and Append made
-	appendGiven       appendQueries // for events with ids given by WithID
-	appendNewInline   appendQueries // appendNew, returning what inline projections need
-	appendGivenInline appendQueries // appendGiven, the same
+	appendNew         appendForms // for events with the ids Record and Append made
+	appendGiven       appendForms // for events with ids given by WithID
+	appendNewInline   appendForms // appendNew, returning what inline projections need
+	appendGivenInline appendForms // appendGiven, the same
 
 	selectStreamVersion, lockStreams, notify, setLockTimeout string
 	selectRefused                                            string
