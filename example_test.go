@@ -106,6 +106,62 @@ func ExampleStore_InTx() {
 	// 130 at version 2
 }
 
+// A transfer that ends with SaveAndCommit sends its appends and COMMIT
+// together: two round trips in all, BEGIN having gone with the locking
+// load. A refused append commits nothing, not even the other account's.
+func ExampleTxScope_SaveAndCommit() {
+	ctx := context.Background()
+	store := exampleStore()
+	for _, id := range []string{"dana", "eli"} {
+		acc, _ := mire.Create[Account](store, id)
+		if err := acc.Record(Opened{Owner: id, Initial: 100}); err != nil {
+			log.Fatal(err)
+		}
+		if err := store.Save(ctx, acc); err != nil {
+			log.Fatal(err)
+		}
+	}
+	transfer := func(scope *mire.TxScope, from *mire.Root[Account], to string, amount int64) error {
+		dst, err := mire.LoadForUpdate[Account](ctx, scope, to)
+		if err != nil {
+			return err
+		}
+		if err := from.Record(Withdrawn{Amount: amount}); err != nil {
+			return err
+		}
+		if err := dst.Record(Deposited{Amount: amount}); err != nil {
+			return err
+		}
+		return scope.SaveAndCommit(ctx, from, dst)
+	}
+
+	err := store.InTx(ctx, nil, func(scope *mire.TxScope) error {
+		src, err := mire.LoadForUpdate[Account](ctx, scope, "dana")
+		if err != nil {
+			return err
+		}
+		return transfer(scope, src, "eli", 30)
+	})
+	fmt.Println("transfer:", err)
+
+	// A root loaded before another writer moved its stream is refused.
+	stale, _ := mire.Load[Account](ctx, store, "dana")
+	if _, err := store.Append(ctx, stale.StreamID(), mire.Exactly(stale.Version), Deposited{Amount: 1}); err != nil {
+		log.Fatal(err)
+	}
+	err = store.InTx(ctx, nil, func(scope *mire.TxScope) error { return transfer(scope, stale, "eli", 10) })
+	fmt.Println("stale transfer refused:", errors.Is(err, mire.ErrConcurrency))
+	for _, id := range []string{"dana", "eli"} {
+		acc, _ := mire.Load[Account](ctx, store, id)
+		fmt.Println(id, acc.State.Balance, "at version", acc.Version)
+	}
+	// Output:
+	// transfer: <nil>
+	// stale transfer refused: true
+	// dana 71 at version 3
+	// eli 130 at version 2
+}
+
 // Code that already runs in a transaction (a job worker, a unit of work)
 // loads and saves aggregates in it through ScopeTx, so the events commit
 // with its own rows.

@@ -64,6 +64,15 @@ RETURNING version - $8::bigint AS before, prev_xid), ins AS (` + appendTail
 
 	selectStreamVersion = `SELECT version FROM {{schema}}.streams WHERE stream_id = $1`
 
+	// checkAppended fails the transaction unless all $2 events of $1 (ids)
+	// were written by it: TxScope.SaveAndCommit sends it between its
+	// appends and COMMIT, so that a refused append (which writes nothing
+	// and fails nothing) rolls back instead of committing the others. The
+	// failure is a cast whose message says why, in the server's log too.
+	checkAppended = `SELECT CASE WHEN count(*) = $2 THEN 0
+ELSE ('mire: an append was refused, ' || count(*) || ' of ' || $2 || ' events written; rolling back')::int END
+FROM {{schema}}.events WHERE event_id = ANY($1::uuid[]) AND xid = pg_current_xact_id()`
+
 	// notify wakes the projection runners listening on channel $1.
 	notify = `SELECT pg_notify($1, '')`
 
@@ -164,6 +173,7 @@ type queries struct {
 	appendGivenInline appendForms // appendGiven, the same
 
 	selectStreamVersion, lockStreams, notify, setLockTimeout string
+	checkAppended                                            string
 	selectRefused                                            string
 	selectStreamEvents, readStream, readCategory, readAll    string
 
@@ -179,6 +189,7 @@ func newQueries(schema string) queries {
 		appendNewInline:     newAppendQueries(fill, false, true),
 		appendGivenInline:   newAppendQueries(fill, true, true),
 		selectStreamVersion: fill(selectStreamVersion),
+		checkAppended:       fill(checkAppended),
 		lockStreams:         fill(lockStreams),
 		notify:              notify,
 		setLockTimeout:      setLockTimeout,

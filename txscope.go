@@ -12,6 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -28,13 +29,15 @@ import (
 //	if err := scope.Save(ctx, accs); err != nil { ... }
 //	err = scope.Commit(ctx)
 //
-// Store.InTx wraps the same steps around a function. A TxScope is not safe
+// or, the appends and COMMIT in one round trip, err =
+// scope.SaveAndCommit(ctx, accs). Store.InTx wraps the same steps around a function. A TxScope is not safe
 // for concurrent use.
 type TxScope struct {
 	store *Store
 	// tx is the scope's transaction: nil until its first statement, in
 	// front of which BEGIN goes (see begin).
 	tx      pgx.Tx
+	conn    *pgxpool.Conn   // the pooled connection tx runs on, released when the scope ends; nil for ScopeTx
 	opts    pgx.TxOptions   // to begin tx with
 	began   context.Context // Begin's context, for a Tx call that has to begin tx
 	timeout string          // the lock timeout to set at BEGIN, as lock_timeout reads it; empty for none
@@ -42,6 +45,9 @@ type TxScope struct {
 	failed  error           // an earlier call's error (a Save, a lock wait) that makes Commit refuse
 	done    bool
 	callers bool // tx is the caller's (ScopeTx): the caller commits or rolls back
+	// committed says SaveAndCommit committed the scope, which InTx then
+	// has nothing left to commit.
+	committed bool
 
 	span   trace.Span        // the mire.tx span from begin to commit or rollback; nil when tracing is off
 	parent trace.SpanContext // the span context of Begin's ctx: calls in the same context nest under span
@@ -195,14 +201,33 @@ func (t *TxScope) queueBegin(batch *pgx.Batch) bool {
 }
 
 // sendBatch sends batch in the scope's transaction, beginning it with
-// batch if batch holds the scope's BEGIN (queueBegin).
+// batch if batch holds the scope's BEGIN (queueBegin). The scope holds the
+// pooled connection itself, not a pool transaction, so that SaveAndCommit
+// can send COMMIT in a batch and hand the connection back without another
+// round trip.
 func (t *TxScope) sendBatch(ctx context.Context, batch *pgx.Batch, begin bool) pgx.BatchResults {
 	if !begin {
 		return t.tx.SendBatch(ctx, batch)
 	}
-	results := t.store.pool.SendBatch(ctx, batch)
+	conn, err := t.store.pool.Acquire(ctx)
+	if err != nil {
+		results := pgx.FailedBatchResults(batch, err)
+		t.tx = results.Tx() // closed
+		return results
+	}
+	t.conn = conn
+	results := conn.SendBatch(ctx, batch)
 	t.tx = results.Tx() // closed if BEGIN failed, never nil
 	return results
+}
+
+// release hands the scope's connection back to the pool, once its
+// transaction is over (the pool closes a connection left in one).
+func (t *TxScope) release() {
+	if t.conn != nil {
+		t.conn.Release()
+		t.conn = nil
+	}
 }
 
 // transaction returns the scope's transaction, beginning it in a round trip
@@ -455,6 +480,185 @@ func (t *TxScope) Save(ctx context.Context, roots ...Saveable) error {
 	return nil
 }
 
+// SaveAndCommit saves the roots as Save does and commits the scope, in one
+// round trip: the appends and COMMIT go to the server together, as a
+// transaction written by hand would send them. After a locking load, a
+// read-decide-write such as a transfer takes two round trips in all (BEGIN
+// with the locks and loads, then the appends with COMMIT) instead of three.
+//
+// It ends the scope either way. On success the roots advance and the scope
+// is committed; InTx's function may end with it (return
+// scope.SaveAndCommit(ctx, accs)), and InTx then has nothing left to
+// commit. On any failure nothing the scope wrote commits, the roots are as
+// they were before the scope's first Save, the scope is rolled back, and
+// the error is Save's or Commit's (a conflict is a *ConcurrencyError). On a
+// scope an earlier call poisoned it is Commit.
+//
+// A refused append must abort the transaction before COMMIT reaches it, so
+// COMMIT follows a check that every event was written by this transaction,
+// which fails the transaction otherwise. Where that check cannot tell a
+// refusal (events with given ids, WithID, may be a retry of a write that
+// already committed) or the save runs more than its appends (inline
+// projections, a snapshot due), it saves and then commits, in two round
+// trips, with the same outcome.
+func (t *TxScope) SaveAndCommit(ctx context.Context, roots ...Saveable) error {
+	if err := t.usable("save and commit"); err != nil {
+		return err
+	}
+	if t.callers {
+		return errCallersTx("commit")
+	}
+	if t.failed != nil {
+		return t.Commit(ctx)
+	}
+	if err := checkContext(ctx, "save"); err != nil {
+		_ = t.Rollback(ctx)
+		return err
+	}
+	writes, err := collectWrites(roots)
+	if err == nil && (len(writes) == 0 || !t.store.oneTrip(writes)) {
+		if err := t.Save(ctx, roots...); err != nil {
+			_ = t.Rollback(ctx)
+			return err
+		}
+		return t.commitAll(ctx)
+	}
+	if err != nil {
+		_ = t.Rollback(ctx)
+		return err
+	}
+	ctx = t.scoped(ctx)
+	var versions []int64
+	if !t.store.tel.on() {
+		versions, err = t.appendAndCommit(ctx, writes)
+	} else {
+		sctx, o := t.store.tel.begin(ctx, "save", "save")
+		versions, err = t.appendAndCommit(sctx, writes)
+		t.store.tel.written(sctx, o, streamWrites(writes), versions, err)
+	}
+	if err != nil {
+		t.restore()
+		t.endSpan(err)
+		return err
+	}
+	advance(writes, versions)
+	t.endSpan(nil)
+	t.store.Notify()
+	t.saved = nil
+	return nil
+}
+
+// commitAll is Commit that marks the scope committed for InTx.
+func (t *TxScope) commitAll(ctx context.Context) error {
+	if err := t.Commit(ctx); err != nil {
+		return err
+	}
+	t.committed = true
+	return nil
+}
+
+// oneTrip reports whether writes can go with COMMIT in one batch: no
+// inline projections to run after them, no snapshot due, and no event with
+// a given id (a refusal of one may be a retry, which resolveRefused tells
+// by reading in the transaction).
+func (s *Store) oneTrip(writes []rootWrite) bool {
+	if len(s.inline.load()) > 0 {
+		return false
+	}
+	for _, w := range writes {
+		if w.write.snapshot != nil || slices.ContainsFunc(w.write.events, func(e pendingEvent) bool { return e.given }) {
+			return false
+		}
+	}
+	return true
+}
+
+// appendAndCommit sends writes' appends, the check that they wrote every
+// event, and COMMIT, in one batch (with BEGIN in front if the scope has
+// not begun), and ends the scope: committed, its connection handed back,
+// and the versions the streams reached returned; or rolled back and the
+// error returned.
+func (t *TxScope) appendAndCommit(ctx context.Context, writes []rootWrite) ([]int64, error) {
+	s := t.store
+	t.done = true
+	meta, err := metadataJSON(ctx)
+	if err != nil {
+		return nil, errors.Join(err, t.rollback(ctx))
+	}
+	batch := &pgx.Batch{}
+	begin := t.queueBegin(batch)
+	var ids [][16]byte
+	for _, w := range writes {
+		sql, args := s.appendStatement(w.write, meta, false)
+		batch.Queue(sql, args...)
+		for _, e := range w.write.events {
+			ids = append(ids, e.id)
+		}
+	}
+	batch.Queue(s.sql.checkAppended, ids, len(ids))
+	batch.Queue("commit")
+	results := t.sendBatch(ctx, batch, begin)
+	if begin {
+		if _, err := results.Exec(); err != nil { // BEGIN
+			_ = results.Close()
+			return nil, errors.Join(fmt.Errorf("mire: begin: %w", translate(ctx, err)), t.rollback(ctx))
+		}
+		if t.timeout != "" {
+			_, _ = results.Exec() // an error shows at the first append
+		}
+	}
+	res := make([]appendResult, len(writes))
+	errs := make([]error, len(writes))
+	refused := -1 // the first write that failed or wrote short
+	for i, w := range writes {
+		errs[i] = results.QueryRow().Scan(res[i].dest(false)...)
+		if refused < 0 && (errs[i] != nil || res[i].written != int64(len(w.write.events))) {
+			refused = i
+		}
+	}
+	_, checkErr := results.Exec()
+	tag, commitErr := results.Exec()
+	closeErr := results.Close()
+	if refused < 0 && checkErr == nil && commitErr == nil && closeErr == nil && tag.String() == "COMMIT" {
+		t.committed = true
+		t.release() // the transaction is over: nothing to send
+		versions := make([]int64, len(writes))
+		for i := range writes {
+			versions[i] = res[i].version
+		}
+		return versions, nil
+	}
+	rbErr := t.rollback(ctx)
+	if refused >= 0 {
+		// Read what refused it outside the transaction, which is over.
+		w := writes[refused].write
+		_, err := s.appended(ctx, s.pool, w, meta, res[refused], nil, errs[refused])
+		if err == nil { // the check found the events stored: never for ids mire made
+			err = &ConcurrencyError{StreamID: w.streamID, Expected: w.expected}
+		}
+		return nil, errors.Join(err, rbErr)
+	}
+	err = cmp.Or(checkErr, commitErr, closeErr)
+	if err == nil {
+		err = fmt.Errorf("the server answered %q", tag.String())
+	}
+	return nil, errors.Join(fmt.Errorf("mire: commit: %w", translate(ctx, err)), rbErr)
+}
+
+// rollback ends the transaction of a scope marked done: rolled back, if
+// it is still open, and its connection handed back.
+func (t *TxScope) rollback(ctx context.Context) error {
+	if t.tx == nil {
+		return nil
+	}
+	err := t.tx.Rollback(context.WithoutCancel(ctx))
+	t.release()
+	if err != nil && !errors.Is(err, pgx.ErrTxClosed) {
+		return fmt.Errorf("mire: rollback: %w", translate(ctx, err))
+	}
+	return nil
+}
+
 // Commit commits the scope. If a call in it failed (a Save, a lock wait),
 // or the transaction was aborted by an error in the scope's own SQL, or the
 // commit itself fails, nothing is written, the saved roots are put back, and
@@ -478,7 +682,9 @@ func (t *TxScope) Commit(ctx context.Context) error {
 		t.endSpan(nil)
 		return nil
 	}
-	if err := t.tx.Commit(t.scoped(ctx)); err != nil {
+	err := t.tx.Commit(t.scoped(ctx))
+	t.release()
+	if err != nil {
 		t.restore()
 		if errors.Is(err, pgx.ErrTxCommitRollback) {
 			err = fmt.Errorf("mire: commit: the transaction was aborted by an earlier error and rolled back: %w", err)
@@ -515,6 +721,7 @@ func (t *TxScope) Rollback(ctx context.Context) error {
 		return nil
 	}
 	err := t.tx.Rollback(context.WithoutCancel(ctx))
+	t.release()
 	if err != nil && !errors.Is(err, pgx.ErrTxClosed) {
 		return fmt.Errorf("mire: rollback: %w", translate(ctx, err))
 	}
@@ -570,8 +777,9 @@ func (t *TxScope) live(op string) error {
 // InTx runs fn in a new TxScope with opts (nil for defaults): it commits
 // when fn returns nil, and rolls back when fn returns an error or panics
 // (the panic then goes on, with its own stack). fn must not Commit or Roll
-// back the scope itself. The roots fn saved are put back if nothing
-// commits.
+// back the scope itself; it may end it with SaveAndCommit, which saves and
+// commits in one round trip (InTx then has nothing left to commit). The
+// roots fn saved are put back if nothing commits.
 //
 // With opts.Retries > 0, a run that fails with ErrConcurrency or
 // ErrSerialization (a deadlock, or a serialization failure under a stricter
@@ -586,7 +794,7 @@ func (t *TxScope) live(op string) error {
 //			return err
 //		}
 //		... Record on accs[0] and accs[1] ...
-//		return scope.Save(ctx, accs)
+//		return scope.SaveAndCommit(ctx, accs)
 //	})
 func (s *Store) InTx(ctx context.Context, opts *InTxOpts, fn func(*TxScope) error) error {
 	if err := s.check(ctx, "in tx"); err != nil {
@@ -626,6 +834,9 @@ func (s *Store) runTx(ctx context.Context, o TxOpts, fn func(*TxScope) error) er
 	defer func() { _ = scope.Rollback(ctx) }()
 	if err := fn(scope); err != nil {
 		return err
+	}
+	if scope.committed { // fn ended with SaveAndCommit
+		return nil
 	}
 	return scope.Commit(ctx)
 }

@@ -14,6 +14,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/mire-go/mire"
@@ -43,6 +44,11 @@ func txTransfer(ctx context.Context, store *mire.Store, from, to string, amount 
 		}
 		if err := dst.Record(Deposited{Amount: amount}); err != nil {
 			return err
+		}
+		// Half the transfers end with SaveAndCommit (appends and COMMIT in
+		// one round trip), half with Save and InTx's Commit.
+		if amount%2 == 1 {
+			return scope.SaveAndCommit(ctx, accs)
 		}
 		return scope.Save(ctx, accs) // the Roots LoadManyForUpdate returned, whole
 	})
@@ -681,6 +687,196 @@ var _ = Describe("TxScope", func() {
 		Expect(store.Save(ctx, stale, accB)).To(MatchError(mire.ErrConcurrency))
 		Expect(balance(ctx, store, a)).To(BeEquivalentTo(8))
 		Expect(balance(ctx, store, b)).To(BeEquivalentTo(11))
+	})
+
+	Describe("SaveAndCommit", func() {
+		It("makes a transfer two round trips in all: BEGIN with the locks and loads, then the appends with COMMIT", func(ctx SpecContext) {
+			store, trips := tracedStore(ctx)
+			from, to := openAccount(ctx, store, 10), openAccount(ctx, store, 10)
+			for _, opts := range []*mire.InTxOpts{nil, {TxOpts: mire.TxOpts{LockTimeout: time.Second}}} {
+				trips.reset()
+				Expect(store.InTx(ctx, opts, func(scope *mire.TxScope) error {
+					accs, err := mire.LoadManyForUpdate[Account](ctx, scope, from, to)
+					if err != nil {
+						return err
+					}
+					Expect(accs[0].Record(Withdrawn{Amount: 1})).To(Succeed())
+					Expect(accs[1].Record(Deposited{Amount: 1})).To(Succeed())
+					return scope.SaveAndCommit(ctx, accs)
+				})).To(Succeed())
+				got := trips.list()
+				Expect(got).To(HaveLen(2), "round trips: %q", got)
+				Expect(got[0]).To(HavePrefix("batch: begin"))
+				Expect(got[1]).To(HavePrefix("batch: WITH s AS"))
+			}
+			Expect(balance(ctx, store, from)).To(BeEquivalentTo(8))
+			Expect(balance(ctx, store, to)).To(BeEquivalentTo(12))
+
+			// A scope that has sent nothing yet sends BEGIN, the appends and
+			// COMMIT in one round trip.
+			trips.reset()
+			scope, err := store.Begin(ctx, nil)
+			Expect(err).NotTo(HaveOccurred())
+			a, err := mire.Create[Account](store, "one-trip-a")
+			Expect(err).NotTo(HaveOccurred())
+			b, err := mire.Create[Account](store, "one-trip-b")
+			Expect(err).NotTo(HaveOccurred())
+			Expect(a.Record(Opened{Owner: "a", Initial: 5})).To(Succeed())
+			Expect(b.Record(Opened{Owner: "b", Initial: 6})).To(Succeed())
+			Expect(scope.SaveAndCommit(ctx, a, b)).To(Succeed())
+			Expect(trips.list()).To(HaveLen(1), "round trips: %q", trips.list())
+			Expect(a.Version).To(BeEquivalentTo(1))
+			Expect(b.Pending()).To(BeEmpty())
+			Expect(balance(ctx, store, "one-trip-a")).To(BeEquivalentTo(5))
+			Expect(balance(ctx, store, "one-trip-b")).To(BeEquivalentTo(6))
+			Expect(scope.Commit(ctx)).To(MatchError(mire.ErrTxDone), "the scope is committed")
+			Expect(scope.Rollback(ctx)).To(Succeed(), "a no-op after commit")
+		})
+
+		// With one connection in the pool, a connection SaveAndCommit did
+		// not hand back, or handed back inside a transaction, would make
+		// the next query wait or fail.
+		It("commits nothing when one root's append is refused, puts the roots back, and hands a clean connection back", func(ctx SpecContext) {
+			cfg, err := pgxpool.ParseConfig(pool.Config().ConnString())
+			Expect(err).NotTo(HaveOccurred())
+			cfg.MaxConns = 1
+			single, err := pgxpool.NewWithConfig(ctx, cfg)
+			Expect(err).NotTo(HaveOccurred())
+			DeferCleanup(single.Close)
+			store := newStore(single)
+			ids := []string{openAccount(ctx, store, 100), openAccount(ctx, store, 100)}
+			slices.Sort(ids)
+			backend := func() (pid int) {
+				Expect(single.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&pid)).To(Succeed())
+				return pid
+			}
+			before := backend()
+
+			stale, err := mire.Load[Account](ctx, store, ids[1]) // no lock: another writer gets in
+			Expect(err).NotTo(HaveOccurred())
+			_, err = store.Append(ctx, stale.StreamID(), mire.Exactly(1), Deposited{Amount: 1})
+			Expect(err).NotTo(HaveOccurred())
+			scope, err := store.Begin(ctx, nil)
+			Expect(err).NotTo(HaveOccurred())
+			a, err := mire.LoadForUpdate[Account](ctx, scope, ids[0])
+			Expect(err).NotTo(HaveOccurred())
+			Expect(a.Record(Withdrawn{Amount: 10})).To(Succeed())
+			Expect(stale.Record(Deposited{Amount: 10})).To(Succeed())
+			err = scope.SaveAndCommit(ctx, a, stale) // a's append is written first, and must not commit
+			var conflict *mire.ConcurrencyError
+			Expect(errors.As(err, &conflict)).To(BeTrue(), "%v", err)
+			Expect(*conflict).To(Equal(mire.ConcurrencyError{StreamID: stale.StreamID(), Expected: mire.Exactly(1), Actual: 2}))
+			for _, root := range []*mire.Root[Account]{a, stale} {
+				Expect(root.Version).To(BeEquivalentTo(1), "root %s is back at its loaded version", root.ID)
+				Expect(root.Pending()).To(HaveLen(1), "root %s keeps its pending event", root.ID)
+			}
+			Expect(scope.Commit(ctx)).To(MatchError(mire.ErrTxDone), "the scope is over")
+			Expect(scope.Rollback(ctx)).To(Succeed())
+
+			Expect(balance(ctx, store, ids[0])).To(BeEquivalentTo(100), "a's withdrawal did not commit")
+			Expect(balance(ctx, store, ids[1])).To(BeEquivalentTo(101))
+			Expect(rowCounts(ctx, pool)).To(Equal([2]int{2, 3}), "two opens and the other writer's deposit")
+			Expect(backend()).To(Equal(before), "the same connection went back to the pool, not a new one")
+			var open int
+			Expect(single.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+				WHERE datname = current_database() AND state LIKE 'idle in transaction%'`).Scan(&open)).To(Succeed())
+			Expect(open).To(BeZero(), "no transaction is left open")
+
+			// The same roots, reloaded where stale, save and commit.
+			Expect(store.InTx(ctx, nil, func(scope *mire.TxScope) error {
+				b, err := mire.LoadForUpdate[Account](ctx, scope, ids[1])
+				if err != nil {
+					return err
+				}
+				if err := b.Record(Deposited{Amount: 10}); err != nil {
+					return err
+				}
+				return scope.SaveAndCommit(ctx, a, b)
+			})).To(Succeed())
+			Expect(balance(ctx, store, ids[0])).To(BeEquivalentTo(90))
+			Expect(balance(ctx, store, ids[1])).To(BeEquivalentTo(111))
+			Expect(backend()).To(Equal(before))
+		}, SpecTimeout(time.Minute))
+
+		It("is retried by InTx after a conflict, and leaves InTx nothing to commit", func(ctx SpecContext) {
+			id := openAccount(ctx, store, 100)
+			attempts := 0
+			Expect(store.InTx(ctx, &mire.InTxOpts{Retries: 2}, func(scope *mire.TxScope) error {
+				attempts++
+				acc, err := mire.Load[Account](ctx, scope, id)
+				if err != nil {
+					return err
+				}
+				if attempts == 1 { // another writer gets in between the load and the save
+					_, err := store.Append(ctx, acc.StreamID(), mire.Exactly(acc.Version), Deposited{Amount: 5})
+					Expect(err).NotTo(HaveOccurred())
+				}
+				if err := acc.Record(Withdrawn{Amount: 30}); err != nil {
+					return err
+				}
+				return scope.SaveAndCommit(ctx, acc)
+			})).To(Succeed())
+			Expect(attempts).To(Equal(2))
+			Expect(balance(ctx, store, id)).To(BeEquivalentTo(75))
+		})
+
+		It("saves and then commits, in two round trips, events with given ids, which may be a retry", func(ctx SpecContext) {
+			store, trips := tracedStore(ctx)
+			id := openAccount(ctx, store, 100)
+			eventID := uuid.New()
+			transfer := func() error {
+				return store.InTx(ctx, nil, func(scope *mire.TxScope) error {
+					acc, err := mire.LoadForUpdate[Account](ctx, scope, id)
+					if err != nil {
+						return err
+					}
+					if acc.Version > 1 { // a retry after a lost acknowledgement: the same event, loaded past it
+						acc, err = mire.Rehydrate[Account](nil, id, Opened{Owner: "o", Initial: 100})
+						if err != nil {
+							return err
+						}
+					}
+					if err := acc.Record(mire.WithID(eventID, Withdrawn{Amount: 7})); err != nil {
+						return err
+					}
+					return scope.SaveAndCommit(ctx, acc)
+				})
+			}
+			trips.reset()
+			Expect(transfer()).To(Succeed())
+			got := trips.list()
+			Expect(got).To(HaveLen(3), "round trips: %q", got)
+			Expect(got[2]).To(Equal("commit"))
+			Expect(transfer()).To(Succeed(), "the retry is recognised")
+			Expect(balance(ctx, store, id)).To(BeEquivalentTo(93), "the withdrawal is stored once")
+		})
+
+		It("rolls back a scope an earlier call poisoned, and refuses a scope of the caller's transaction", func(ctx SpecContext) {
+			id := openAccount(ctx, store, 100)
+			stale, err := mire.Load[Account](ctx, store, id)
+			Expect(err).NotTo(HaveOccurred())
+			_, err = store.Append(ctx, stale.StreamID(), mire.Exactly(1), Deposited{Amount: 1})
+			Expect(err).NotTo(HaveOccurred())
+			scope, err := store.Begin(ctx, nil)
+			Expect(err).NotTo(HaveOccurred())
+			Expect(stale.Record(Withdrawn{Amount: 1})).To(Succeed())
+			Expect(scope.Save(ctx, stale)).To(MatchError(mire.ErrConcurrency))
+			fresh, err := mire.Create[Account](store, "after-poison")
+			Expect(err).NotTo(HaveOccurred())
+			Expect(fresh.Record(Opened{Owner: "x", Initial: 1})).To(Succeed())
+			err = scope.SaveAndCommit(ctx, fresh)
+			Expect(err).To(MatchError(ContainSubstring("an earlier call in the scope failed, rolled back")))
+			Expect(err).To(MatchError(mire.ErrConcurrency))
+			Expect(mtest.Count(ctx, pool, "streams", "stream_id = $1", fresh.StreamID())).To(BeZero())
+			Expect(scope.SaveAndCommit(ctx, fresh)).To(MatchError(mire.ErrTxDone))
+
+			tx, err := pool.Begin(ctx)
+			Expect(err).NotTo(HaveOccurred())
+			defer func() { _ = tx.Rollback(ctx) }()
+			inCallers, err := store.ScopeTx(tx)
+			Expect(err).NotTo(HaveOccurred())
+			Expect(inCallers.SaveAndCommit(ctx, fresh)).To(MatchError(ContainSubstring("inside the caller's transaction")))
+		})
 	})
 
 	Describe("its life cycle", func() {

@@ -388,7 +388,7 @@ func transferCase(ctx context.Context, e *env, writers int) (*bcase, error) {
 				if err := accs[1].Record(Deposited{Amount: 1}); err != nil {
 					return err
 				}
-				return scope.Save(ctx, accs[0], accs[1])
+				return scope.SaveAndCommit(ctx, accs) // the appends and COMMIT in one round trip
 			})
 		}},
 		baseline: side{op: func(ctx context.Context, w *worker) (int, error) {
