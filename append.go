@@ -163,24 +163,6 @@ func (r *appendResult) dest(inline bool) []any {
 // builds its arguments; inline picks the form that also returns what
 // inline projections need.
 func (s *Store) appendStatement(w streamWrite, meta []byte, inline bool) (string, []any) {
-	n := len(w.events)
-	var args []any
-	if n == 1 {
-		e := &w.events[0]
-		args = append(make([]any, 0, 9), [16]byte(e.id), e.typ, e.schema, e.data, meta, w.streamID, w.category, int64(1))
-	} else {
-		// Ids go as [16]byte, which pgx encodes as binary uuid directly;
-		// a uuid.UUID would go through its driver.Valuer text form,
-		// element by element, at a third of the save's client time.
-		ids := make([][16]byte, n)
-		types := make([]string, n)
-		schemas := make([]int32, n)
-		data := make([][]byte, n)
-		for i, e := range w.events {
-			ids[i], types[i], schemas[i], data[i] = e.id, e.typ, e.schema, e.data
-		}
-		args = []any{ids, types, schemas, data, meta, w.streamID, w.category, int64(n)}
-	}
 	// Events that came with their ids (WithID) may be a retry: those
 	// statements write nothing when an id is taken, instead of failing on
 	// the unique index, which would abort the caller's transaction before
@@ -195,9 +177,31 @@ func (s *Store) appendStatement(w streamWrite, meta []byte, inline bool) (string
 	case inline:
 		forms = &s.sql.appendNewInline
 	}
+	return forms.statement(w, meta)
+}
+
+// statement picks, among forms, the statement for w's expectation and
+// number of events, and builds its arguments.
+func (forms *appendForms) statement(w streamWrite, meta []byte) (string, []any) {
+	n := len(w.events)
+	var args []any
 	q := &forms.many
 	if n == 1 {
 		q = &forms.one
+		e := &w.events[0]
+		args = append(make([]any, 0, 9), [16]byte(e.id), e.typ, e.schema, e.data, meta, w.streamID, w.category, int64(1))
+	} else {
+		// Ids go as [16]byte, which pgx encodes as binary uuid directly;
+		// a uuid.UUID would go through its driver.Valuer text form,
+		// element by element, at a third of the save's client time.
+		ids := make([][16]byte, n)
+		types := make([]string, n)
+		schemas := make([]int32, n)
+		data := make([][]byte, n)
+		for i, e := range w.events {
+			ids[i], types[i], schemas[i], data[i] = e.id, e.typ, e.schema, e.data
+		}
+		args = []any{ids, types, schemas, data, meta, w.streamID, w.category, int64(n)}
 	}
 	switch {
 	case w.expected == Any:

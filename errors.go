@@ -183,6 +183,13 @@ func isUniqueViolation(err error, part string) bool {
 	return errors.As(err, &pgErr) && pgErr.Code == pgerr.UniqueViolation && strings.Contains(pgErr.ConstraintName, part)
 }
 
+// isStrictRefusal reports whether err is a strict append statement's
+// refusal (see appendStrictTotals).
+func isStrictRefusal(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == pgerr.InvalidTextRepresentation && strings.Contains(pgErr.Message, appendRefused)
+}
+
 // checkContext returns a wrapped context error if ctx is already done, so a
 // cancelled call fails before it touches the database.
 func checkContext(ctx context.Context, op string) error {

@@ -26,6 +26,9 @@ FROM s, ` + appendEvents + `
 RETURNING version, position)
 SELECT count(*), coalesce(max(version), 0) FROM ins`
 
+	// appendRefused begins the message of a strict append's refusal.
+	appendRefused = `mire: append refused, rolling back: `
+
 	// appendEvents is where the append statements take their events from:
 	// the columns' arrays, zipped. appendEvent, in the form for an append
 	// of one event, takes them as scalars instead (see appendForms).
@@ -34,7 +37,14 @@ SELECT count(*), coalesce(max(version), 0) FROM ins`
 
 	// appendTotals is the last line of the append statements; with inline
 	// projections, appendInlineResult replaces it.
-	appendTotals       = `SELECT count(*), coalesce(max(version), 0) FROM ins`
+	appendTotals = `SELECT count(*), coalesce(max(version), 0) FROM ins`
+	// appendStrictTotals replaces appendTotals in the statements
+	// TxScope.SaveAndCommit sends ahead of COMMIT: a refused append fails,
+	// aborting the transaction, instead of answering that it wrote nothing.
+	// The failure is a cast whose message says why (count(*) in it keeps
+	// the planner from folding it into a failure of every execution).
+	appendStrictTotals = `SELECT CASE WHEN count(*) = $8::bigint THEN count(*)
+ELSE ('` + appendRefused + `' || count(*) || ' of ' || $8::bigint || ' events written')::bigint END, coalesce(max(version), 0) FROM ins`
 	appendInlineResult = `SELECT count(*), coalesce(max(version), 0), coalesce(array_agg(position ORDER BY version), '{}'), now() FROM ins`
 
 	// appendExact: the stream must be at version $9 (>= 1).
@@ -63,15 +73,6 @@ SET version = streams.version + EXCLUDED.version, prev_xid = streams.last_xid, l
 RETURNING version - $8::bigint AS before, prev_xid), ins AS (` + appendTail
 
 	selectStreamVersion = `SELECT version FROM {{schema}}.streams WHERE stream_id = $1`
-
-	// checkAppended fails the transaction unless all $2 events of $1 (ids)
-	// were written by it: TxScope.SaveAndCommit sends it between its
-	// appends and COMMIT, so that a refused append (which writes nothing
-	// and fails nothing) rolls back instead of committing the others. The
-	// failure is a cast whose message says why, in the server's log too.
-	checkAppended = `SELECT CASE WHEN count(*) = $2 THEN 0
-ELSE ('mire: an append was refused, ' || count(*) || ' of ' || $2 || ' events written; rolling back')::int END
-FROM {{schema}}.events WHERE event_id = ANY($1::uuid[]) AND xid = pg_current_xact_id()`
 
 	// notify wakes the projection runners listening on channel $1.
 	notify = `SELECT pg_notify($1, '')`
@@ -157,6 +158,13 @@ func newAppendQueries(fill func(string) string, givenIDs, inline bool) appendFor
 	return appendForms{many: q.each(fill), one: one.each(fill)}
 }
 
+// strictAppendQueries returns forms whose statements fail when refused
+// (see appendStrictTotals).
+func strictAppendQueries(forms appendForms) appendForms {
+	strict := func(sql string) string { return mustReplace(sql, appendTotals, appendStrictTotals) }
+	return appendForms{many: forms.many.each(strict), one: forms.one.each(strict)}
+}
+
 // mustReplace replaces old in sql, which must hold it once.
 func mustReplace(sql, old, new string) string {
 	if strings.Count(sql, old) != 1 {
@@ -171,9 +179,9 @@ type queries struct {
 	appendGiven       appendForms // for events with ids given by WithID
 	appendNewInline   appendForms // appendNew, returning what inline projections need
 	appendGivenInline appendForms // appendGiven, the same
+	appendNewStrict   appendForms // appendNew, failing when refused (TxScope.SaveAndCommit)
 
 	selectStreamVersion, lockStreams, notify, setLockTimeout string
-	checkAppended                                            string
 	selectRefused                                            string
 	selectStreamEvents, readStream, readCategory, readAll    string
 
@@ -188,8 +196,8 @@ func newQueries(schema string) queries {
 		appendGiven:         newAppendQueries(fill, true, false),
 		appendNewInline:     newAppendQueries(fill, false, true),
 		appendGivenInline:   newAppendQueries(fill, true, true),
+		appendNewStrict:     strictAppendQueries(newAppendQueries(fill, false, false)),
 		selectStreamVersion: fill(selectStreamVersion),
-		checkAppended:       fill(checkAppended),
 		lockStreams:         fill(lockStreams),
 		notify:              notify,
 		setLockTimeout:      setLockTimeout,

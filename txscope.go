@@ -495,12 +495,12 @@ func (t *TxScope) Save(ctx context.Context, roots ...Saveable) error {
 // scope an earlier call poisoned it is Commit.
 //
 // A refused append must abort the transaction before COMMIT reaches it, so
-// COMMIT follows a check that every event was written by this transaction,
-// which fails the transaction otherwise. Where that check cannot tell a
-// refusal (events with given ids, WithID, may be a retry of a write that
-// already committed) or the save runs more than its appends (inline
-// projections, a snapshot due), it saves and then commits, in two round
-// trips, with the same outcome.
+// the appends it sends fail when refused (where Save's answer that they
+// wrote nothing). Where a refusal may not be one (events with given ids,
+// WithID, may be a retry of a write that already committed, which Save
+// recognises by reading in the transaction) or the save runs more than its
+// appends (inline projections, a snapshot due), it saves and then commits,
+// in two round trips, with the same outcome.
 func (t *TxScope) SaveAndCommit(ctx context.Context, roots ...Saveable) error {
 	if err := t.usable("save and commit"); err != nil {
 		return err
@@ -573,8 +573,8 @@ func (s *Store) oneTrip(writes []rootWrite) bool {
 	return true
 }
 
-// appendAndCommit sends writes' appends, the check that they wrote every
-// event, and COMMIT, in one batch (with BEGIN in front if the scope has
+// appendAndCommit sends writes' appends, in the form that fails when
+// refused, and COMMIT, in one batch (with BEGIN in front if the scope has
 // not begun), and ends the scope: committed, its connection handed back,
 // and the versions the streams reached returned; or rolled back and the
 // error returned.
@@ -587,15 +587,10 @@ func (t *TxScope) appendAndCommit(ctx context.Context, writes []rootWrite) ([]in
 	}
 	batch := &pgx.Batch{}
 	begin := t.queueBegin(batch)
-	var ids [][16]byte
 	for _, w := range writes {
-		sql, args := s.appendStatement(w.write, meta, false)
+		sql, args := s.sql.appendNewStrict.statement(w.write, meta)
 		batch.Queue(sql, args...)
-		for _, e := range w.write.events {
-			ids = append(ids, e.id)
-		}
 	}
-	batch.Queue(s.sql.checkAppended, ids, len(ids))
 	batch.Queue("commit")
 	results := t.sendBatch(ctx, batch, begin)
 	if begin {
@@ -608,18 +603,15 @@ func (t *TxScope) appendAndCommit(ctx context.Context, writes []rootWrite) ([]in
 		}
 	}
 	res := make([]appendResult, len(writes))
-	errs := make([]error, len(writes))
-	refused := -1 // the first write that failed or wrote short
-	for i, w := range writes {
-		errs[i] = results.QueryRow().Scan(res[i].dest(false)...)
-		if refused < 0 && (errs[i] != nil || res[i].written != int64(len(w.write.events))) {
-			refused = i
+	refused, refusal := -1, error(nil) // the first write that failed, and its error
+	for i := range writes {
+		if err := results.QueryRow().Scan(res[i].dest(false)...); err != nil && refused < 0 {
+			refused, refusal = i, err
 		}
 	}
-	_, checkErr := results.Exec()
 	tag, commitErr := results.Exec()
 	closeErr := results.Close()
-	if refused < 0 && checkErr == nil && commitErr == nil && closeErr == nil && tag.String() == "COMMIT" {
+	if refused < 0 && commitErr == nil && closeErr == nil && tag.String() == "COMMIT" {
 		t.committed = true
 		t.release() // the transaction is over: nothing to send
 		versions := make([]int64, len(writes))
@@ -632,13 +624,16 @@ func (t *TxScope) appendAndCommit(ctx context.Context, writes []rootWrite) ([]in
 	if refused >= 0 {
 		// Read what refused it outside the transaction, which is over.
 		w := writes[refused].write
-		_, err := s.appended(ctx, s.pool, w, meta, res[refused], nil, errs[refused])
-		if err == nil { // the check found the events stored: never for ids mire made
+		if isStrictRefusal(refusal) {
+			refusal = nil // a refusal like any other, but it aborted the transaction
+		}
+		_, err := s.appended(ctx, s.pool, w, meta, appendResult{}, nil, refusal)
+		if err == nil { // the refused events are stored: never for ids mire made
 			err = &ConcurrencyError{StreamID: w.streamID, Expected: w.expected}
 		}
 		return nil, errors.Join(err, rbErr)
 	}
-	err = cmp.Or(checkErr, commitErr, closeErr)
+	err = cmp.Or(commitErr, closeErr)
 	if err == nil {
 		err = fmt.Errorf("the server answered %q", tag.String())
 	}

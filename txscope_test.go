@@ -723,12 +723,25 @@ var _ = Describe("TxScope", func() {
 			Expect(err).NotTo(HaveOccurred())
 			Expect(a.Record(Opened{Owner: "a", Initial: 5})).To(Succeed())
 			Expect(b.Record(Opened{Owner: "b", Initial: 6})).To(Succeed())
+			Expect(b.Record(Deposited{Amount: 1})).To(Succeed()) // two events: the other form of the statement
 			Expect(scope.SaveAndCommit(ctx, a, b)).To(Succeed())
 			Expect(trips.list()).To(HaveLen(1), "round trips: %q", trips.list())
 			Expect(a.Version).To(BeEquivalentTo(1))
+			Expect(b.Version).To(BeEquivalentTo(2))
 			Expect(b.Pending()).To(BeEmpty())
 			Expect(balance(ctx, store, "one-trip-a")).To(BeEquivalentTo(5))
-			Expect(balance(ctx, store, "one-trip-b")).To(BeEquivalentTo(6))
+			Expect(balance(ctx, store, "one-trip-b")).To(BeEquivalentTo(7))
+
+			// A stream that exists is refused to a Create, as by Save.
+			again, err := mire.Create[Account](store, "one-trip-a")
+			Expect(err).NotTo(HaveOccurred())
+			Expect(again.Record(Opened{Owner: "a", Initial: 9})).To(Succeed())
+			scope, err = store.Begin(ctx, nil)
+			Expect(err).NotTo(HaveOccurred())
+			var conflict *mire.ConcurrencyError
+			Expect(errors.As(scope.SaveAndCommit(ctx, again), &conflict)).To(BeTrue())
+			Expect(*conflict).To(Equal(mire.ConcurrencyError{StreamID: again.StreamID(), Expected: mire.NoStream, Actual: 1}))
+			Expect(balance(ctx, store, "one-trip-a")).To(BeEquivalentTo(5))
 			Expect(scope.Commit(ctx)).To(MatchError(mire.ErrTxDone), "the scope is committed")
 			Expect(scope.Rollback(ctx)).To(Succeed(), "a no-op after commit")
 		})

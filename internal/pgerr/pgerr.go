@@ -10,16 +10,17 @@ import (
 
 // Postgres error codes mire's packages look at.
 const (
-	UndefinedTable           = "42P01"
-	InvalidSchemaName        = "3F000"
-	UndefinedFunction        = "42883"
-	UndefinedColumn          = "42703"
-	UniqueViolation          = "23505"
-	SerializationFail        = "40001"
-	DeadlockDetected         = "40P01"
-	LockNotAvailable         = "55P03"
-	QueryCanceled            = "57014"
-	CharacterNotInRepertoire = "22021"
+	UndefinedTable            = "42P01"
+	InvalidSchemaName         = "3F000"
+	UndefinedFunction         = "42883"
+	UndefinedColumn           = "42703"
+	UniqueViolation           = "23505"
+	SerializationFail         = "40001"
+	DeadlockDetected          = "40P01"
+	LockNotAvailable          = "55P03"
+	QueryCanceled             = "57014"
+	CharacterNotInRepertoire  = "22021"
+	InvalidTextRepresentation = "22P02"
 )
 
 // Code returns err's SQLSTATE, or "" if err is not a server error.
