@@ -31,6 +31,10 @@ type Root[T any] struct {
 	category string
 	registry *Registry
 	pending  []pendingEvent
+	// sent says a save has sent the pending events (or some of them)
+	// before and did not succeed: they may be stored all the same (a lost
+	// acknowledgement), so a refusal may be a retry, not a conflict.
+	sent bool
 }
 
 // Source is what Load reads from: a *Store, or a *TxScope to read inside
@@ -353,6 +357,10 @@ type rootSaver interface {
 	saved(version int64)
 	// restore puts the Root back to a version and pending list taken earlier.
 	restore(version int64, pending []pendingEvent)
+	// markSent records that a save is sending the pending events, and
+	// pendingSent whether one has (see Root.sent).
+	markSent()
+	pendingSent() bool
 }
 
 func (r *Root[T]) write() (streamWrite, error) {
@@ -376,7 +384,11 @@ func (r *Root[T]) pendingEvents() []pendingEvent { return r.pending }
 func (r *Root[T]) saved(version int64) {
 	r.Version = version
 	r.pending = nil
+	r.sent = false
 }
+
+func (r *Root[T]) markSent()         { r.sent = true }
+func (r *Root[T]) pendingSent() bool { return r.sent }
 
 func (r *Root[T]) restore(version int64, pending []pendingEvent) {
 	r.Version = version

@@ -340,6 +340,38 @@ func (s *Store) appendBatch(ctx context.Context, tx pgx.Tx, writes []rootWrite, 
 	return versions, tx, nil
 }
 
+// refusedStored reads, for a strict append whose refusal aborted its
+// transaction (TxScope.appendAndCommit), stream w's version (0 if it does
+// not exist) and whether any of w's events is stored. It only reads: the
+// transaction is over, and nothing may be written outside it.
+func (s *Store) refusedStored(ctx context.Context, w streamWrite) (actual int64, stored bool, err error) {
+	ids := make([][16]byte, len(w.events))
+	for i, e := range w.events {
+		ids[i] = e.id
+	}
+	rows, err := s.pool.Query(ctx, s.sql.selectRefused, ids, w.streamID)
+	if err != nil {
+		return 0, false, fmt.Errorf("mire: append to stream %q: %w", w.streamID, translate(ctx, err))
+	}
+	var (
+		version *int64
+		ord     int64
+		stream  *string
+		at      *int64
+	)
+	_, err = pgx.ForEachRow(rows, []any{&version, &ord, &stream, &at}, func() error {
+		stored = stored || stream != nil
+		return nil
+	})
+	if err != nil {
+		return 0, false, fmt.Errorf("mire: append to stream %q: %w", w.streamID, translate(ctx, err))
+	}
+	if version != nil {
+		actual = *version
+	}
+	return actual, stored, nil
+}
+
 // resolveRefused decides what a refused append means, from where its event
 // ids are stored and the stream's version, read in one statement:
 //

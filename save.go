@@ -3,6 +3,7 @@ package mire
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 
@@ -12,8 +13,10 @@ import (
 
 // Save writes the pending events of each root, checking that no other
 // writer appended to its stream since it was loaded. One root is one
-// statement; several are one transaction, all saved or none, whose
-// appends go to the server together in one round trip.
+// statement; several are one transaction, all saved or none, whose BEGIN,
+// appends and COMMIT go to the server together in one round trip (two,
+// BEGIN with the appends and then COMMIT, when an event has an id given
+// by WithID, a snapshot is due or inline projections run).
 //
 // On success each Root's Version advances and its pending list empties. On
 // a conflict the error is a *ConcurrencyError (errors.Is(err,
@@ -82,6 +85,8 @@ func (s *Store) write(ctx context.Context, tx pgx.Tx, writes []rootWrite) ([]roo
 	if err != nil {
 		return nil, nil, err
 	}
+	oneTrip := tx == nil && len(writes) > 1 && s.oneTrip(writes) // before markSent
+	markSent(writes)
 	if tx != nil {
 		versions, err := s.appendAll(ctx, tx, writes, meta)
 		return writes, versions, err
@@ -90,6 +95,17 @@ func (s *Store) write(ctx context.Context, tx pgx.Tx, writes []rootWrite) ([]roo
 		if len(writes) == 1 {
 			version, err := s.append(ctx, s.pool, writes[0].write, meta)
 			return writes, []int64{version}, err
+		}
+		if oneTrip {
+			// BEGIN, the appends (failing when refused) and COMMIT in one
+			// round trip, as TxScope.SaveAndCommit sends them.
+			versions, err := (&TxScope{store: s}).appendAndCommit(ctx, writes)
+			if !errors.Is(err, errTwoTrips) {
+				if err != nil {
+					return nil, nil, err
+				}
+				return writes, versions, nil
+			}
 		}
 		// BEGIN goes with the appends: two round trips, not three.
 		versions, tx, err := s.appendBatch(ctx, nil, writes, meta)
@@ -119,6 +135,14 @@ func (s *Store) write(ctx context.Context, tx pgx.Tx, writes []rootWrite) ([]roo
 		return nil, nil, fmt.Errorf("mire: save: %w", translate(ctx, err))
 	}
 	return writes, versions, nil
+}
+
+// markSent marks the roots of writes as sending their pending events (see
+// Root.sent).
+func markSent(writes []rootWrite) {
+	for _, w := range writes {
+		w.root.markSent()
+	}
 }
 
 // advance moves each written Root to the version its events reached.

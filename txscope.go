@@ -527,6 +527,7 @@ func (t *TxScope) SaveAndCommit(ctx context.Context, roots ...Saveable) error {
 		_ = t.Rollback(ctx)
 		return err
 	}
+	markSent(writes)
 	ctx = t.scoped(ctx)
 	var versions []int64
 	if !t.store.tel.on() {
@@ -535,6 +536,14 @@ func (t *TxScope) SaveAndCommit(ctx context.Context, roots ...Saveable) error {
 		sctx, o := t.store.tel.begin(ctx, "save", "save")
 		versions, err = t.appendAndCommit(sctx, writes)
 		t.store.tel.written(sctx, o, streamWrites(writes), versions, err)
+	}
+	if errors.Is(err, errTwoTrips) { // nothing was sent before: begin again
+		t.done, t.tx = false, nil
+		if err := t.Save(ctx, roots...); err != nil {
+			_ = t.Rollback(ctx)
+			return err
+		}
+		return t.commitAll(ctx)
 	}
 	if err != nil {
 		t.restore()
@@ -558,15 +567,16 @@ func (t *TxScope) commitAll(ctx context.Context) error {
 }
 
 // oneTrip reports whether writes can go with COMMIT in one batch: no
-// inline projections to run after them, no snapshot due, and no event with
-// a given id (a refusal of one may be a retry, which resolveRefused tells
-// by reading in the transaction).
+// inline projections to run after them, no snapshot due, and no event that
+// may be stored already: none with a given id, none sent before (a refusal
+// of those may be a retry of a write whose outcome was lost, which
+// resolveRefused tells by reading in the transaction).
 func (s *Store) oneTrip(writes []rootWrite) bool {
 	if len(s.inline.load()) > 0 {
 		return false
 	}
 	for _, w := range writes {
-		if w.write.snapshot != nil || slices.ContainsFunc(w.write.events, func(e pendingEvent) bool { return e.given }) {
+		if w.write.snapshot != nil || w.root.pendingSent() || slices.ContainsFunc(w.write.events, func(e pendingEvent) bool { return e.given }) {
 			return false
 		}
 	}
@@ -622,16 +632,27 @@ func (t *TxScope) appendAndCommit(ctx context.Context, writes []rootWrite) ([]in
 	}
 	rbErr := t.rollback(ctx)
 	if refused >= 0 {
-		// Read what refused it outside the transaction, which is over.
 		w := writes[refused].write
-		if isStrictRefusal(refusal) {
-			refusal = nil // a refusal like any other, but it aborted the transaction
+		if !isStrictRefusal(refusal) && !isUniqueViolation(refusal, "") {
+			return nil, errors.Join(fmt.Errorf("mire: append to stream %q: %w", w.streamID, translate(ctx, refusal)), rbErr)
 		}
-		_, err := s.appended(ctx, s.pool, w, meta, appendResult{}, nil, refusal)
-		if err == nil { // the refused events are stored: never for ids mire made
-			err = &ConcurrencyError{StreamID: w.streamID, Expected: w.expected}
+		// What refused it is read outside the transaction, which is over:
+		// read only, as nothing may be written outside it.
+		actual, stored, err := s.refusedStored(ctx, w)
+		switch {
+		case err != nil:
+			return nil, errors.Join(err, rbErr)
+		case stored && begin:
+			// Events a copy of their Root sent (a save whose acknowledgement
+			// was lost), which this Root did not see go: a retry, which only
+			// Save's path can complete. The transaction began here, so
+			// nothing else of it is lost.
+			return nil, errors.Join(errTwoTrips, rbErr)
+		case stored:
+			return nil, errors.Join(fmt.Errorf("%w (events of it are stored by an earlier save, and the scope's transaction, rolled back, held more than this save: load again)",
+				&ConcurrencyError{StreamID: w.streamID, Expected: w.expected, Actual: actual}), rbErr)
 		}
-		return nil, errors.Join(err, rbErr)
+		return nil, errors.Join(&ConcurrencyError{StreamID: w.streamID, Expected: w.expected, Actual: actual}, rbErr)
 	}
 	err = cmp.Or(commitErr, closeErr)
 	if err == nil {
@@ -639,6 +660,10 @@ func (t *TxScope) appendAndCommit(ctx context.Context, writes []rootWrite) ([]in
 	}
 	return nil, errors.Join(fmt.Errorf("mire: commit: %w", translate(ctx, err)), rbErr)
 }
+
+// errTwoTrips tells appendAndCommit's caller to save the roots again on the
+// two-round-trip path, which recognises a retry: nothing was written.
+var errTwoTrips = errors.New("mire: the save is a retry; saving it again with Save")
 
 // rollback ends the transaction of a scope marked done: rolled back, if
 // it is still open, and its connection handed back.

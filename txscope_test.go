@@ -659,7 +659,7 @@ var _ = Describe("TxScope", func() {
 		Expect(trips.list()).To(BeEmpty())
 	})
 
-	It("saves several roots outside a scope in two round trips: BEGIN with the appends, then COMMIT", func(ctx SpecContext) {
+	It("saves several roots outside a scope in one round trip: BEGIN, the appends and COMMIT", func(ctx SpecContext) {
 		store, trips := tracedStore(ctx)
 		a, b := openAccount(ctx, store, 10), openAccount(ctx, store, 10)
 		accA, err := mire.Load[Account](ctx, store, a)
@@ -671,11 +671,23 @@ var _ = Describe("TxScope", func() {
 		trips.reset()
 		Expect(store.Save(ctx, accA, accB)).To(Succeed())
 		got := trips.list()
-		Expect(got).To(HaveLen(2), "round trips: %q", got)
+		Expect(got).To(HaveLen(1), "round trips: %q", got)
 		Expect(got[0]).To(HavePrefix("batch: begin"))
-		Expect(got[1]).To(Equal("commit"))
 		Expect(balance(ctx, store, a)).To(BeEquivalentTo(9))
 		Expect(balance(ctx, store, b)).To(BeEquivalentTo(11))
+
+		// Events with given ids may be a retry, which a refusal read in the
+		// transaction tells: two round trips, BEGIN with the appends, then
+		// COMMIT.
+		Expect(accA.Record(mire.WithID(uuid.New(), Withdrawn{Amount: 1}))).To(Succeed())
+		Expect(accB.Record(Deposited{Amount: 1})).To(Succeed())
+		trips.reset()
+		Expect(store.Save(ctx, accA, accB)).To(Succeed())
+		got = trips.list()
+		Expect(got).To(HaveLen(2), "round trips: %q", got)
+		Expect(got[1]).To(Equal("commit"))
+		Expect(balance(ctx, store, a)).To(BeEquivalentTo(8))
+		Expect(balance(ctx, store, b)).To(BeEquivalentTo(12))
 
 		// A conflict in one stream writes neither.
 		stale, err := mire.Load[Account](ctx, store, a)
@@ -685,8 +697,8 @@ var _ = Describe("TxScope", func() {
 		Expect(stale.Record(Withdrawn{Amount: 1})).To(Succeed())
 		Expect(accB.Record(Deposited{Amount: 1})).To(Succeed())
 		Expect(store.Save(ctx, stale, accB)).To(MatchError(mire.ErrConcurrency))
-		Expect(balance(ctx, store, a)).To(BeEquivalentTo(8))
-		Expect(balance(ctx, store, b)).To(BeEquivalentTo(11))
+		Expect(balance(ctx, store, a)).To(BeEquivalentTo(7))
+		Expect(balance(ctx, store, b)).To(BeEquivalentTo(12))
 	})
 
 	Describe("SaveAndCommit", func() {
