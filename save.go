@@ -15,8 +15,10 @@ import (
 // writer appended to its stream since it was loaded. One root is one
 // statement; several are one transaction, all saved or none, whose BEGIN,
 // appends and COMMIT go to the server together in one round trip (two,
-// BEGIN with the appends and then COMMIT, when an event has an id given
-// by WithID, a snapshot is due or inline projections run).
+// BEGIN with the appends and then COMMIT, when a refusal may be a retry,
+// as for events with ids given by WithID or a Root whose own earlier save
+// sent its events and failed, or when a snapshot is due or inline
+// projections run).
 //
 // On success each Root's Version advances and its pending list empties. On
 // a conflict the error is a *ConcurrencyError (errors.Is(err,

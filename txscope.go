@@ -497,10 +497,11 @@ func (t *TxScope) Save(ctx context.Context, roots ...Saveable) error {
 // A refused append must abort the transaction before COMMIT reaches it, so
 // the appends it sends fail when refused (where Save's answer that they
 // wrote nothing). Where a refusal may not be one (events with given ids,
-// WithID, may be a retry of a write that already committed, which Save
-// recognises by reading in the transaction) or the save runs more than its
-// appends (inline projections, a snapshot due), it saves and then commits,
-// in two round trips, with the same outcome.
+// WithID, or of a Root whose own earlier save sent them and failed, may be
+// a retry of a write that committed, which Save recognises by reading in
+// the transaction) or the save runs more than its appends (inline
+// projections, a snapshot due), it saves and then commits, in two round
+// trips, with the same outcome.
 func (t *TxScope) SaveAndCommit(ctx context.Context, roots ...Saveable) error {
 	if err := t.usable("save and commit"); err != nil {
 		return err
