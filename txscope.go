@@ -738,15 +738,7 @@ func (t *TxScope) Rollback(ctx context.Context) error {
 		t.span.AddEvent("mire.rollback")
 		t.endSpan(t.failed)
 	}
-	if t.tx == nil {
-		return nil
-	}
-	err := t.tx.Rollback(context.WithoutCancel(ctx))
-	t.release()
-	if err != nil && !errors.Is(err, pgx.ErrTxClosed) {
-		return fmt.Errorf("mire: rollback: %w", translate(ctx, err))
-	}
-	return nil
+	return t.rollback(ctx)
 }
 
 // restore puts each saved root back at its version before its first Save

@@ -54,6 +54,27 @@ func txTransfer(ctx context.Context, store *mire.Store, from, to string, amount 
 	})
 }
 
+// transferOne moves 1 between two accounts in a scope with opts, ending
+// with SaveAndCommit (oneTrip) or with Save and InTx's Commit.
+func transferOne(ctx context.Context, store *mire.Store, opts *mire.InTxOpts, from, to string, oneTrip bool) error {
+	return store.InTx(ctx, opts, func(scope *mire.TxScope) error {
+		accs, err := mire.LoadManyForUpdate[Account](ctx, scope, from, to)
+		if err != nil {
+			return err
+		}
+		if err := accs[0].Record(Withdrawn{Amount: 1}); err != nil {
+			return err
+		}
+		if err := accs[1].Record(Deposited{Amount: 1}); err != nil {
+			return err
+		}
+		if oneTrip {
+			return scope.SaveAndCommit(ctx, accs)
+		}
+		return scope.Save(ctx, accs)
+	})
+}
+
 // lockWaiters counts the backends of pool's database waiting on a lock in a
 // statement that touches mire's streams.
 func lockWaiters(ctx context.Context, pool *pgxpool.Pool) int {
@@ -626,22 +647,15 @@ var _ = Describe("TxScope", func() {
 	})
 
 	// A transfer's work takes two round trips (the locks and loads, the
-	// saves) and its COMMIT a third: BEGIN goes with the first.
+	// saves) and its COMMIT a third (with Save; SaveAndCommit sends it with
+	// the saves, see below): BEGIN goes with the first.
 	It("sends BEGIN, and its lock timeout, with its first batch, not in round trips of their own, and nothing for a scope that sends nothing", func(ctx SpecContext) {
 		store, trips := tracedStore(ctx)
 		from, to := openAccount(ctx, store, 10), openAccount(ctx, store, 10)
 
 		for _, opts := range []*mire.InTxOpts{nil, {TxOpts: mire.TxOpts{LockTimeout: time.Second}}} {
 			trips.reset()
-			Expect(store.InTx(ctx, opts, func(scope *mire.TxScope) error {
-				accs, err := mire.LoadManyForUpdate[Account](ctx, scope, from, to)
-				if err != nil {
-					return err
-				}
-				Expect(accs[0].Record(Withdrawn{Amount: 1})).To(Succeed())
-				Expect(accs[1].Record(Deposited{Amount: 1})).To(Succeed())
-				return scope.Save(ctx, accs)
-			})).To(Succeed())
+			Expect(transferOne(ctx, store, opts, from, to, false)).To(Succeed())
 			got := trips.list()
 			Expect(got).To(HaveLen(3), "round trips: %q", got)
 			Expect(got[0]).To(HavePrefix("batch: begin"))
@@ -707,15 +721,7 @@ var _ = Describe("TxScope", func() {
 			from, to := openAccount(ctx, store, 10), openAccount(ctx, store, 10)
 			for _, opts := range []*mire.InTxOpts{nil, {TxOpts: mire.TxOpts{LockTimeout: time.Second}}} {
 				trips.reset()
-				Expect(store.InTx(ctx, opts, func(scope *mire.TxScope) error {
-					accs, err := mire.LoadManyForUpdate[Account](ctx, scope, from, to)
-					if err != nil {
-						return err
-					}
-					Expect(accs[0].Record(Withdrawn{Amount: 1})).To(Succeed())
-					Expect(accs[1].Record(Deposited{Amount: 1})).To(Succeed())
-					return scope.SaveAndCommit(ctx, accs)
-				})).To(Succeed())
+				Expect(transferOne(ctx, store, opts, from, to, true)).To(Succeed())
 				got := trips.list()
 				Expect(got).To(HaveLen(2), "round trips: %q", got)
 				Expect(got[0]).To(HavePrefix("batch: begin"))
