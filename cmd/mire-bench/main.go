@@ -71,7 +71,7 @@ func parseFlags(args []string) (*options, error) {
 	o := &options{}
 	var workloadList, writerList string
 	fs.BoolVar(&o.short, "short", false, "a quick run (about two minutes): shorter rounds, 100,000 events for workload 9, fewer for 10 and 10n")
-	fs.StringVar(&workloadList, "workloads", "", "comma-separated workload ids to run (1,1a,1l,1p,2,3,3p,4,5,6,7,7u,7w,8,8s,9,10,10n,10r); default all")
+	fs.StringVar(&workloadList, "workloads", "", "comma-separated workload ids to run (1,1a,1l,1s,1t,1p,2,3,3p,4,5,6,7,7u,7w,8,8s,9,10,10n,10r); default all")
 	fs.StringVar(&writerList, "writers", "1,8", "comma-separated writer counts for the workloads that vary them")
 	fs.DurationVar(&o.duration, "duration", 0, "measured time per side per case, split over the rounds (default 8s, 600ms with -short)")
 	fs.IntVar(&o.rounds, "rounds", 0, "alternating rounds per side per case (default 4, 2 with -short)")

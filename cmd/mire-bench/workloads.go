@@ -72,6 +72,10 @@ var workloads = []workload{
 		target: "ratio >= 0.6", met: ratioAtLeast(0.6, false), setup: newStreamCase(viaAppend)},
 	{id: "1l", title: "Save 1 event to a new stream (LoadOrNew, Record, Save)", unit: "saves",
 		setup: newStreamCase(viaLoadOrNew)},
+	{id: "1s", title: "Workload 1a's own statement sent with raw pgx (mire's schema) vs the baseline", unit: "appends",
+		setup: handStatementCase},
+	{id: "1t", title: "The baseline's INSERT into a table shaped as mire's events vs its own", unit: "appends",
+		setup: wideTableCase},
 	{id: "1p", title: "Workload 1 with the 16-partition index vs without (mire both sides)", unit: "saves",
 		target: "ratio >= 0.95", met: ratioAtLeast(0.95, false), setup: withPartitionIndex(newStreamCase(viaCreate))},
 	{id: "2", title: "Load + Record + Save on an existing stream", unit: "saves",
@@ -135,18 +139,21 @@ func newStreamCase(via int) func(ctx context.Context, e *env, writers int) (*bca
 			}
 			return 1, e.store.Save(ctx, acc)
 		}
-		return &bcase{
-			mire: side{op: mireOp},
-			baseline: side{op: func(ctx context.Context, w *worker) (int, error) {
-				id := e.newID("b")
-				data, eid, err := baseEncode(Opened{Owner: id, Initial: 100})
-				if err != nil {
-					return 0, err
-				}
-				_, err = e.pool.Exec(ctx, baseInsertEvent, "account-"+id, 1, eid, "Opened", data)
-				return 1, err
-			}},
-		}, nil
+		return &bcase{mire: side{op: mireOp}, baseline: side{op: baseInsertOp(e)}}, nil
+	}
+}
+
+// baseInsertOp is workload 1's baseline: one INSERT of one event to a new
+// stream, its own transaction.
+func baseInsertOp(e *env) op {
+	return func(ctx context.Context, w *worker) (int, error) {
+		id := e.newID("b")
+		data, eid, err := baseEncode(Opened{Owner: id, Initial: 100})
+		if err != nil {
+			return 0, err
+		}
+		_, err = e.pool.Exec(ctx, baseInsertEvent, "account-"+id, 1, eid, "Opened", data)
+		return 1, err
 	}
 }
 
