@@ -106,10 +106,9 @@ func transfer(ctx context.Context, store *mire.Store, fromID, toID string, amoun
 	if err := to.Record(Credited{Amount: amount}); err != nil {
 		return err
 	}
-	if err := scope.Save(ctx, accs); err != nil {
-		return err
-	}
-	return scope.Commit(ctx)
+	// Both appends and COMMIT in one round trip; a conflict commits
+	// nothing of either account.
+	return scope.SaveAndCommit(ctx, accs)
 }
 
 func main() {
