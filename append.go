@@ -340,36 +340,47 @@ func (s *Store) appendBatch(ctx context.Context, tx pgx.Tx, writes []rootWrite, 
 	return versions, tx, nil
 }
 
-// refusedStored reads, for a strict append whose refusal aborted its
-// transaction (TxScope.appendAndCommit), stream w's version (0 if it does
-// not exist) and whether any of w's events is stored. It only reads: the
-// transaction is over, and nothing may be written outside it.
-func (s *Store) refusedStored(ctx context.Context, w streamWrite) (actual int64, stored bool, err error) {
+// placement is where a refused append's event id is stored: a stream and
+// version, or nil for not at all.
+type placement struct {
+	stream  *string
+	version *int64
+}
+
+// readRefused reads, in one statement, stream w's version (nil if it does
+// not exist) and where each of w's event ids is stored, in order.
+func (s *Store) readRefused(ctx context.Context, db dbtx, w streamWrite) (*int64, []placement, error) {
 	ids := make([][16]byte, len(w.events))
 	for i, e := range w.events {
 		ids[i] = e.id
 	}
-	rows, err := s.pool.Query(ctx, s.sql.selectRefused, ids, w.streamID)
+	rows, err := db.Query(ctx, s.sql.selectRefused, ids, w.streamID)
 	if err != nil {
-		return 0, false, fmt.Errorf("mire: append to stream %q: %w", w.streamID, translate(ctx, err))
+		return nil, nil, fmt.Errorf("mire: append to stream %q: %w", w.streamID, translate(ctx, err))
 	}
 	var (
-		version *int64
-		ord     int64
-		stream  *string
-		at      *int64
+		actual *int64
+		ord    int64
+		p      placement
 	)
-	_, err = pgx.ForEachRow(rows, []any{&version, &ord, &stream, &at}, func() error {
-		stored = stored || stream != nil
+	stored := make([]placement, 0, len(w.events))
+	if _, err := pgx.ForEachRow(rows, []any{&actual, &ord, &p.stream, &p.version}, func() error {
+		stored = append(stored, p)
 		return nil
-	})
-	if err != nil {
-		return 0, false, fmt.Errorf("mire: append to stream %q: %w", w.streamID, translate(ctx, err))
-	}
-	if version != nil {
-		actual = *version
+	}); err != nil {
+		return nil, nil, fmt.Errorf("mire: append to stream %q: %w", w.streamID, translate(ctx, err))
 	}
 	return actual, stored, nil
+}
+
+// refusedConflict is the *ConcurrencyError of w's refused append, the
+// stream at version actual (nil: it does not exist).
+func refusedConflict(w streamWrite, actual *int64) *ConcurrencyError {
+	cerr := &ConcurrencyError{StreamID: w.streamID, Expected: w.expected}
+	if actual != nil {
+		cerr.Actual = *actual
+	}
+	return cerr
 }
 
 // resolveRefused decides what a refused append means, from where its event
@@ -385,29 +396,9 @@ func (s *Store) refusedStored(ctx context.Context, w streamWrite) (actual int64,
 //   - any other placement (another stream, another version, a gap): the
 //     ids were reused for other events, ErrInvalidEvent.
 func (s *Store) resolveRefused(ctx context.Context, db dbtx, w streamWrite, meta []byte) (int64, error) {
-	ids := make([][16]byte, len(w.events))
-	for i, e := range w.events {
-		ids[i] = e.id
-	}
-	rows, err := db.Query(ctx, s.sql.selectRefused, ids, w.streamID)
+	actual, stored, err := s.readRefused(ctx, db, w)
 	if err != nil {
-		return 0, fmt.Errorf("mire: append to stream %q: %w", w.streamID, translate(ctx, err))
-	}
-	type placement struct {
-		stream  *string
-		version *int64
-	}
-	var (
-		actual *int64 // the stream's version; nil if it does not exist
-		ord    int64
-		p      placement
-	)
-	stored := make([]placement, 0, len(w.events))
-	if _, err := pgx.ForEachRow(rows, []any{&actual, &ord, &p.stream, &p.version}, func() error {
-		stored = append(stored, p)
-		return nil
-	}); err != nil {
-		return 0, fmt.Errorf("mire: append to stream %q: %w", w.streamID, translate(ctx, err))
+		return 0, err
 	}
 	k := 0 // the events stored as a retry's prefix
 	for i, p := range stored {
@@ -431,10 +422,7 @@ func (s *Store) resolveRefused(ctx context.Context, db dbtx, w streamWrite, meta
 		}
 		k++
 	}
-	cerr := &ConcurrencyError{StreamID: w.streamID, Expected: w.expected}
-	if actual != nil {
-		cerr.Actual = *actual
-	}
+	cerr := refusedConflict(w, actual)
 	if k == 0 {
 		return 0, cerr
 	}

@@ -190,13 +190,12 @@ type queries struct {
 
 func newQueries(schema string) queries {
 	fill := strings.NewReplacer("{{schema}}", pgx.Identifier{schema}.Sanitize()).Replace
-	return queries{
+	q := queries{
 		snapshot:            newSnapshotQueries(fill),
 		appendNew:           newAppendQueries(fill, false, false),
 		appendGiven:         newAppendQueries(fill, true, false),
 		appendNewInline:     newAppendQueries(fill, false, true),
 		appendGivenInline:   newAppendQueries(fill, true, true),
-		appendNewStrict:     strictAppendQueries(newAppendQueries(fill, false, false)),
 		selectStreamVersion: fill(selectStreamVersion),
 		lockStreams:         fill(lockStreams),
 		notify:              notify,
@@ -207,6 +206,8 @@ func newQueries(schema string) queries {
 		readCategory:        fill(readCategory),
 		readAll:             fill(readAll),
 	}
+	q.appendNewStrict = strictAppendQueries(q.appendNew)
+	return q
 }
 
 // The snapshot SQL, with {{schema}} standing for the quoted schema name

@@ -71,57 +71,63 @@ func (s *Store) save(ctx context.Context, tx pgx.Tx, roots []Saveable) ([]rootWr
 	if err != nil || len(writes) == 0 {
 		return nil, nil, err
 	}
+	versions, err := s.traced(ctx, writes, func(ctx context.Context) ([]int64, error) { return s.write(ctx, tx, writes) })
+	if err != nil {
+		return nil, nil, err
+	}
+	return writes, versions, nil
+}
+
+// traced runs write, the writing of writes, inside a save span when
+// telemetry is on.
+func (s *Store) traced(ctx context.Context, writes []rootWrite, write func(context.Context) ([]int64, error)) ([]int64, error) {
 	if !s.tel.on() {
-		return s.write(ctx, tx, writes)
+		return write(ctx)
 	}
 	ctx, o := s.tel.begin(ctx, "save", "save")
-	done, versions, err := s.write(ctx, tx, writes)
+	versions, err := write(ctx)
 	s.tel.written(ctx, o, streamWrites(writes), versions, err)
-	return done, versions, err
+	return versions, err
 }
 
 // write is save's body, after the roots are checked: it writes writes, in
 // tx or a transaction of its own.
-func (s *Store) write(ctx context.Context, tx pgx.Tx, writes []rootWrite) ([]rootWrite, []int64, error) {
+func (s *Store) write(ctx context.Context, tx pgx.Tx, writes []rootWrite) ([]int64, error) {
 	meta, err := metadataJSON(ctx)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	oneTrip := tx == nil && len(writes) > 1 && s.oneTrip(writes) // before markSent
 	markSent(writes)
 	if tx != nil {
-		versions, err := s.appendAll(ctx, tx, writes, meta)
-		return writes, versions, err
+		return s.appendAll(ctx, tx, writes, meta)
 	}
 	if len(s.inline.load()) == 0 {
 		if len(writes) == 1 {
 			version, err := s.append(ctx, s.pool, writes[0].write, meta)
-			return writes, []int64{version}, err
+			return []int64{version}, err
 		}
 		if oneTrip {
 			// BEGIN, the appends (failing when refused) and COMMIT in one
 			// round trip, as TxScope.SaveAndCommit sends them.
-			versions, err := (&TxScope{store: s}).appendAndCommit(ctx, writes)
+			versions, err := (&TxScope{store: s}).appendAndCommit(ctx, writes, meta)
 			if !errors.Is(err, errTwoTrips) {
-				if err != nil {
-					return nil, nil, err
-				}
-				return writes, versions, nil
+				return versions, err
 			}
 		}
 		// BEGIN goes with the appends: two round trips, not three.
 		versions, tx, err := s.appendBatch(ctx, nil, writes, meta)
 		if tx == nil {
-			return nil, nil, err
+			return nil, err
 		}
 		if err != nil {
 			_ = tx.Rollback(context.WithoutCancel(ctx))
-			return nil, nil, err
+			return nil, err
 		}
 		if err := tx.Commit(ctx); err != nil {
-			return nil, nil, fmt.Errorf("mire: save: %w", translate(ctx, err))
+			return nil, fmt.Errorf("mire: save: %w", translate(ctx, err))
 		}
-		return writes, versions, nil
+		return versions, nil
 	}
 	// Inline projections run after each append, in its transaction.
 	var versions []int64
@@ -131,12 +137,12 @@ func (s *Store) write(ctx context.Context, tx pgx.Tx, writes []rootWrite) ([]roo
 		return appendErr
 	})
 	if appendErr != nil {
-		return nil, nil, appendErr
+		return nil, appendErr
 	}
 	if err != nil {
-		return nil, nil, fmt.Errorf("mire: save: %w", translate(ctx, err))
+		return nil, fmt.Errorf("mire: save: %w", translate(ctx, err))
 	}
-	return writes, versions, nil
+	return versions, nil
 }
 
 // markSent marks the roots of writes as sending their pending events (see

@@ -460,12 +460,28 @@ func (t *TxScope) Save(ctx context.Context, roots ...Saveable) error {
 	if err := checkContext(ctx, "save"); err != nil {
 		return err
 	}
+	writes, err := collectWrites(roots)
+	if err != nil {
+		t.failed = err
+		t.restore()
+		return err
+	}
+	return t.saveWrites(ctx, writes)
+}
+
+// saveWrites is Save after the roots are checked.
+func (t *TxScope) saveWrites(ctx context.Context, writes []rootWrite) error {
 	tx, err := t.transaction(ctx)
 	if err != nil {
 		t.restore()
 		return err
 	}
-	writes, versions, err := t.store.save(t.scoped(ctx), tx, roots)
+	if len(writes) == 0 {
+		return nil
+	}
+	versions, err := t.store.traced(t.scoped(ctx), writes, func(ctx context.Context) ([]int64, error) {
+		return t.store.write(ctx, tx, writes)
+	})
 	if err != nil {
 		t.failed = err
 		t.restore()
@@ -517,34 +533,26 @@ func (t *TxScope) SaveAndCommit(ctx context.Context, roots ...Saveable) error {
 		return err
 	}
 	writes, err := collectWrites(roots)
-	if err == nil && (len(writes) == 0 || !t.store.oneTrip(writes)) {
-		if err := t.Save(ctx, roots...); err != nil {
-			_ = t.Rollback(ctx)
-			return err
-		}
-		return t.commitAll(ctx)
+	if err != nil {
+		_ = t.Rollback(ctx)
+		return err
 	}
+	if len(writes) == 0 || !t.store.oneTrip(writes) {
+		return t.saveThenCommit(ctx, writes)
+	}
+	meta, err := metadataJSON(ctx)
 	if err != nil {
 		_ = t.Rollback(ctx)
 		return err
 	}
 	markSent(writes)
 	ctx = t.scoped(ctx)
-	var versions []int64
-	if !t.store.tel.on() {
-		versions, err = t.appendAndCommit(ctx, writes)
-	} else {
-		sctx, o := t.store.tel.begin(ctx, "save", "save")
-		versions, err = t.appendAndCommit(sctx, writes)
-		t.store.tel.written(sctx, o, streamWrites(writes), versions, err)
-	}
+	versions, err := t.store.traced(ctx, writes, func(ctx context.Context) ([]int64, error) {
+		return t.appendAndCommit(ctx, writes, meta)
+	})
 	if errors.Is(err, errTwoTrips) { // nothing was sent before: begin again
 		t.done, t.tx = false, nil
-		if err := t.Save(ctx, roots...); err != nil {
-			_ = t.Rollback(ctx)
-			return err
-		}
-		return t.commitAll(ctx)
+		return t.saveThenCommit(ctx, writes)
 	}
 	if err != nil {
 		t.restore()
@@ -558,8 +566,13 @@ func (t *TxScope) SaveAndCommit(ctx context.Context, roots ...Saveable) error {
 	return nil
 }
 
-// commitAll is Commit that marks the scope committed for InTx.
-func (t *TxScope) commitAll(ctx context.Context) error {
+// saveThenCommit is SaveAndCommit in two round trips: Save, then Commit,
+// marking the scope committed for InTx.
+func (t *TxScope) saveThenCommit(ctx context.Context, writes []rootWrite) error {
+	if err := t.saveWrites(ctx, writes); err != nil {
+		_ = t.Rollback(ctx)
+		return err
+	}
 	if err := t.Commit(ctx); err != nil {
 		return err
 	}
@@ -589,13 +602,9 @@ func (s *Store) oneTrip(writes []rootWrite) bool {
 // not begun), and ends the scope: committed, its connection handed back,
 // and the versions the streams reached returned; or rolled back and the
 // error returned.
-func (t *TxScope) appendAndCommit(ctx context.Context, writes []rootWrite) ([]int64, error) {
+func (t *TxScope) appendAndCommit(ctx context.Context, writes []rootWrite, meta []byte) ([]int64, error) {
 	s := t.store
 	t.done = true
-	meta, err := metadataJSON(ctx)
-	if err != nil {
-		return nil, errors.Join(err, t.rollback(ctx))
-	}
 	batch := &pgx.Batch{}
 	begin := t.queueBegin(batch)
 	for _, w := range writes {
@@ -639,7 +648,8 @@ func (t *TxScope) appendAndCommit(ctx context.Context, writes []rootWrite) ([]in
 		}
 		// What refused it is read outside the transaction, which is over:
 		// read only, as nothing may be written outside it.
-		actual, stored, err := s.refusedStored(ctx, w)
+		actual, placed, err := s.readRefused(ctx, s.pool, w)
+		stored := slices.ContainsFunc(placed, func(p placement) bool { return p.stream != nil })
 		switch {
 		case err != nil:
 			return nil, errors.Join(err, rbErr)
@@ -651,11 +661,11 @@ func (t *TxScope) appendAndCommit(ctx context.Context, writes []rootWrite) ([]in
 			return nil, errors.Join(errTwoTrips, rbErr)
 		case stored:
 			return nil, errors.Join(fmt.Errorf("%w (events of it are stored by an earlier save, and the scope's transaction, rolled back, held more than this save: load again)",
-				&ConcurrencyError{StreamID: w.streamID, Expected: w.expected, Actual: actual}), rbErr)
+				refusedConflict(w, actual)), rbErr)
 		}
-		return nil, errors.Join(&ConcurrencyError{StreamID: w.streamID, Expected: w.expected, Actual: actual}, rbErr)
+		return nil, errors.Join(refusedConflict(w, actual), rbErr)
 	}
-	err = cmp.Or(commitErr, closeErr)
+	err := cmp.Or(commitErr, closeErr)
 	if err == nil {
 		err = fmt.Errorf("the server answered %q", tag.String())
 	}

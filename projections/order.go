@@ -63,6 +63,9 @@ func (o *order) hold(r row) {
 // release returns the held events of stream that follow version, in order,
 // and forgets them.
 func (o *order) release(stream string, version int64) []row {
+	if o.n == 0 {
+		return nil // nothing held: skip the map lookup
+	}
 	hs := o.held[stream]
 	i := 0
 	for i < len(hs) && hs[i].env.Version == version+int64(i)+1 {

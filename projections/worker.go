@@ -509,9 +509,6 @@ func (w *worker) step(ctx context.Context) (more bool, err error) {
 		if err := deliver(&r.row); err != nil {
 			return false, err
 		}
-		if ord.n == 0 {
-			continue // nothing held: nothing to release
-		}
 		released := ord.release(r.env.StreamID, r.env.Version)
 		for j := range released {
 			if err := deliver(&released[j]); err != nil {

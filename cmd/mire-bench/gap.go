@@ -38,7 +38,7 @@ func handStatementCase(ctx context.Context, e *env, writers int) (*bcase, error)
 			var written, version int64
 			return 1, e.pool.QueryRow(ctx, sql, args...).Scan(&written, &version)
 		}},
-		baseline: side{op: baseInsertOp(e)},
+		baseline: side{op: insertOp(e, baseInsertEvent)},
 		note: func(_, _ *sample) string {
 			return "mire column: Store.Append's own statement for a one-event append to a new stream (captured from an Append, stream row and all), sent with raw pgx on mire's schema; baseline column: workload 1's INSERT"
 		},
@@ -96,18 +96,9 @@ func wideTableCase(ctx context.Context, e *env, writers int) (*bcase, error) {
 	if _, err := e.pool.Exec(ctx, create); err != nil {
 		return nil, fmt.Errorf("create baseline.wide: %w", err)
 	}
-	insert := strings.Replace(baseInsertEvent, "baseline.events", "baseline.wide", 1)
 	return &bcase{
-		mire: side{op: func(ctx context.Context, w *worker) (int, error) {
-			id := e.newID("w")
-			data, eid, err := baseEncode(Opened{Owner: id, Initial: 100})
-			if err != nil {
-				return 0, err
-			}
-			_, err = e.pool.Exec(ctx, insert, "account-"+id, 1, eid, "Opened", data)
-			return 1, err
-		}},
-		baseline: side{op: baseInsertOp(e)},
+		mire:     side{op: insertOp(e, strings.Replace(baseInsertEvent, "baseline.events", "baseline.wide", 1))},
+		baseline: side{op: insertOp(e, baseInsertEvent)},
 		note: func(_, _ *sample) string {
 			return "mire column: workload 1's INSERT into a table shaped as mire's events (LIKE it INCLUDING ALL), no stream row; baseline column: the same INSERT into the baseline's table"
 		},

@@ -139,20 +139,21 @@ func newStreamCase(via int) func(ctx context.Context, e *env, writers int) (*bca
 			}
 			return 1, e.store.Save(ctx, acc)
 		}
-		return &bcase{mire: side{op: mireOp}, baseline: side{op: baseInsertOp(e)}}, nil
+		return &bcase{mire: side{op: mireOp}, baseline: side{op: insertOp(e, baseInsertEvent)}}, nil
 	}
 }
 
-// baseInsertOp is workload 1's baseline: one INSERT of one event to a new
-// stream, its own transaction.
-func baseInsertOp(e *env) op {
+// insertOp is workload 1's baseline: one INSERT (baseInsertEvent, or the
+// same into another table) of one event to a new stream, its own
+// transaction.
+func insertOp(e *env, insert string) op {
 	return func(ctx context.Context, w *worker) (int, error) {
 		id := e.newID("b")
 		data, eid, err := baseEncode(Opened{Owner: id, Initial: 100})
 		if err != nil {
 			return 0, err
 		}
-		_, err = e.pool.Exec(ctx, baseInsertEvent, "account-"+id, 1, eid, "Opened", data)
+		_, err = e.pool.Exec(ctx, insert, "account-"+id, 1, eid, "Opened", data)
 		return 1, err
 	}
 }

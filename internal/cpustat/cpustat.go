@@ -3,10 +3,7 @@
 // op costs on each side of the connection as well as how fast it ran.
 package cpustat
 
-import (
-	"fmt"
-	"time"
-)
+import "time"
 
 // Sample is the CPU time used so far, user and system: by this process
 // (everything in it, the garbage collector included) and by every postgres
@@ -32,12 +29,4 @@ func (s Sample) Since() (Sample, bool) {
 		return Sample{}, false
 	}
 	return Sample{Self: n.Self - s.Self, Postgres: n.Postgres - s.Postgres, ok: true}, true
-}
-
-// PerOp formats CPU time d spread over n ops in microseconds, one decimal.
-func PerOp(d time.Duration, n int64) string {
-	if n <= 0 {
-		return "-"
-	}
-	return fmt.Sprintf("%.1f µs", float64(d)/float64(time.Microsecond)/float64(n))
 }
